@@ -1,0 +1,100 @@
+// swift-tools-version:6.2
+import PackageDescription
+
+// One set of strict settings for every Swift target (see ../shared/notes/swift-style-brief.md, rule 1).
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+    .enableUpcomingFeature("NonisolatedNonsendingByDefault"),
+    .treatAllWarnings(as: .error),
+]
+
+let nioCore = Target.Dependency.product(name: "NIOCore", package: "swift-nio")
+let nioPosix = Target.Dependency.product(name: "NIOPosix", package: "swift-nio")
+let logging = Target.Dependency.product(name: "Logging", package: "swift-log")
+let lifecycle = Target.Dependency.product(name: "ServiceLifecycle", package: "swift-service-lifecycle")
+let argumentParser = Target.Dependency.product(name: "ArgumentParser", package: "swift-argument-parser")
+
+let package = Package(
+    name: "kindling",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "kindling", targets: ["kindling"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // C libraries from Debian, found through pkg-config.
+        .systemLibrary(name: "CSodium", pkgConfig: "libsodium", providers: [.apt(["libsodium-dev"])]),
+        .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        // GNU-only syscalls and the chunking inner loop, optimised even in debug builds so tests stay fast.
+        .target(
+            name: "CKindlingShims",
+            cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]
+        ),
+
+        // Hashes, signatures, key exchange and authenticated encryption (libsodium).
+        .target(name: "KindlingCrypto", dependencies: ["CSodium"], swiftSettings: strict),
+        // Content-defined chunking of byte streams (FastCDC).
+        .target(name: "KindlingChunking", dependencies: ["KindlingCrypto", "CKindlingShims"], swiftSettings: strict),
+        // Manifests, their canonical encoding and signatures, path rules, and the trust file.
+        .target(name: "KindlingManifest", dependencies: ["KindlingCrypto"], swiftSettings: strict),
+        // The content-addressed chunk store: zstd chunk files plus an SQLite index of chunks, manifests and pins.
+        .target(
+            name: "KindlingStore",
+            dependencies: ["KindlingManifest", "KindlingCrypto", "CZstd", "CSQLite", "CKindlingShims"],
+            swiftSettings: strict
+        ),
+        // Capturing a directory tree into the store and materialising a manifest into a directory atomically.
+        .target(
+            name: "KindlingSnapshot",
+            dependencies: ["KindlingStore", "KindlingChunking", "KindlingManifest", "CKindlingShims"],
+            swiftSettings: strict
+        ),
+        // The `kindling` command line.
+        .executableTarget(
+            name: "kindling",
+            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", argumentParser],
+            swiftSettings: strict
+        ),
+        // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
+        .target(
+            name: "KindlingTesting",
+            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            swiftSettings: strict
+        ),
+
+        .testTarget(name: "KindlingCryptoTests", dependencies: ["KindlingCrypto"], swiftSettings: strict),
+        .testTarget(
+            name: "KindlingChunkingTests",
+            dependencies: ["KindlingChunking", "KindlingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingManifestTests",
+            dependencies: ["KindlingManifest", "KindlingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingStoreTests",
+            dependencies: ["KindlingStore", "KindlingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingSnapshotTests",
+            dependencies: ["KindlingSnapshot", "KindlingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingCLITests",
+            dependencies: ["KindlingTesting", "kindling"],
+            swiftSettings: strict
+        ),
+    ]
+)

@@ -1,0 +1,24 @@
+// Small C helpers for things Swift cannot reach directly (GNU-only syscalls) or that must run fast even in debug
+// builds (the content-defined chunking inner loop). Every function is prefixed `ckindling_`.
+#ifndef CKINDLING_SHIMS_H
+#define CKINDLING_SHIMS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/// Finds the next FastCDC cut point in `data[0..<count]` (see Specs/chunking.md).
+/// The caller passes `count >= max_size` unless `count` holds all that is left of the input.
+/// Returns the length of the next chunk: in `1...min(count, max_size)`, or 0 when `count` is 0.
+size_t ckindling_cdc_next_cut(const uint8_t *data, size_t count, const uint64_t *gear, size_t min_size,
+                              size_t normal_size, size_t max_size, uint64_t mask_small, uint64_t mask_large);
+
+/// Atomically swaps two paths (renameat2 with RENAME_EXCHANGE). Returns 0 or -1 with errno set.
+int ckindling_exchange_paths(const char *first, const char *second);
+
+/// Renames without replacing an existing destination (RENAME_NOREPLACE). Returns 0 or -1 with errno set.
+int ckindling_rename_noreplace(const char *from, const char *to);
+
+/// Flushes the whole filesystem holding `fd` (syncfs). Returns 0 or -1 with errno set.
+int ckindling_syncfs(int fd);
+
+#endif

@@ -1,0 +1,42 @@
+#include "CKindlingShims.h"
+
+#include <fcntl.h>
+#include <stdio.h>
+#include <unistd.h>
+
+size_t ckindling_cdc_next_cut(const uint8_t *data, size_t count, const uint64_t *gear, size_t min_size,
+                              size_t normal_size, size_t max_size, uint64_t mask_small, uint64_t mask_large) {
+    if (count <= min_size) {
+        return count;
+    }
+    size_t end = count < max_size ? count : max_size;
+    size_t normal = normal_size < end ? normal_size : end;
+    uint64_t hash = 0;
+    size_t i = min_size;
+    // Normalised chunking: a stricter mask before the normal size, a looser one after it.
+    for (; i < normal; i++) {
+        hash = (hash << 1) + gear[data[i]];
+        if ((hash & mask_small) == 0) {
+            return i + 1;
+        }
+    }
+    for (; i < end; i++) {
+        hash = (hash << 1) + gear[data[i]];
+        if ((hash & mask_large) == 0) {
+            return i + 1;
+        }
+    }
+    return end;
+}
+
+int ckindling_exchange_paths(const char *first, const char *second) {
+    return renameat2(AT_FDCWD, first, AT_FDCWD, second, RENAME_EXCHANGE);
+}
+
+int ckindling_rename_noreplace(const char *from, const char *to) {
+    return renameat2(AT_FDCWD, from, AT_FDCWD, to, RENAME_NOREPLACE);
+}
+
+int ckindling_syncfs(int fd) {
+    return syncfs(fd);
+}

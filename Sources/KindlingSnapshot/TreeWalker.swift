@@ -1,0 +1,90 @@
+import Glibc
+import KindlingManifest
+import KindlingStore
+
+/// One item found on disk by `TreeWalker`.
+struct FoundItem: Sendable {
+    var path: String
+    var kind: EntryKind
+    var mode: UInt32
+    var modificationTime: UInt64
+    var size: Int
+    var symlinkTarget: String?
+}
+
+/// Lists a directory tree without following symlinks. Sockets, FIFOs and devices are skipped (and counted).
+struct TreeWalker {
+    let root: String
+    /// Decides whether a path is captured; for a directory, false skips its whole subtree.
+    let include: @Sendable (_ relativePath: String, _ kind: EntryKind) -> Bool
+
+    private(set) var skippedSpecialFiles = 0
+
+    init(root: String, include: @escaping @Sendable (String, EntryKind) -> Bool) {
+        self.root = root
+        self.include = include
+    }
+
+    mutating func walk() throws(SnapshotError) -> [FoundItem] {
+        guard FileSystem.isDirectory(root) else { throw .notADirectory(path: root) }
+        var items: [FoundItem] = []
+        try walk(relative: "", into: &items)
+        return items
+    }
+
+    private mutating func walk(relative: String, into items: inout [FoundItem]) throws(SnapshotError) {
+        let directory = relative.isEmpty ? root : root + "/" + relative
+        let names = try Self.rawNames(in: directory)
+        for name in names.sorted() {
+            let path = relative.isEmpty ? name : relative + "/" + name
+            let full = root + "/" + path
+            var info = stat()
+            guard lstat(full, &info) == 0 else {
+                if errno == ENOENT { continue }  // removed while walking: it is not part of the tree
+                throw .file(FileError("inspecting", full))
+            }
+            let mtime = UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+            let mode = UInt32(info.st_mode) & ManifestLimits.maxMode
+            switch info.st_mode & S_IFMT {
+            case S_IFDIR:
+                guard include(path, .directory) else { continue }
+                items.append(FoundItem(path: path, kind: .directory, mode: mode, modificationTime: mtime, size: 0))
+                try walk(relative: path, into: &items)
+            case S_IFREG:
+                guard include(path, .file) else { continue }
+                items.append(
+                    FoundItem(path: path, kind: .file, mode: mode, modificationTime: mtime, size: Int(info.st_size)))
+            case S_IFLNK:
+                guard include(path, .symlink) else { continue }
+                items.append(
+                    FoundItem(
+                        path: path, kind: .symlink, mode: 0o777, modificationTime: mtime, size: 0,
+                        symlinkTarget: try Self.readLink(full)))
+            default:
+                skippedSpecialFiles += 1
+            }
+        }
+    }
+
+    /// Directory entry names, refusing names that are not valid UTF-8 (the manifest format stores UTF-8).
+    private static func rawNames(in directory: String) throws(SnapshotError) -> [String] {
+        guard let handle = opendir(directory) else { throw .file(FileError("listing", directory)) }
+        defer { closedir(handle) }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            guard let name = String(validating: bytes, as: UTF8.self) else { throw .pathNotUTF8(parent: directory) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    private static func readLink(_ path: String) throws(SnapshotError) -> String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let count = readlink(path, &buffer, buffer.count - 1)
+        guard count > 0 else { throw .file(FileError("reading link", path)) }
+        let bytes = buffer[0..<count].map { UInt8(bitPattern: $0) }
+        guard let target = String(validating: bytes, as: UTF8.self) else { throw .pathNotUTF8(parent: path) }
+        return target
+    }
+}

@@ -1,0 +1,282 @@
+import CKindlingShims
+import Foundation
+public import KindlingCrypto
+public import KindlingManifest
+import Synchronization
+
+/// The content-addressed store (Specs/store.md): zstd-compressed chunk files under `chunks/`, and an SQLite index
+/// of chunks, manifests and pins.
+///
+/// Durability rule: a chunk file is written to `tmp/`, renamed into place, and made durable (syncfs) *before* its
+/// index row is committed. So a kill at any moment leaves files that are not indexed (swept by `gc`), never an
+/// index row whose file is missing or incomplete. Readers trust only the index and always re-hash what they read.
+public final class ChunkStore: Sendable {
+    public let root: String
+    let index: StoreIndex
+    /// Chunks written to disk but not yet indexed; `commit()` makes them durable and indexes them.
+    private let pending = Mutex<[Digest: PendingChunk]>([:])
+    /// Chunks read since the last flush, for LRU order.
+    private let touched = Mutex<Set<Digest>>([])
+
+    /// The largest chunk file accepted from disk: a compressed maximum-size chunk plus zstd's worst-case overhead.
+    static let maxStoredChunkBytes = ManifestLimits.maxChunkBytes + (ManifestLimits.maxChunkBytes >> 7) + 1024
+
+    /// Opens (creating if needed) the store at `root`.
+    public init(root: String) throws(StoreError) {
+        self.root = root
+        do {
+            try FileSystem.createDirectories(root, mode: 0o700)
+            try FileSystem.createDirectories(root + "/tmp")
+            for prefix in 0..<256 {
+                let name = root + "/chunks/" + Hex.encode([UInt8(prefix)])
+                if !FileSystem.isDirectory(name) { try FileSystem.createDirectories(name) }
+            }
+        } catch {
+            throw .cannotOpen(path: root, reason: error.description)
+        }
+        self.index = try StoreIndex(path: root + "/index.sqlite")
+    }
+
+    /// The default store: `$KINDLING_HOME`, else `~/.cache/kindling`.
+    public static var defaultRoot: String {
+        let environment = ProcessInfo.processInfo.environment
+        if let home = environment["KINDLING_HOME"], !home.isEmpty { return home }
+        let userHome = environment["HOME"] ?? NSHomeDirectory()
+        return userHome + "/.cache/kindling"
+    }
+
+    func chunkPath(_ id: Digest) -> String {
+        let hex = id.hex
+        return root + "/chunks/" + hex.prefix(2) + "/" + hex
+    }
+
+    // MARK: Writing chunks
+
+    /// True when the chunk is indexed (durably stored) or written and waiting for `commit()`.
+    public func contains(_ id: Digest) throws(StoreError) -> Bool {
+        if pending.withLock({ $0[id] != nil }) { return true }
+        return try index.chunkSize(id) != nil
+    }
+
+    /// The subset of `ids` this store holds (indexed or pending).
+    public func presentChunks(among ids: [Digest]) throws(StoreError) -> Set<Digest> {
+        var present = try index.presentChunks(ids)
+        pending.withLock { pending in
+            for id in ids where pending[id] != nil { present.insert(id) }
+        }
+        return present
+    }
+
+    /// Compresses and writes a chunk whose id the caller computed from `plain`. Returns the bytes it takes on
+    /// disk, or nil when the store already had it. It becomes visible to other processes at the next `commit()`.
+    @discardableResult
+    public func storeChunk(
+        _ plain: UnsafeRawBufferPointer, id: Digest, compressor: ZstdCompressor
+    ) throws(StoreError) -> Int? {
+        guard plain.count <= ManifestLimits.maxChunkBytes else { throw .chunkTooLarge(id, size: plain.count) }
+        if try contains(id) {
+            touched.withLock { _ = $0.insert(id) }
+            return nil
+        }
+        let compressed = compressor.compress(plain)
+        try writeChunkFile(id: id, compressed: compressed, plainSize: plain.count)
+        return compressed.count
+    }
+
+    /// Stores a compressed chunk received from a peer, after checking that it decompresses to bytes with this id.
+    /// Returns false when the store already had it.
+    @discardableResult
+    public func storeCompressedChunk(
+        _ compressed: [UInt8], id: Digest, expectedSize: Int, decompressor: ZstdDecompressor
+    ) throws(StoreError) -> Bool {
+        let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
+            try decompressor.decompress(
+                buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id)
+        }
+        guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
+        if try contains(id) { return false }
+        try writeChunkFile(id: id, compressed: compressed, plainSize: plain.count)
+        return true
+    }
+
+    private func writeChunkFile(id: Digest, compressed: [UInt8], plainSize: Int) throws(StoreError) {
+        let temporary = root + "/tmp/" + FileSystem.randomName(prefix: "chunk-")
+        do throws(FileError) {
+            let file = try PosixFile(opening: temporary, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
+            try file.write(compressed)
+            let destination = chunkPath(id)
+            guard rename(temporary, destination) == 0 else { throw FileError("renaming chunk into", destination) }
+        } catch {
+            unlink(temporary)
+            throw .file(error)
+        }
+        pending.withLock { $0[id] = PendingChunk(id: id, plainSize: plainSize, storedSize: compressed.count) }
+    }
+
+    /// Makes every chunk written so far durable, then indexes it. After this returns, a crash loses none of them.
+    public func commit() throws(StoreError) {
+        let batch = pending.withLock { Array($0.values) }
+        if !batch.isEmpty {
+            try syncFileSystem()
+            try index.insertChunks(batch, now: Self.now)
+            pending.withLock { pending in
+                for chunk in batch { pending[chunk.id] = nil }
+            }
+        }
+        try flushUsage()
+    }
+
+    /// Records which chunks were read, so that eviction removes the least recently used first.
+    public func flushUsage() throws(StoreError) {
+        let ids = touched.withLock { touched in
+            defer { touched.removeAll() }
+            return touched
+        }
+        try index.touchChunks(ids, now: Self.now)
+    }
+
+    private func syncFileSystem() throws(StoreError) {
+        let descriptor = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw .file(FileError("opening", root)) }
+        defer { close(descriptor) }
+        guard ckindling_syncfs(descriptor) == 0 else { throw .file(FileError("syncing the filesystem of", root)) }
+    }
+
+    // MARK: Reading chunks
+
+    /// The plain bytes of an indexed chunk, verified against its id. Never returns bytes that do not match.
+    public func readChunk(
+        _ id: Digest, expectedSize: Int? = nil, decompressor: ZstdDecompressor
+    ) throws(StoreError) -> [UInt8] {
+        let compressed = try readChunkFile(id)
+        let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
+            try decompressor.decompress(
+                buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id)
+        }
+        guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
+        touched.withLock { _ = $0.insert(id) }
+        return plain
+    }
+
+    /// The stored (compressed) form of a chunk, after checking that it still matches its id: what peers are served.
+    public func readVerifiedCompressedChunk(
+        _ id: Digest, decompressor: ZstdDecompressor
+    ) throws(StoreError) -> (compressed: [UInt8], plainSize: Int) {
+        let compressed = try readChunkFile(id)
+        let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
+            try decompressor.decompress(buffer, expectedSize: nil, limit: ManifestLimits.maxChunkBytes, id: id)
+        }
+        guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
+        touched.withLock { _ = $0.insert(id) }
+        return (compressed, plain.count)
+    }
+
+    private func readChunkFile(_ id: Digest) throws(StoreError) -> [UInt8] {
+        let path = chunkPath(id)
+        do throws(FileError) {
+            let file = try PosixFile(opening: path, flags: O_RDONLY)
+            return try file.readAll(limit: Self.maxStoredChunkBytes)
+        } catch {
+            if error.code == ENOENT { throw .missingChunk(id) }
+            if error.code == EFBIG { throw .chunkTooLarge(id, size: Self.maxStoredChunkBytes) }
+            throw .file(error)
+        }
+    }
+
+    // MARK: Manifests
+
+    /// Records a trusted signed header (its body may follow later).
+    public func saveHeader(_ trusted: TrustedHeader) throws(StoreError) {
+        try index.insertHeader(trusted.signed, body: nil, now: Self.now)
+    }
+
+    /// Records a trusted manifest with its body.
+    public func saveManifest(_ trusted: TrustedManifest) throws(StoreError) {
+        try index.insertHeader(trusted.manifest.signed, body: trusted.manifest.bodyBytes, now: Self.now)
+    }
+
+    /// The signed header of a manifest, as stored. Check it with a `TrustPolicy` before use: the trust file may
+    /// have changed (a key revoked) since it was stored.
+    public func signedHeader(_ id: Digest) throws(StoreError) -> SignedHeader? {
+        guard let row = try index.manifestRow(id) else { return nil }
+        return try Self.decodeHeader(row)
+    }
+
+    /// The complete manifest, or nil when the store has only its header (or nothing).
+    public func manifest(_ id: Digest) throws(StoreError) -> Manifest? {
+        guard let row = try index.manifestRow(id), let body = row.body else { return nil }
+        let signed = try Self.decodeHeader(row)
+        do {
+            return try Manifest(signed: signed, bodyBytes: body)
+        } catch {
+            throw .corruptManifest(id, reason: error.description)
+        }
+    }
+
+    /// Headers of stored manifests, newest first, optionally for one repository and commit.
+    public func manifestSummaries(repository: String? = nil, commit: String? = nil) throws(StoreError) -> [ManifestSummary] {
+        var summaries: [ManifestSummary] = []
+        for row in try index.manifestRows(repository: repository, commit: commit) {
+            guard let signed = try? Self.decodeHeader(row) else { continue }
+            summaries.append(ManifestSummary(signed: signed, hasBody: row.body != nil, pinned: false))
+        }
+        let pins = try index.pins()
+        return summaries.map { summary in
+            var summary = summary
+            summary.pinned = pins[summary.id] != nil
+            return summary
+        }
+    }
+
+    public func removeManifest(_ id: Digest) throws(StoreError) {
+        try index.deleteManifest(id)
+    }
+
+    /// Which chunks of `manifest` are missing from the store, in manifest order, without duplicates.
+    public func missingChunks(of manifest: Manifest) throws(StoreError) -> [ChunkReference] {
+        var seen = Set<Digest>()
+        var unique: [ChunkReference] = []
+        for entry in manifest.body.entries {
+            for chunk in entry.chunks where seen.insert(chunk.id).inserted {
+                unique.append(chunk)
+            }
+        }
+        let present = try presentChunks(among: unique.map(\.id))
+        return unique.filter { !present.contains($0.id) }
+    }
+
+    private static func decodeHeader(_ row: ManifestRow) throws(StoreError) -> SignedHeader {
+        do {
+            return try SignedHeader(headerBytes: row.header, signature: try Signature(bytes: row.signature))
+        } catch {
+            throw .corruptManifest(row.id, reason: "\(error)")
+        }
+    }
+
+    // MARK: Pins
+
+    public func pin(_ id: Digest, reason: String) throws(StoreError) {
+        guard try index.manifestRow(id) != nil else { throw .manifestNotFound(id.hex) }
+        try index.setPinned(id, pinned: true, reason: reason, now: Self.now)
+    }
+
+    public func unpin(_ id: Digest) throws(StoreError) {
+        try index.setPinned(id, pinned: false, reason: "", now: Self.now)
+    }
+
+    public func pins() throws(StoreError) -> [Digest: String] {
+        try index.pins()
+    }
+
+    static var now: Int64 { Int64(Date().timeIntervalSince1970) }
+}
+
+/// What the store knows of one manifest without decoding its body.
+public struct ManifestSummary: Sendable {
+    public var signed: SignedHeader
+    public var hasBody: Bool
+    public var pinned: Bool
+
+    public var id: Digest { signed.id }
+    public var header: ManifestHeader { signed.header }
+}

@@ -1,0 +1,76 @@
+import CZstd
+public import KindlingCrypto
+
+/// A reusable zstd compression context. Not Sendable: each worker owns one (contexts are costly to create).
+public final class ZstdCompressor {
+    private let context: OpaquePointer
+    public let level: Int32
+
+    public init(level: Int32 = 3) {
+        // ZSTD_createCCtx only fails when out of memory.
+        guard let context = ZSTD_createCCtx() else { fatalError("zstd: out of memory creating a compression context") }
+        self.context = context
+        self.level = level
+    }
+
+    deinit {
+        ZSTD_freeCCtx(context)
+    }
+
+    /// One zstd frame holding `input`, with its content size recorded in the frame header.
+    public func compress(_ input: UnsafeRawBufferPointer) -> [UInt8] {
+        let bound = ZSTD_compressBound(input.count)
+        var output = [UInt8](repeating: 0, count: bound)
+        let written = output.withUnsafeMutableBytes { out in
+            ZSTD_compressCCtx(context, out.baseAddress, out.count, input.baseAddress, input.count, level)
+        }
+        // With a bound-sized output, compression cannot fail.
+        precondition(ZSTD_isError(written) == 0, "zstd compression failed")
+        output.removeLast(output.count - written)
+        return output
+    }
+}
+
+/// A reusable zstd decompression context that never inflates beyond a limit (a zstd bomb is just corrupt input).
+public final class ZstdDecompressor {
+    private let context: OpaquePointer
+
+    public init() {
+        guard let context = ZSTD_createDCtx() else { fatalError("zstd: out of memory creating a decompression context") }
+        self.context = context
+    }
+
+    deinit {
+        ZSTD_freeDCtx(context)
+    }
+
+    /// Decompresses one frame whose content size must be exactly `expectedSize` (at most `limit` bytes).
+    public func decompress(
+        _ input: UnsafeRawBufferPointer, expectedSize: Int?, limit: Int, id: Digest
+    ) throws(StoreError) -> [UInt8] {
+        let declared = ZSTD_getFrameContentSize(input.baseAddress, input.count)
+        guard declared != ZSTD_CONTENTSIZE_ERROR, declared != ZSTD_CONTENTSIZE_UNKNOWN else {
+            throw .corruptChunk(id, reason: "not a zstd frame with a known size")
+        }
+        guard declared <= UInt64(limit) else { throw .chunkTooLarge(id, size: Int(clamping: declared)) }
+        let size = Int(declared)
+        if let expectedSize, expectedSize != size {
+            throw .corruptChunk(id, reason: "holds \(size) bytes, expected \(expectedSize)")
+        }
+        var output = [UInt8](repeating: 0, count: size)
+        let written = output.withUnsafeMutableBytes { out in
+            ZSTD_decompressDCtx(context, out.baseAddress, out.count, input.baseAddress, input.count)
+        }
+        guard ZSTD_isError(written) == 0 else {
+            throw .corruptChunk(id, reason: String(cString: ZSTD_getErrorName(written)))
+        }
+        guard written == size else { throw .corruptChunk(id, reason: "frame shorter than its declared size") }
+        return output
+    }
+}
+
+@available(*, unavailable)
+extension ZstdCompressor: Sendable {}
+
+@available(*, unavailable)
+extension ZstdDecompressor: Sendable {}

@@ -1,0 +1,85 @@
+import ArgumentParser
+import Foundation
+import KindlingCrypto
+import KindlingManifest
+import KindlingSnapshot
+import KindlingStore
+
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Materialise a trusted snapshot into a directory, atomically.",
+        discussion: """
+            Restores the newest manifest for --repo and --commit that the trust file accepts (or the manifest file \
+            given with --manifest). Files are written into a staging folder beside --into and swapped in at the \
+            end, so an interrupted restore leaves --into as it was.
+            """)
+
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: .long, help: "The trust file listing accepted publisher keys.") var trust: String
+    @Option(name: .long, help: "The repository name.") var repo: String?
+    @Option(name: .long, help: "The commit.") var commit: String?
+    @Option(name: .long, help: "The destination directory.") var into: String
+    @Option(name: .long, help: "Restore this manifest file (from 'kindling manifest export') instead of searching.")
+    var manifest: String?
+    @Option(name: .long, parsing: .singleValue, help: "Only use snapshots whose cache key has KEY=VALUE (repeatable).")
+    var keyValue: [String] = []
+    @Flag(name: .long, help: "Replace the contents of a non-empty destination.") var replace = false
+
+    func validate() throws {
+        if manifest == nil && (repo == nil || commit == nil) {
+            throw ValidationError("give --repo and --commit, or --manifest FILE")
+        }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let policy = try loadTrustPolicy(trust)
+            let store = try storeOptions.open()
+            let chosen = try manifest.map { try loadManifestFile($0, policy: policy, store: store) }
+                ?? findInStore(store: store, policy: policy)
+            let (bar, progress) = ProgressBar.handler(label: "restoring")
+            let summary = try TreeRestore().restore(chosen, from: store, into: into, replace: replace, progress: progress)
+            bar?.finish()
+            print(
+                "restored \(chosen.header.repository)@\(chosen.header.commit) (manifest \(chosen.id.short)): "
+                    + "\(summary.files) files, \(summary.directories) directories, \(summary.symlinks) symlinks, "
+                    + "\(Format.bytes(summary.bytes)) in \(Format.seconds(summary.seconds)) "
+                    + "(\(Format.rate(bytes: summary.bytes, seconds: summary.seconds)))"
+                    + (summary.replaced ? ", replacing the previous contents" : ""))
+        }
+    }
+
+    private func findInStore(store: ChunkStore, policy: TrustPolicy) throws -> Manifest {
+        guard let repo, let commit else { throw ValidationError("give --repo and --commit") }
+        let wanted = try parseKeyValues(keyValue)
+        switch try SnapshotSelection(store: store, policy: policy).newest(repository: repo, commit: commit, cacheKey: wanted) {
+        case .found(let trusted, _):
+            guard let manifest = try store.manifest(trusted.signed.id) else {
+                throw CommandFailure(
+                    "the store knows manifest \(trusted.signed.id.short) only by its header; fetch it first ('kindling fetch')")
+            }
+            return manifest
+        case .none(let candidates, let rejected):
+            if candidates == 0 {
+                throw CommandFailure("no snapshot of \(repo) at commit \(commit) in the store \(store.root)")
+            }
+            let reasons = rejected.map(\.description).joined(separator: "; ")
+            throw CommandFailure("none of the \(candidates) snapshots of \(repo)@\(commit) can be used: \(reasons)")
+        }
+    }
+}
+
+/// Reads a manifest file and passes it through the trust gate.
+func loadManifestFile(_ path: String, policy: TrustPolicy?, store: ChunkStore? = nil) throws -> Manifest {
+    guard let data = FileManager.default.contents(atPath: path) else {
+        throw CommandFailure("cannot read manifest file \(path)")
+    }
+    let manifest: Manifest
+    do {
+        manifest = try ManifestFile.decode(Array(data))
+    } catch {
+        throw CommandFailure("manifest file \(path) is unusable: \(error)")
+    }
+    if let policy { _ = try policy.verify(manifest) }
+    return manifest
+}

@@ -1,0 +1,38 @@
+import ArgumentParser
+import Foundation
+
+/// An error that the CLI reports as one line, `kindling: error: ...`, with exit status 1.
+struct CommandFailure: Error, CustomStringConvertible {
+    let description: String
+
+    init(_ description: String) {
+        self.description = description
+    }
+}
+
+/// Runs a command body, turning any error into one line on stderr and a non-zero exit.
+func reportingErrors<R>(_ body: () async throws -> R) async throws -> R {
+    do {
+        return try await body()
+    } catch let exit as ExitCode {
+        throw exit
+    } catch let clean as CleanExit {
+        throw clean
+    } catch {
+        Terminal.printError(String(describing: error))
+        throw ExitCode.failure
+    }
+}
+
+enum Terminal {
+    static func printError(_ message: String) {
+        FileHandle.standardError.write(Data("kindling: error: \(message)\n".utf8))
+    }
+
+    static func printWarning(_ message: String) {
+        FileHandle.standardError.write(Data("kindling: warning: \(message)\n".utf8))
+    }
+
+    static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
+    static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+}
