@@ -60,7 +60,10 @@ let package = Package(
         // The `kindling` command line.
         .executableTarget(
             name: "kindling",
-            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", argumentParser],
+            dependencies: [
+                "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", "KindlingChunking",
+                argumentParser,
+            ],
             swiftSettings: strict
         ),
         // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
@@ -93,7 +96,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingCLITests",
-            dependencies: ["KindlingTesting", "kindling"],
+            dependencies: ["KindlingTesting", "KindlingManifest", "KindlingCrypto", "kindling"],
             swiftSettings: strict
         ),
     ]

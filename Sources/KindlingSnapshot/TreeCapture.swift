@@ -58,10 +58,11 @@ public struct TreeCapture: Sendable {
         let done = Atomic<Int>(0)
         let chunker = chunker
         do throws(SnapshotError) {
-            try ParallelWork.forEach(order, workers: workers) { (_, index) throws(SnapshotError) in
+            try ParallelWork.forEach(order, workers: workers, state: { _ in ZstdCompressor(level: 3) }) {
+                (compressor, index) throws(SnapshotError) in
                 let item = items[index]
                 let result = try Self.captureFile(
-                    root: directory, item: item, chunker: chunker, store: store, compressor: Self.compressor())
+                    root: directory, item: item, chunker: chunker, store: store, compressor: compressor)
                 results.withLock { $0[index] = result }
                 let total = done.wrappingAdd(item.size, ordering: .relaxed).newValue
                 progress?(total, totalBytes)
@@ -100,9 +101,6 @@ public struct TreeCapture: Sendable {
         summary.seconds = (ContinuousClock.now - clock).seconds
         return (ManifestBody(entries: entries).entries, summary)
     }
-
-    // One compressor per worker thread: contexts are expensive to create and not thread-safe.
-    private static func compressor() -> ZstdCompressor { ZstdCompressor(level: 3) }
 
     private struct FileResult: Sendable {
         var chunks: [ChunkReference] = []

@@ -99,8 +99,9 @@ public struct TreeRestore: Sendable {
         let files = entries.filter { $0.kind == .file }.sorted { $0.size > $1.size }
         let totalBytes = files.reduce(0) { $0 + $1.size }
         let written = Atomic<Int>(0)
-        try ParallelWork.forEach(files, workers: workers) { (_, entry) throws(SnapshotError) in
-            try Self.writeFile(entry, from: store, staging: staging, decompressor: ZstdDecompressor())
+        try ParallelWork.forEach(files, workers: workers, state: { _ in ZstdDecompressor() }) {
+            (decompressor, entry) throws(SnapshotError) in
+            try Self.writeFile(entry, from: store, staging: staging, decompressor: decompressor)
             let done = written.wrappingAdd(entry.size, ordering: .relaxed).newValue
             progress?(done, totalBytes)
         }

@@ -15,6 +15,9 @@ public final class ChunkStore: Sendable {
     let index: StoreIndex
     /// Chunks written to disk but not yet indexed; `commit()` makes them durable and indexes them.
     private let pending = Mutex<[Digest: PendingChunk]>([:])
+    /// Chunks some thread is compressing and writing right now: a second writer of the same chunk (hard-linked or
+    /// duplicate files read in parallel) skips it instead of doing the work twice.
+    private let inFlight = Mutex<Set<Digest>>([])
     /// Chunks read since the last flush, for LRU order.
     private let touched = Mutex<Set<Digest>>([])
 
@@ -74,13 +77,25 @@ public final class ChunkStore: Sendable {
         _ plain: UnsafeRawBufferPointer, id: Digest, compressor: ZstdCompressor
     ) throws(StoreError) -> Int? {
         guard plain.count <= ManifestLimits.maxChunkBytes else { throw .chunkTooLarge(id, size: plain.count) }
-        if try contains(id) {
-            touched.withLock { _ = $0.insert(id) }
-            return nil
-        }
+        guard try claim(id) else { return nil }
+        defer { inFlight.withLock { _ = $0.remove(id) } }
         let compressed = compressor.compress(plain)
         try writeChunkFile(id: id, compressed: compressed, plainSize: plain.count)
         return compressed.count
+    }
+
+    /// True when the caller should write `id`: the store lacks it and no other thread is writing it.
+    private func claim(_ id: Digest) throws(StoreError) -> Bool {
+        let claimed = inFlight.withLock { inFlight in
+            pending.withLock { $0[id] == nil } && inFlight.insert(id).inserted
+        }
+        guard claimed else { return false }
+        if try index.chunkSize(id) != nil {
+            inFlight.withLock { _ = $0.remove(id) }
+            touched.withLock { _ = $0.insert(id) }
+            return false
+        }
+        return true
     }
 
     /// Stores a compressed chunk received from a peer, after checking that it decompresses to bytes with this id.
@@ -94,7 +109,8 @@ public final class ChunkStore: Sendable {
                 buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id)
         }
         guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
-        if try contains(id) { return false }
+        guard try claim(id) else { return false }
+        defer { inFlight.withLock { _ = $0.remove(id) } }
         try writeChunkFile(id: id, compressed: compressed, plainSize: plain.count)
         return true
     }

@@ -121,8 +121,8 @@ extension ChunkStore {
         try commit()
         let rows = try index.chunksByLastUse()
         let results = Mutex<(checked: Int, bytes: Int, corrupt: [Digest], missing: [Digest])>((0, 0, [], []))
-        ParallelWork.forEach(rows, workers: workers) { (_: Int, row: (id: Digest, plain: Int, stored: Int)) in
-            let decompressor = ZstdDecompressor()
+        ParallelWork.forEach(rows, workers: workers, state: { _ in ZstdDecompressor() }) {
+            (decompressor: inout ZstdDecompressor, row: (id: Digest, plain: Int, stored: Int)) in
             var outcome: (corrupt: Bool, missing: Bool) = (false, false)
             do throws(StoreError) {
                 _ = try readChunk(row.id, expectedSize: row.plain, decompressor: decompressor)

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 
 /// Runs the built `kindling` binary (or any program) and captures its output, for end-to-end tests.
 public struct CommandResult: Sendable, CustomStringConvertible {
@@ -65,5 +65,22 @@ public enum CommandRunner {
         return CommandResult(
             status: process.terminationStatus, stdout: String(decoding: outData, as: UTF8.self),
             stderr: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+extension CommandRunner {
+    /// Starts `kindling` in the background (output discarded), for tests that kill it midway.
+    public static func startKindling(_ arguments: [String], environment: [String: String] = [:]) throws -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: kindlingPath)
+        process.arguments = arguments
+        var merged = ProcessInfo.processInfo.environment
+        for (key, value) in environment { merged[key] = value }
+        process.environment = merged
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        return process
     }
 }

@@ -30,12 +30,24 @@ public enum ParallelWork {
         _ items: [Item], workers: Int = defaultWorkerCount,
         _ body: @Sendable (_ worker: Int, _ item: Item) throws(E) -> Void
     ) throws(E) {
+        try forEach(items, workers: workers, state: { _ in () }) { (_: inout Void, item: Item) throws(E) in
+            try body(0, item)
+        }
+    }
+
+    /// Like `forEach`, with state that each worker makes once and reuses for all its items (a zstd context,
+    /// a buffer): per-item setup is what makes many small files slow.
+    public static func forEach<Item: Sendable, State, E: Error>(
+        _ items: [Item], workers: Int = defaultWorkerCount, state makeState: @Sendable (_ worker: Int) -> State,
+        _ body: @Sendable (_ state: inout State, _ item: Item) throws(E) -> Void
+    ) throws(E) {
         let next = Atomic<Int>(0)
         try run(workers: min(workers, max(1, items.count))) { (worker, shouldStop) throws(E) in
+            var state = makeState(worker)
             while !shouldStop() {
                 let index = next.wrappingAdd(1, ordering: .relaxed).oldValue
                 guard index < items.count else { return }
-                try body(worker, items[index])
+                try body(&state, items[index])
             }
         }
     }

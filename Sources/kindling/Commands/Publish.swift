@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KindlingCrypto
+import KindlingChunking
 import KindlingManifest
 import KindlingSnapshot
 
@@ -17,6 +18,12 @@ struct Publish: AsyncParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "A cache key entry KEY=VALUE (repeatable).")
     var keyValue: [String] = []
     @Flag(name: .long, help: "Pin the snapshot so that gc never evicts it.") var pin = false
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Chunk sizes MIN/NORMAL/MAX in bytes, for measurements only (other sizes do not dedup with the standard).",
+            visibility: .hidden))
+    var chunking: String?
 
     func run() async throws {
         try await reportingErrors {
@@ -26,7 +33,9 @@ struct Publish: AsyncParsableCommand {
             let (bar, progress) = ProgressBar.handler(label: "capturing")
             let request = PublishRequest(
                 repository: repo, commit: commit, directory: dir, cacheKey: cacheKey, pin: pin)
-            let result = try Publisher(store: store, key: key).publish(request, progress: progress)
+            var publisher = Publisher(store: store, key: key)
+            if let chunking { publisher.capture.chunker = Chunker(parameters: try parseChunking(chunking)) }
+            let result = try publisher.publish(request, progress: progress)
             bar?.finish()
             let summary = result.summary
             print(
@@ -43,4 +52,14 @@ struct Publish: AsyncParsableCommand {
             print(result.manifest.id.hex)
         }
     }
+}
+
+private func parseChunking(_ text: String) throws -> ChunkingParameters {
+    let parts = text.split(separator: "/").compactMap { Int($0) }
+    guard parts.count == 3, parts[0] > 0, parts[0] <= parts[1], parts[1] <= parts[2],
+        parts[1].nonzeroBitCount == 1, parts[2] <= 1 << 20
+    else {
+        throw ValidationError("--chunking wants MIN/NORMAL/MAX with MIN <= NORMAL <= MAX <= 1 MiB and NORMAL a power of two")
+    }
+    return ChunkingParameters(minSize: parts[0], normalSize: parts[1], maxSize: parts[2])
 }

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""Generates a realistic cargo workspace for Kindling's demo, tests and benchmarks.
+
+Members: `core` (generated modules; regex + memchr from Debian's crate sources), `gen` (a build script with
+rerun-if-changed and rerun-if-env-changed), `macros` (a proc-macro), `model` (serde derive), `envy` (option_env!,
+include_str! of a file outside its package), and the `app` binary using all of them, with unit tests.
+Crates come from /usr/share/cargo/registry (Debian's librust-*-dev) through source replacement in the
+workspace's .cargo/config.toml, so no network is needed and every checkout sees the same registry path.
+
+Usage: generate.py DIR [--modules N] [--functions F] [--git]
+  --modules/--functions scale `core` (the default builds in seconds; 120/60 takes minutes).
+  --git also makes DIR a git repository with one commit.
+"""
+import argparse
+import pathlib
+import subprocess
+import textwrap
+
+
+def write(root, relative, text):
+    path = root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip())
+
+
+def core_module(index, functions):
+    lines = [f"//! Generated module {index}.", "use crate::Scanner;", ""]
+    for f in range(functions):
+        lines.append(textwrap.dedent(f"""
+            #[inline(never)]
+            pub fn f{f}(input: &str) -> u64 {{
+                let mut total: u64 = {index * 1000 + f};
+                for (i, b) in input.bytes().enumerate() {{
+                    total = total.wrapping_mul(31).wrapping_add(b as u64 ^ (i as u64 + {f}));
+                    if total % {f + 7} == 0 {{ total ^= {index + 1}; }}
+                }}
+                let words: Vec<&str> = input.split_whitespace().collect();
+                total.wrapping_add(words.len() as u64 * {f + 1}).wrapping_add(Scanner::count(input, b'{chr(97 + f % 26)}'))
+            }}
+            """))
+    calls = " ^ ".join(f"f{f}(input)" for f in range(functions)) or "0"
+    lines.append(f"pub fn all(input: &str) -> u64 {{ {calls} }}\n")
+    return "\n".join(lines)
+
+
+def generate(root, modules, functions):
+    root.mkdir(parents=True, exist_ok=True)
+    write(root, "Cargo.toml", """
+        [workspace]
+        members = ["crates/core", "crates/gen", "crates/macros", "crates/model", "crates/envy", "crates/app"]
+        resolver = "2"
+        """)
+    write(root, ".cargo/config.toml", """
+        # Crates come from Debian's librust-*-dev sources: no network, and the same path on every machine.
+        [source.crates-io]
+        replace-with = "debian"
+
+        [source.debian]
+        directory = "/usr/share/cargo/registry"
+        """)
+    write(root, ".gitignore", "/target\n")
+    write(root, "shared/banner.txt", "banner-v1\n")
+
+    # core: generated code, regex + memchr.
+    write(root, "crates/core/Cargo.toml", """
+        [package]
+        name = "core_lib"
+        version = "0.1.0"
+        edition = "2021"
+
+        [dependencies]
+        regex = "1"
+        memchr = "2"
+        """)
+    mods = "\n".join(f"pub mod m{i};" for i in range(modules))
+    alls = " ^ ".join(f"m{i}::all(input)" for i in range(modules)) or "0"
+    write(root, "crates/core/src/lib.rs", f"""
+        //! The big member: its size is what makes a cold build slow.
+        {mods}
+
+        pub struct Scanner;
+
+        impl Scanner {{
+            pub fn count(haystack: &str, needle: u8) -> u64 {{
+                memchr::memchr_iter(needle, haystack.as_bytes()).count() as u64
+            }}
+        }}
+
+        pub fn checksum(input: &str) -> u64 {{ {alls} }}
+
+        pub fn version_words(input: &str) -> usize {{
+            regex::Regex::new(r"v[0-9]+").map(|re| re.find_iter(input).count()).unwrap_or(0)
+        }}
+
+        pub const CORE_TAG: &str = "core-v1";
+        """)
+    for i in range(modules):
+        write(root, f"crates/core/src/m{i}.rs", core_module(i, functions))
+
+    # gen: build script reading a data file, with rerun-if-changed and rerun-if-env-changed.
+    write(root, "crates/gen/Cargo.toml", """
+        [package]
+        name = "gen"
+        version = "0.1.0"
+        edition = "2021"
+        build = "build.rs"
+        """)
+    write(root, "crates/gen/data/table.txt", "1\n2\n3\n")
+    write(root, "crates/gen/build.rs", """
+        use std::{env, fs, path::Path};
+
+        fn main() {
+            println!("cargo:rerun-if-changed=data/table.txt");
+            println!("cargo:rerun-if-env-changed=GEN_FLAVOR");
+            let table = fs::read_to_string("data/table.txt").expect("data/table.txt");
+            let sum: u64 = table.lines().filter_map(|l| l.trim().parse::<u64>().ok()).sum();
+            let flavor = env::var("GEN_FLAVOR").unwrap_or_else(|_| "plain".into());
+            let out = env::var("OUT_DIR").unwrap();
+            fs::write(
+                Path::new(&out).join("table.rs"),
+                format!("pub const TABLE_SUM: u64 = {sum};\\npub const FLAVOR: &str = {flavor:?};\\n"),
+            )
+            .unwrap();
+        }
+        """)
+    write(root, "crates/gen/src/lib.rs", """
+        include!(concat!(env!("OUT_DIR"), "/table.rs"));
+        """)
+
+    # macros: a proc-macro with no dependencies.
+    write(root, "crates/macros/Cargo.toml", """
+        [package]
+        name = "macros"
+        version = "0.1.0"
+        edition = "2021"
+
+        [lib]
+        proc-macro = true
+        """)
+    write(root, "crates/macros/src/lib.rs", """
+        use proc_macro::TokenStream;
+
+        /// Defines `fn answer() -> u32`.
+        #[proc_macro]
+        pub fn make_answer(_input: TokenStream) -> TokenStream {
+            "pub fn answer() -> u32 { 42 }".parse().unwrap()
+        }
+        """)
+
+    # model: serde derive.
+    write(root, "crates/model/Cargo.toml", """
+        [package]
+        name = "model"
+        version = "0.1.0"
+        edition = "2021"
+
+        [dependencies]
+        serde = { version = "1", features = ["derive"] }
+        """)
+    write(root, "crates/model/src/lib.rs", """
+        use serde::{Deserialize, Serialize};
+
+        #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+        pub struct Report {
+            pub name: String,
+            pub value: u64,
+        }
+
+        pub fn report(name: &str, value: u64) -> Report {
+            Report { name: name.to_string(), value }
+        }
+        """)
+
+    # envy: env vars and a file outside its package.
+    write(root, "crates/envy/Cargo.toml", """
+        [package]
+        name = "envy"
+        version = "0.1.0"
+        edition = "2021"
+        """)
+    write(root, "crates/envy/src/lib.rs", """
+        pub const MESSAGE: Option<&str> = option_env!("ENVY_MSG");
+        pub const PACKAGE: &str = env!("CARGO_PKG_NAME");
+        pub const BANNER: &str = include_str!("../../../shared/banner.txt");
+        """)
+
+    # app: the binary, with tests.
+    write(root, "crates/app/Cargo.toml", """
+        [package]
+        name = "app"
+        version = "0.1.0"
+        edition = "2021"
+
+        [dependencies]
+        core_lib = { path = "../core" }
+        gen = { path = "../gen" }
+        macros = { path = "../macros" }
+        model = { path = "../model" }
+        envy = { path = "../envy" }
+        """)
+    write(root, "crates/app/src/main.rs", """
+        macros::make_answer!();
+
+        fn summary() -> String {
+            let report = model::report("app", core_lib::checksum("kindling warm start v1 v22"));
+            format!(
+                "core={} sum={} flavor={} answer={} msg={} banner={} words={} report={}:{}",
+                core_lib::CORE_TAG,
+                gen::TABLE_SUM,
+                gen::FLAVOR,
+                answer(),
+                envy::MESSAGE.unwrap_or("none"),
+                envy::BANNER.trim(),
+                core_lib::version_words("v1 v2 x"),
+                report.name,
+                report.value
+            )
+        }
+
+        fn main() {
+            println!("{}", summary());
+        }
+
+        #[cfg(test)]
+        mod tests {
+            #[test]
+            fn answer_is_42() {
+                assert_eq!(super::answer(), 42);
+            }
+
+            #[test]
+            fn summary_mentions_core() {
+                assert!(super::summary().contains("core="));
+            }
+        }
+        """)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("dir")
+    parser.add_argument("--modules", type=int, default=8)
+    parser.add_argument("--functions", type=int, default=12)
+    parser.add_argument("--git", action="store_true")
+    args = parser.parse_args()
+    root = pathlib.Path(args.dir)
+    generate(root, args.modules, args.functions)
+    subprocess.run(["cargo", "generate-lockfile", "--offline", "--quiet"], cwd=root, check=True)
+    if args.git:
+        run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
+        run("git", "init", "-q", "-b", "main")
+        run("git", "add", "-A")
+        run("git", "-c", "user.name=bors", "-c", "user.email=bors@example.invalid", "commit", "-qm", "initial")
+    print(root)
+
+
+if __name__ == "__main__":
+    main()
