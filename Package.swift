@@ -45,6 +45,8 @@ let package = Package(
         .target(name: "KindlingChunking", dependencies: ["KindlingCrypto", "CKindlingShims"], swiftSettings: strict),
         // Manifests, their canonical encoding and signatures, path rules, and the trust file.
         .target(name: "KindlingManifest", dependencies: ["KindlingCrypto"], swiftSettings: strict),
+        // The wire protocol: messages, framing, handshake and encryption (no sockets).
+        .target(name: "KindlingWire", dependencies: ["KindlingManifest", "KindlingCrypto", nioCore], swiftSettings: strict),
         // The content-addressed chunk store: zstd chunk files plus an SQLite index of chunks, manifests and pins.
         .target(
             name: "KindlingStore",
@@ -92,6 +94,11 @@ let package = Package(
         .testTarget(
             name: "KindlingSnapshotTests",
             dependencies: ["KindlingSnapshot", "KindlingTesting"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingWireTests",
+            dependencies: ["KindlingWire", "KindlingTesting", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
             swiftSettings: strict
         ),
         .testTarget(

@@ -13,7 +13,8 @@ public enum ManifestLimits {
     public static let maxSymlinkTargetBytes = 4096
     /// A chunk of any chunking parameters fits; the standard parameters cut at 256 KiB.
     public static let maxChunkBytes = 1 << 20
-    public static let maxChunkReferences = 1 << 24
+    /// 4M chunks (256 GB at 64 KiB): an availability bitfield over them fits in one 512 KiB wire frame.
+    public static let maxChunkReferences = 1 << 22
     public static let maxFileBytes = 1 << 44
     public static let maxExtraEntries = 256
     public static let maxExtraNameBytes = 128

@@ -1,0 +1,212 @@
+import KindlingCrypto
+import KindlingManifest
+import KindlingTesting
+@testable import KindlingWire
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@Suite("Wire: messages and framing")
+struct WireMessageTests {
+    static func sampleMessages() throws -> [WireMessage] {
+        let key = Fixtures.key(5)
+        let manifest = try Manifest.sign(
+            repository: "r/x", commit: "c", createdAt: 1, cacheKey: ["k": "v"], body: ManifestBody(entries: []), with: key)
+        let id = manifest.id
+        return [
+            .hello(Hello(meshID: id, isPrivate: true, exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32))),
+            .streamHeader([UInt8](repeating: 3, count: 24)),
+            .auth(Auth(nodeID: key.publicKey, signature: key.sign([1]), listenPort: 7341, capabilities: 1, agent: "kindling/test")),
+            .announce(manifest.signed),
+            .have(manifest: id, availability: .complete),
+            .have(manifest: id, availability: .partial(bitfield: [0b1010_0001, 0xff])),
+            .haveChunks(manifest: id, indices: [0, 5, 70_000]),
+            .holder(HolderNotice(manifest: id, nodeID: key.publicKey, host: "127.0.0.1", port: 9)),
+            .catalogDigest(count: 3, digest: id),
+            .catalogRequest,
+            .catalog(ids: [id, id], more: true),
+            .announceRequest(ids: [id]),
+            .getBody(manifest: id, offset: 10, length: 100),
+            .body(manifest: id, offset: 10, bytes: [1, 2, 3]),
+            .getChunk(request: 77, chunk: id),
+            .chunk(request: 77, chunk: id, plainLength: 5, compressed: [9, 9]),
+            .noChunk(request: 77, chunk: id, reason: .busy),
+            .cancel(request: 77),
+            .getPeers,
+            .peers([PeerAddress(nodeID: key.publicKey, host: "::1", port: 65535)]),
+            .ping(123), .pong(UInt64.max),
+            .error(code: 3, message: "wrong mesh"),
+        ]
+    }
+
+    @Test("Every message survives encoding and decoding")
+    func roundTrip() throws {
+        for message in try Self.sampleMessages() {
+            #expect(try WireMessage.decode(message.encoded()) == message)
+        }
+    }
+
+    @Test("Every truncation of every message is an error, never a crash; trailing bytes too")
+    func truncations() throws {
+        for message in try Self.sampleMessages() {
+            let bytes = message.encoded()
+            for length in 0..<bytes.count where !(length == 1 && [.catalogRequest, .getPeers].contains(message.type)) {
+                #expect(throws: WireError.self, "\(message.type) cut at \(length)") {
+                    _ = try WireMessage.decode(Array(bytes[0..<length]))
+                }
+            }
+            #expect(throws: WireError.self) { _ = try WireMessage.decode(bytes + [0]) }
+        }
+    }
+
+    @Test("Unknown core message types are errors; extension types are ignored")
+    func unknownTypes() throws {
+        #expect(throws: WireError.unknownMessageType(0x55)) { _ = try WireMessage.decode([0x55, 1, 2]) }
+        #expect(try WireMessage.decode([0x90, 1, 2, 3]) == nil)
+    }
+
+    @Test("The decoder splits frames however the bytes arrive")
+    func framing() throws {
+        let channel = EmbeddedChannel()
+        let limit = FrameLimit()
+        limit.raiseToMessageLimit(sealed: false)
+        try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
+        let frames: [[UInt8]] = [[1], Array(repeating: 7, count: 70_000), [2, 3]]
+        var stream = ByteBuffer()
+        for frame in frames {
+            stream.writeInteger(UInt32(frame.count))
+            stream.writeBytes(frame)
+        }
+        // Deliver in awkward pieces.
+        while stream.readableBytes > 0, let piece = stream.readSlice(length: min(1000, stream.readableBytes)) {
+            try channel.writeInbound(piece)
+        }
+        for frame in frames {
+            #expect(try channel.readInbound(as: [UInt8].self) == frame)
+        }
+        try channel.writeOutbound([UInt8]([4, 5]))
+        let written = try #require(try channel.readOutbound(as: ByteBuffer.self))
+        #expect(Array(written.readableBytesView) == [0, 0, 0, 2, 4, 5])
+        _ = try channel.finish()
+    }
+
+    @Test("An absurd length is refused before buffering, both before and after the handshake")
+    func absurdLength() throws {
+        for raised in [false, true] {
+            let channel = EmbeddedChannel()
+            let limit = FrameLimit()
+            if raised { limit.raiseToMessageLimit(sealed: true) }
+            try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
+            var buffer = ByteBuffer()
+            buffer.writeInteger(UInt32(raised ? 64 << 20 : 2048))
+            buffer.writeBytes([1, 2, 3])
+            #expect(throws: WireError.self) { try channel.writeInbound(buffer) }
+            _ = try? channel.finish()
+        }
+    }
+
+    @Test("A stream that ends inside a frame is an error")
+    func truncatedFrame() throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addKindlingFraming(limit: FrameLimit())
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(100))
+        buffer.writeBytes([1, 2, 3])
+        try channel.writeInbound(buffer)
+        #expect(throws: WireError.self) { _ = try channel.finish() }
+    }
+}
+
+@Suite("Wire: handshake")
+struct HandshakeTests {
+    /// Runs both sides of a handshake against each other without I/O.
+    static func handshake(
+        _ a: HandshakeConfiguration, _ b: HandshakeConfiguration
+    ) throws -> (PeerIdentity, PeerIdentity, SecureFraming?, SecureFraming?) {
+        var initiator = HandshakeSession(role: .initiator, configuration: a)
+        var responder = HandshakeSession(role: .responder, configuration: b)
+        let helloA = initiator.helloFrame()
+        let helloB = responder.helloFrame()
+        let headerA = try initiator.receiveHello(frame: helloB)
+        let headerB = try responder.receiveHello(frame: helloA)
+        var framingA: SecureFraming?
+        var framingB: SecureFraming?
+        if let headerA, let headerB {
+            framingA = try initiator.receiveStreamHeader(frame: headerB)
+            framingB = try responder.receiveStreamHeader(frame: headerA)
+        }
+        // Auth frames go through the sealed channel in a private mesh.
+        func carry(_ frame: [UInt8], from: SecureFraming?, to: SecureFraming?) throws -> [UInt8] {
+            guard let from, let to else { return frame }
+            do { return try to.receiver.open(from.sender.seal(frame)) } catch { throw WireError.decryptionFailed }
+        }
+        let peerOfA = try initiator.receiveAuth(frame: try carry(responder.authFrame(), from: framingB, to: framingA))
+        let peerOfB = try responder.receiveAuth(frame: try carry(initiator.authFrame(), from: framingA, to: framingB))
+        return (peerOfA, peerOfB, framingA, framingB)
+    }
+
+    @Test("Open mesh: both sides learn each other's verified node id and listening port")
+    func openMesh() throws {
+        let a = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(), listenPort: 1111)
+        let b = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: .open(), listenPort: 2222)
+        let (peerOfA, peerOfB, framing, _) = try Self.handshake(a, b)
+        #expect(peerOfA.nodeID == Fixtures.key(2).publicKey && peerOfA.listenPort == 2222)
+        #expect(peerOfB.nodeID == Fixtures.key(1).publicKey && peerOfB.listenPort == 1111)
+        #expect(framing == nil)
+    }
+
+    @Test("Private mesh: same secret connects and encrypts; a different secret cannot read a frame")
+    func privateMesh() throws {
+        let secret = Array("a shared secret of thirty-two by".utf8)
+        let a = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .private(secret: secret), listenPort: 1)
+        let b = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: .private(secret: secret), listenPort: 2)
+        let (_, _, framingA, framingB) = try Self.handshake(a, b)
+        let sealed = try #require(framingA).sender.seal(Array("chunk bytes".utf8))
+        #expect(!sealed.contains(Array("chunk".utf8)))
+        #expect(try #require(framingB).receiver.open(sealed) == Array("chunk bytes".utf8))
+
+        // A node that copies the mesh id but not the secret gets past Hello, then fails on the first sealed frame.
+        let wrong = MeshIdentity(id: MeshIdentity.private(secret: secret).id, secret: Array("another secret, also 32 bytes ok".utf8))
+        let c = HandshakeConfiguration(nodeKey: Fixtures.key(3), mesh: wrong, listenPort: 3)
+        #expect(throws: WireError.decryptionFailed) { _ = try Self.handshake(a, c) }
+    }
+
+    @Test("Different meshes, a secret on one side only, and self-connections are refused")
+    func refusals() throws {
+        let open = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(name: "one"), listenPort: 1)
+        let other = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: .open(name: "two"), listenPort: 2)
+        #expect(throws: WireError.wrongMesh) { _ = try Self.handshake(open, other) }
+        let privateMesh = MeshIdentity.private(secret: [UInt8](repeating: 1, count: 32))
+        let privateNode = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: privateMesh, listenPort: 2)
+        let openSameID = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: MeshIdentity(id: privateMesh.id, secret: nil), listenPort: 1)
+        #expect(throws: WireError.encryptionMismatch(peerPrivate: true)) { _ = try Self.handshake(openSameID, privateNode) }
+        #expect(throws: WireError.selfConnection) { _ = try Self.handshake(open, open) }
+    }
+
+    @Test("A wrong protocol version is refused")
+    func versions() throws {
+        var session = HandshakeSession(
+            role: .initiator, configuration: HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(), listenPort: 1))
+        _ = session.helloFrame()
+        let future = WireMessage.hello(
+            Hello(minVersion: 7, maxVersion: 9, meshID: MeshIdentity.open().id, isPrivate: false,
+                  exchangeKey: [UInt8](repeating: 0, count: 32), challenge: [UInt8](repeating: 0, count: 32))).encoded()
+        #expect(throws: WireError.versionMismatch(peerMin: 7, peerMax: 9)) { _ = try session.receiveHello(frame: future) }
+    }
+
+    @Test("An Auth signed for another connection (a replay) does not verify")
+    func replayedAuth() throws {
+        let a = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(), listenPort: 1)
+        let b = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: .open(), listenPort: 2)
+        var first = HandshakeSession(role: .responder, configuration: b)
+        var victim = HandshakeSession(role: .initiator, configuration: a)
+        var attacker = HandshakeSession(role: .initiator, configuration: a)
+        _ = try first.receiveHello(frame: attacker.helloFrame())
+        _ = first.helloFrame()
+        let recorded = first.authFrame()
+        var second = HandshakeSession(role: .responder, configuration: b)
+        _ = try victim.receiveHello(frame: second.helloFrame())
+        _ = try second.receiveHello(frame: victim.helloFrame())
+        #expect(throws: WireError.self) { _ = try victim.receiveAuth(frame: recorded) }
+    }
+}
