@@ -59,12 +59,27 @@ let package = Package(
             dependencies: ["KindlingStore", "KindlingChunking", "KindlingManifest", "CKindlingShims"],
             swiftSettings: strict
         ),
+        // The mesh: connections, gossip, swarm downloads, serving, peer exchange.
+        .target(
+            name: "KindlingMesh",
+            dependencies: ["KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix, logging],
+            swiftSettings: strict
+        ),
+        // The long-running node: the mesh, the local control socket, configuration, store upkeep.
+        .target(
+            name: "KindlingNode",
+            dependencies: [
+                "KindlingMesh", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix,
+                logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
         // The `kindling` command line.
         .executableTarget(
             name: "kindling",
             dependencies: [
-                "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", "KindlingChunking",
-                argumentParser,
+                "KindlingNode", "KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingCrypto", "KindlingChunking", "KindlingWire", argumentParser, logging,
             ],
             swiftSettings: strict
         ),
@@ -99,6 +114,11 @@ let package = Package(
         .testTarget(
             name: "KindlingWireTests",
             dependencies: ["KindlingWire", "KindlingTesting", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingMeshTests",
+            dependencies: ["KindlingMesh", "KindlingTesting", "KindlingSnapshot", nioPosix, logging],
             swiftSettings: strict
         ),
         .testTarget(

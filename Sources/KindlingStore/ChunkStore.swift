@@ -284,6 +284,17 @@ public final class ChunkStore: Sendable {
         try index.pins()
     }
 
+    // MARK: Wanted snapshots
+
+    /// Records that a fetch of `id` is under way (or finished), so that a restarted node resumes it.
+    public func setWanted(_ id: Digest, wanted: Bool) throws(StoreError) {
+        try index.setWanted(id, wanted: wanted, now: Self.now)
+    }
+
+    public func wantedManifests() throws(StoreError) -> [Digest] {
+        try index.wanted()
+    }
+
     static var now: Int64 { Int64(Date().timeIntervalSince1970) }
 }
 

@@ -41,6 +41,10 @@ final class StoreIndex: Sendable {
                     pinned_at INTEGER NOT NULL,
                     reason TEXT NOT NULL
                 ) WITHOUT ROWID;
+                CREATE TABLE IF NOT EXISTS wanted(
+                    manifest_id BLOB PRIMARY KEY,
+                    since INTEGER NOT NULL
+                ) WITHOUT ROWID;
                 CREATE TABLE IF NOT EXISTS peers(
                     address TEXT PRIMARY KEY,
                     node_id BLOB,
@@ -231,6 +235,26 @@ final class StoreIndex: Sendable {
                 statement.bind(.blob(id.bytes))
                 try statement.run()
             }
+        }
+    }
+
+    func setWanted(_ id: Digest, wanted: Bool, now: Int64) throws(StoreError) {
+        try with { (db) throws(StoreError) in
+            let statement = try db.statement(
+                wanted ? "INSERT OR IGNORE INTO wanted(manifest_id, since) VALUES (?, ?)" : "DELETE FROM wanted WHERE manifest_id = ?")
+            if wanted { statement.bind(.blob(id.bytes), .integer(now)) } else { statement.bind(.blob(id.bytes)) }
+            try statement.run()
+        }
+    }
+
+    func wanted() throws(StoreError) -> [Digest] {
+        try with { (db) throws(StoreError) in
+            let statement = try db.statement("SELECT manifest_id FROM wanted ORDER BY since")
+            var ids: [Digest] = []
+            while try statement.step() {
+                if let id = Digest(bytes: statement.blob(0)) { ids.append(id) }
+            }
+            return ids
         }
     }
 

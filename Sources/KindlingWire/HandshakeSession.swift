@@ -1,5 +1,6 @@
 public import KindlingCrypto
 import KindlingManifest
+import Synchronization
 
 /// Who opened the TCP connection. Both sides run the same handshake; the role only orders the transcript,
 /// picks the key-exchange direction, and is bound into each side's signature (so a signature cannot be reflected).
@@ -51,7 +52,7 @@ public struct HandshakeSession {
     private var ownHelloFrame: [UInt8] = []
     private var peerHelloFrame: [UInt8]?
     private var peerHello: Hello?
-    private var sender: SecretStreamSender?
+    private var sealer: FrameSealer?
     private var receiveKey: [UInt8]?
 
     public init(role: HandshakeRole, configuration: HandshakeConfiguration) {
@@ -92,10 +93,10 @@ public struct HandshakeSession {
         }
         let keys = raw.bound(toSecret: secret, context: Self.keyContext + transcriptHash().bytes)
         do throws(CryptoError) {
-            let sender = try SecretStreamSender(key: keys.transmit)
-            self.sender = sender
+            let sealer = FrameSealer(try SecretStreamSender(key: keys.transmit))
+            self.sealer = sealer
             receiveKey = keys.receive
-            return WireMessage.streamHeader(sender.header).encoded()
+            return WireMessage.streamHeader(sealer.header).encoded()
         } catch {
             throw .authenticationFailed("\(error)")
         }
@@ -103,11 +104,11 @@ public struct HandshakeSession {
 
     /// Step 2, receiving (private meshes): the peer's stream header. Returns the sealer and opener for all later frames.
     public mutating func receiveStreamHeader(frame: [UInt8]) throws(WireError) -> SecureFraming {
-        guard case .streamHeader(let header)? = try WireMessage.decode(frame), let receiveKey, let sender else {
+        guard case .streamHeader(let header)? = try WireMessage.decode(frame), let receiveKey, let sealer else {
             throw .unexpectedMessage("expected stream header")
         }
         do throws(CryptoError) {
-            return SecureFraming(sender: sender, receiver: try SecretStreamReceiver(key: receiveKey, header: header))
+            return SecureFraming(sealer: sealer, opener: FrameOpener(try SecretStreamReceiver(key: receiveKey, header: header)))
         } catch {
             throw .decryptionFailed
         }
@@ -145,9 +146,38 @@ public struct HandshakeSession {
     }
 }
 
-/// Seals outgoing and opens incoming frame bodies of a private-mesh connection. The sending and receiving halves
-/// are used by different tasks (the writer and the reader), each owning its half.
-public struct SecureFraming {
-    public let sender: SecretStreamSender
-    public let receiver: SecretStreamReceiver
+/// Seals outgoing and opens incoming frame bodies of a private-mesh connection.
+public struct SecureFraming: Sendable {
+    public let sealer: FrameSealer
+    public let opener: FrameOpener
+}
+
+/// The sending half of a connection's secret stream. Frames must be sealed in the order they are written; the
+/// connection's single writer task does both, the lock only makes the hand-over between tasks safe.
+public final class FrameSealer: Sendable {
+    private let sender: Mutex<SecretStreamSender>
+    public let header: [UInt8]
+
+    init(_ sender: sending SecretStreamSender) {
+        header = sender.header
+        self.sender = Mutex(sender)
+    }
+
+    public func seal(_ frame: [UInt8]) -> [UInt8] {
+        sender.withLock { $0.seal(frame) }
+    }
+}
+
+/// The receiving half of a connection's secret stream, used by the connection's reader task.
+public final class FrameOpener: Sendable {
+    private let receiver: Mutex<SecretStreamReceiver>
+
+    init(_ receiver: sending SecretStreamReceiver) {
+        self.receiver = Mutex(receiver)
+    }
+
+    public func open(_ frame: [UInt8]) throws(WireError) -> [UInt8] {
+        let result = receiver.withLock { receiver in Result { () throws(CryptoError) in try receiver.open(frame) } }
+        do throws(CryptoError) { return try result.get() } catch { throw .decryptionFailed }
+    }
 }

@@ -161,9 +161,9 @@ struct HandshakeTests {
         let a = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .private(secret: secret), listenPort: 1)
         let b = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: .private(secret: secret), listenPort: 2)
         let (_, _, framingA, framingB) = try Self.handshake(a, b)
-        let sealed = try #require(framingA).sender.seal(Array("chunk bytes".utf8))
+        let sealed = try #require(framingA).sealer.seal(Array("chunk bytes".utf8))
         #expect(!sealed.contains(Array("chunk".utf8)))
-        #expect(try #require(framingB).receiver.open(sealed) == Array("chunk bytes".utf8))
+        #expect(try #require(framingB).opener.open(sealed) == Array("chunk bytes".utf8))
 
         // A node that copies the mesh id but not the secret gets past Hello, then fails on the first sealed frame.
         let wrong = MeshIdentity(id: MeshIdentity.private(secret: secret).id, secret: Array("another secret, also 32 bytes ok".utf8))

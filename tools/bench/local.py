@@ -72,6 +72,8 @@ def dedup(binary, modules, functions, chunking=None, quiet=False, work=None):
     publish = lambda commit: sh(binary, "publish", "--store", store, "--secret-key", key, "--repo", "bench/ws",
                                 "--commit", commit, "--dir", ws / "target", *extra)
     sh("git", "checkout", "-q", "-f", "main", cwd=ws)
+    # Every measurement starts from a cold target/, so that rows are comparable.
+    sh("cargo", "clean", "-q", cwd=ws)
     sh("cargo", "build", "-q", cwd=ws)
     publish("a")
     first = kindling_json(binary, "store", "stats", "--store", store)

@@ -3,6 +3,7 @@ import Foundation
 import KindlingCrypto
 import KindlingChunking
 import KindlingManifest
+import KindlingNode
 import KindlingSnapshot
 
 struct Publish: AsyncParsableCommand {
@@ -49,6 +50,15 @@ struct Publish: AsyncParsableCommand {
                 Terminal.printWarning("skipped \(summary.skippedSpecialFiles) sockets, FIFOs or devices")
             }
             print("repository \(repo) commit \(commit)")
+            let client = ControlClient(storeRoot: storeOptions.path)
+            if client.isNodeRunning {
+                let reply = try client.send(ControlRequest(op: .announce, manifest: result.manifest.id.hex))
+                if reply.event == .error {
+                    Terminal.printWarning("the local node did not announce it: \(reply.message ?? "unknown error")")
+                } else {
+                    print("announced to the mesh through the local node")
+                }
+            }
             print(result.manifest.id.hex)
         }
     }

@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import KindlingCrypto
 import KindlingManifest
+import KindlingMesh
+import KindlingNode
 import KindlingSnapshot
 import KindlingStore
 
@@ -24,6 +26,7 @@ struct Restore: AsyncParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "Only use snapshots whose cache key has KEY=VALUE (repeatable).")
     var keyValue: [String] = []
     @Flag(name: .long, help: "Replace the contents of a non-empty destination.") var replace = false
+    @Flag(name: .long, help: "Never fetch through a running node; use only what the store holds.") var noFetch = false
 
     func validate() throws {
         if manifest == nil && (repo == nil || commit == nil) {
@@ -36,7 +39,7 @@ struct Restore: AsyncParsableCommand {
             let policy = try loadTrustPolicy(trust)
             let store = try storeOptions.open()
             let chosen = try manifest.map { try loadManifestFile($0, policy: policy, store: store) }
-                ?? findInStore(store: store, policy: policy)
+                ?? findOrFetch(store: store, policy: policy)
             let (bar, progress) = ProgressBar.handler(label: "restoring")
             let summary = try TreeRestore().restore(chosen, from: store, into: into, replace: replace, progress: progress)
             bar?.finish()
@@ -47,6 +50,21 @@ struct Restore: AsyncParsableCommand {
                     + "(\(Format.rate(bytes: summary.bytes, seconds: summary.seconds)))"
                     + (summary.replaced ? ", replacing the previous contents" : ""))
         }
+    }
+
+    /// The snapshot from the store; when the store lacks it (or some of its chunks) and a node runs for this
+    /// store, fetch it through the mesh first.
+    private func findOrFetch(store: ChunkStore, policy: TrustPolicy) throws -> Manifest {
+        let client = ControlClient(storeRoot: storeOptions.path)
+        if let local = try? findInStore(store: store, policy: policy), try store.missingChunks(of: local).isEmpty {
+            return local
+        }
+        guard !noFetch, client.isNodeRunning, let repo, let commit else { return try findInStore(store: store, policy: policy) }
+        let result = try fetchThroughNode(
+            storeRoot: storeOptions.path,
+            request: ControlRequest(op: .fetch, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)))
+        printFetchSummary(result)
+        return try findInStore(store: store, policy: policy)
     }
 
     private func findInStore(store: ChunkStore, policy: TrustPolicy) throws -> Manifest {

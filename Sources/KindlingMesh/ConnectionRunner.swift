@@ -1,0 +1,235 @@
+import KindlingCrypto
+import KindlingManifest
+import KindlingStore
+import KindlingWire
+import Logging
+import NIOCore
+import NIOPosix
+
+/// Runs one TCP connection from the first byte to the last: handshake, then the reader, writer and watchdog.
+struct ConnectionRunner {
+    let node: MeshNode
+    let channel: NIOAsyncChannel<[UInt8], [UInt8]>
+    let limit: FrameLimit
+    let role: HandshakeRole
+
+    private var configuration: MeshConfiguration { node.configuration }
+
+    /// The pipeline every Kindling TCP connection gets.
+    static func configure(_ channel: any Channel, limit: FrameLimit) -> EventLoopFuture<NIOAsyncChannel<[UInt8], [UInt8]>> {
+        channel.eventLoop.makeCompletedFuture {
+            try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
+            return try NIOAsyncChannel<[UInt8], [UInt8]>(wrappingChannelSynchronously: channel)
+        }
+    }
+
+    func run() async {
+        let remote = channel.channel.remoteAddress?.ipAddress ?? "?"
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                var frames = inbound.makeAsyncIterator()
+                // An unauthenticated peer gets a fixed time to complete the handshake, then the channel is closed.
+                let deadline = channel.channel.eventLoop.scheduleTask(in: TimeAmount(configuration.handshakeTimeout)) {
+                    channel.channel.close(promise: nil)
+                }
+                let established: (PeerIdentity, SecureFraming?)
+                do {
+                    established = try await handshake(&frames, outbound)
+                    deadline.cancel()
+                } catch {
+                    deadline.cancel()
+                    let wireError = (error as? WireError) ?? .timeout("the handshake")
+                    node.logger.info("handshake failed", metadata: ["remote": "\(remote)", "error": "\(wireError)"])
+                    try? await outbound.write(WireMessage.error(code: wireError.code, message: wireError.description).encoded())
+                    return
+                }
+                let (identity, framing) = established
+                limit.raiseToMessageLimit(sealed: framing != nil)
+                let socket = channel.channel
+                let peer = PeerConnection(
+                    identity: identity, remoteHost: remote, role: role, closeChannel: { socket.close(promise: nil) })
+                if let refusal = await node.admit(peer) {
+                    try? await outbound.write(seal(WireMessage.error(code: refusal.code, message: refusal.description).encoded(), framing?.sealer))
+                    return
+                }
+                defer { peer.close() }
+                await serve(peer: peer, frames: &frames, outbound: outbound, framing: framing)
+                await node.remove(peer)
+            }
+        } catch {
+            node.logger.debug("connection ended", metadata: ["remote": "\(remote)", "error": "\(error)"])
+        }
+    }
+
+    // MARK: Handshake
+
+    private func handshake(
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>
+    ) async throws -> (PeerIdentity, SecureFraming?) {
+        var session = HandshakeSession(
+            role: role,
+            configuration: HandshakeConfiguration(
+                nodeKey: configuration.nodeKey, mesh: configuration.mesh, listenPort: await node.listenPort,
+                agent: configuration.agent))
+        try await outbound.write(session.helloFrame())
+        let streamHeader = try session.receiveHello(frame: try await next(&frames, expecting: "hello"))
+        var framing: SecureFraming?
+        if let streamHeader {
+            try await outbound.write(streamHeader)
+            framing = try session.receiveStreamHeader(frame: try await next(&frames, expecting: "stream header"))
+        }
+        try await outbound.write(seal(session.authFrame(), framing?.sealer))
+        let authFrame = try open(try await next(&frames, expecting: "auth"), framing?.opener)
+        let identity = try session.receiveAuth(frame: authFrame)
+        if await node.isBanned(identity.nodeID) { throw WireError.closedByPeer(code: 5, message: "banned") }
+        return (identity, framing)
+    }
+
+    private func next(
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, expecting what: String
+    ) async throws -> [UInt8] {
+        guard let frame = try await frames.next(isolation: #isolation) else { throw WireError.timeout(what) }
+        // A peer that refuses us says why in an Error frame.
+        if frame.first == MessageType.error.rawValue, case .error(let code, let message)? = try? WireMessage.decode(frame) {
+            throw WireError.closedByPeer(code: code, message: message)
+        }
+        return frame
+    }
+
+    // MARK: After the handshake
+
+    private func serve(
+        peer: PeerConnection, frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator,
+        outbound: NIOAsyncChannelOutboundWriter<[UInt8]>, framing: SecureFraming?
+    ) async {
+        let sealer = framing?.sealer
+        let opener = framing?.opener
+        await withTaskGroup(of: Void.self) { group in
+            // Writer: the only task that touches the outbound side, so sealing order is the wire order.
+            group.addTask {
+                for await item in peer.outbound {
+                    do {
+                        try await outbound.write(seal(item.frame, sealer))
+                    } catch {
+                        peer.close()
+                    }
+                    peer.didWrite()
+                    item.onWritten?()
+                }
+            }
+            // Watchdog: expires requests, pings a quiet peer, drops a silent one.
+            group.addTask {
+                while !peer.isClosed {
+                    try? await Task.sleep(for: .milliseconds(250))
+                    peer.expireRequests(now: .now)
+                    let idle = peer.idleTimes
+                    if idle.sinceReceived > configuration.idleTimeout {
+                        node.logger.info("peer idle, closing", metadata: ["peer": "\(peer)"])
+                        peer.close()
+                        channel.channel.close(promise: nil)
+                    } else if idle.sinceSent > configuration.keepaliveInterval {
+                        peer.send(.ping(UInt64.random(in: 0...UInt64.max)))
+                    }
+                }
+            }
+            // Reader.
+            do {
+                while let raw = try await frames.next(isolation: #isolation) {
+                    peer.noteReceived()
+                    let bytes = try open(raw, opener)
+                    guard let message = try WireMessage.decode(bytes) else { continue }
+                    try await dispatch(message, from: peer, group: &group)
+                }
+            } catch {
+                let wireError = error as? WireError
+                if let wireError, case .closedByPeer = wireError {
+                    node.logger.info("peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(wireError)"])
+                } else if let wireError {
+                    node.logger.warning("protocol error, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
+                    peer.send(.error(code: wireError.code, message: wireError.description))
+                }
+            }
+            peer.close()
+            channel.channel.close(promise: nil)
+            group.cancelAll()
+        }
+    }
+
+    private func dispatch(_ message: WireMessage, from peer: PeerConnection, group: inout TaskGroup<Void>) async throws {
+        switch message {
+        case .chunk(let request, let chunk, let plainLength, let compressed):
+            _ = try peer.resolveChunk(request: request, chunk: chunk, reply: ChunkReply(compressed: compressed, plainLength: plainLength))
+        case .noChunk(let request, _, let reason):
+            peer.resolveNoChunk(request: request, reason: reason)
+        case .body(let manifest, let offset, let bytes):
+            peer.resolveBody(manifest: manifest, offset: offset, bytes: bytes)
+        case .getChunk(let request, let chunk):
+            guard peer.beginServing(limit: configuration.maxServingPerPeer) else {
+                peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
+                return
+            }
+            let node = self.node
+            group.addTask { await Self.serveChunk(request: request, chunk: chunk, to: peer, node: node) }
+        case .getBody(let manifest, let offset, let length):
+            let node = self.node
+            group.addTask { await Self.serveBody(manifest: manifest, offset: offset, length: length, to: peer, node: node) }
+        case .cancel(let request):
+            peer.markCancelled(request)
+        case .ping(let nonce):
+            peer.send(.pong(nonce))
+        case .pong:
+            break
+        case .error(let code, let text):
+            throw WireError.closedByPeer(code: code, message: text)
+        case .hello, .streamHeader, .auth:
+            throw WireError.unexpectedMessage("handshake message after the handshake")
+        case .announce, .have, .haveChunks, .holder, .catalogDigest, .catalogRequest, .catalog, .announceRequest,
+            .getPeers, .peers:
+            await node.handle(message, from: peer)
+        }
+    }
+
+    /// Serves a chunk: read and re-verified from the store on the I/O pool (invariant 2), rate limited, queued.
+    private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
+        let store = node.store
+        let decompressors = node.decompressors
+        let read = try? await node.pool.runIfActive {
+            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        }
+        guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
+            if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
+            peer.endServing(uploaded: 0)
+            return
+        }
+        await node.uploadLimiter?.take(compressed.count)
+        peer.send(
+            .chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed),
+            onWritten: { peer.endServing(uploaded: compressed.count) })
+    }
+
+    private static func serveBody(manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode) async {
+        let store = node.store
+        let body = try? await node.pool.runIfActive { try store.manifest(manifest)?.bodyBytes }
+        guard let body, offset < body.count else {
+            peer.send(.body(manifest: manifest, offset: offset, bytes: []))
+            return
+        }
+        peer.send(.body(manifest: manifest, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])))
+    }
+}
+
+private func seal(_ frame: [UInt8], _ sealer: FrameSealer?) -> [UInt8] {
+    sealer?.seal(frame) ?? frame
+}
+
+private func open(_ frame: [UInt8], _ opener: FrameOpener?) throws(WireError) -> [UInt8] {
+    guard let opener else { return frame }
+    return try opener.open(frame)
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let parts = duration.components
+        self = .nanoseconds(parts.seconds * 1_000_000_000 + parts.attoseconds / 1_000_000_000)
+    }
+}

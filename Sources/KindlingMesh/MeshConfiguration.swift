@@ -1,0 +1,95 @@
+public import KindlingCrypto
+public import KindlingManifest
+public import KindlingWire
+
+/// A `host:port` to listen on or dial.
+public struct HostPort: Hashable, Sendable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `host:port`, `[v6]:port`, or `:port` (all interfaces).
+    public init?(_ text: String) {
+        var hostPart: Substring
+        var portPart: Substring
+        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
+            hostPart = text[text.index(after: text.startIndex)..<close]
+            let rest = text[text.index(after: close)...]
+            guard rest.hasPrefix(":") else { return nil }
+            portPart = rest.dropFirst()
+        } else {
+            guard let colon = text.lastIndex(of: ":") else { return nil }
+            hostPart = text[..<colon]
+            portPart = text[text.index(after: colon)...]
+        }
+        if hostPart.isEmpty { hostPart = "0.0.0.0" }
+        guard let port = Int(portPart), (0...65535).contains(port) else { return nil }
+        self.init(host: String(hostPart), port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+}
+
+/// Everything a mesh node needs to know, with defaults a developer's background node can run with.
+public struct MeshConfiguration: Sendable {
+    public var nodeKey: SigningKey
+    public var mesh: MeshIdentity
+    public var listen: HostPort
+    /// Peers to keep connected to (re-dialled with backoff).
+    public var bootstrapPeers: [HostPort]
+    public var trust: TrustPolicy
+    /// Repositories whose new snapshots are fetched as soon as they are announced.
+    public var follow: [RepositoryGlob]
+    public var peerExchange: Bool
+    public var maxPeers: Int
+    /// Chunk requests this node serves at once, per peer and in all.
+    public var maxServingPerPeer: Int
+    public var maxServingTotal: Int
+    /// Upload rate limit in bytes per second (nil: unlimited), for laptops and polite seeds.
+    public var uploadLimit: Int?
+    public var handshakeTimeout: Duration
+    public var keepaliveInterval: Duration
+    public var idleTimeout: Duration
+    /// How long a chunk request may take before it is re-requested from another peer.
+    public var requestTimeout: Duration
+    /// How long a fetch waits without any progress before it gives up.
+    public var stallTimeout: Duration
+    public var banDuration: Duration
+    /// Forged or malformed announcements tolerated from one peer before it is banned.
+    public var maxStrikes: Int
+    public var agent: String
+
+    public init(
+        nodeKey: SigningKey, mesh: MeshIdentity = .open(), listen: HostPort = HostPort(host: "127.0.0.1", port: 0),
+        bootstrapPeers: [HostPort] = [], trust: TrustPolicy, follow: [RepositoryGlob] = [], peerExchange: Bool = true,
+        maxPeers: Int = 32, maxServingPerPeer: Int = 32, maxServingTotal: Int = 128, uploadLimit: Int? = nil,
+        handshakeTimeout: Duration = .seconds(10), keepaliveInterval: Duration = .seconds(15),
+        idleTimeout: Duration = .seconds(45), requestTimeout: Duration = .seconds(10),
+        stallTimeout: Duration = .seconds(60), banDuration: Duration = .seconds(600), maxStrikes: Int = 3,
+        agent: String = "kindling/0.1.0"
+    ) {
+        self.nodeKey = nodeKey
+        self.mesh = mesh
+        self.listen = listen
+        self.bootstrapPeers = bootstrapPeers
+        self.trust = trust
+        self.follow = follow
+        self.peerExchange = peerExchange
+        self.maxPeers = maxPeers
+        self.maxServingPerPeer = maxServingPerPeer
+        self.maxServingTotal = maxServingTotal
+        self.uploadLimit = uploadLimit
+        self.handshakeTimeout = handshakeTimeout
+        self.keepaliveInterval = keepaliveInterval
+        self.idleTimeout = idleTimeout
+        self.requestTimeout = requestTimeout
+        self.stallTimeout = stallTimeout
+        self.banDuration = banDuration
+        self.maxStrikes = maxStrikes
+        self.agent = agent
+    }
+}

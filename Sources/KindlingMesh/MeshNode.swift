@@ -1,0 +1,519 @@
+import Foundation
+public import KindlingCrypto
+public import KindlingManifest
+public import KindlingStore
+import KindlingWire
+public import Logging
+public import NIOPosix
+
+/// What we hold of a manifest ourselves.
+enum LocalHolding: Sendable {
+    case complete
+    case partial(Bitset)
+}
+
+/// Work that needs a task of its own: dialling a peer, or running a download.
+enum NodeWork: Sendable {
+    case dial(HostPort)
+    case download(Digest)
+}
+
+/// The state of a mesh node and its gossip logic (Specs/wire.md, "Gossip").
+///
+/// The actor holds state only; bytes move outside it. Connections deliver gossip messages here in order;
+/// downloads and connections run as tasks of `MeshServer`, which consumes `work`.
+public actor MeshNode {
+    public nonisolated let configuration: MeshConfiguration
+    public nonisolated let store: ChunkStore
+    nonisolated let pool: NIOThreadPool
+    nonisolated let logger: Logger
+    nonisolated let decompressors = DecompressorPool()
+    nonisolated let uploadLimiter: TokenBucket?
+    public nonisolated let nodeID: PublicKey
+
+    nonisolated let work: AsyncStream<NodeWork>
+    private nonisolated let workQueue: AsyncStream<NodeWork>.Continuation
+
+    private(set) var listenPort: UInt16 = 0
+    private var peers: [PublicKey: PeerConnection] = [:]
+    private var catalog: [Digest: SignedHeader] = [:]
+    private var holdings: [Digest: [PublicKey: PeerHoldings]] = [:]
+    private var local: [Digest: LocalHolding] = [:]
+    private var indexes: [Digest: ChunkIndex] = [:]
+    private var holderNotices: [Digest: [PublicKey: PeerAddress]] = [:]
+    private var pendingHaves: [Digest: [UInt32]] = [:]
+    private var bans: [PublicKey: ContinuousClock.Instant] = [:]
+    private var knownAddresses: Set<HostPort> = []
+    private var dialing: Set<HostPort> = []
+    private var downloads: [Digest: DownloadRecord] = [:]
+    private(set) var availabilityVersion = 0
+    private var counters = GossipCounters()
+    private var shuttingDown = false
+
+    struct DownloadRecord {
+        var waiters: [CheckedContinuation<FetchResult, any Error>] = []
+        var progress: [@Sendable (FetchProgress) -> Void] = []
+    }
+
+    public init(configuration: MeshConfiguration, store: ChunkStore, pool: NIOThreadPool, logger: Logger) {
+        self.configuration = configuration
+        self.store = store
+        self.pool = pool
+        self.logger = logger
+        self.nodeID = configuration.nodeKey.publicKey
+        self.uploadLimiter = configuration.uploadLimit.map { TokenBucket(bytesPerSecond: $0) }
+        (work, workQueue) = AsyncStream.makeStream(of: NodeWork.self)
+    }
+
+    // MARK: Startup and shutdown
+
+    /// Loads the catalog (every stored manifest that the trust file accepts now) and what we hold of each.
+    func loadFromStore() async throws {
+        let store = self.store
+        let policy = configuration.trust
+        let loaded = try await pool.runIfActive { () throws -> [(SignedHeader, LocalHolding?, ChunkIndex?)] in
+            var result: [(SignedHeader, LocalHolding?, ChunkIndex?)] = []
+            for summary in try store.manifestSummaries() where policy.isTrusted(summary.signed) {
+                guard summary.hasBody, let manifest = try? store.manifest(summary.id) else {
+                    result.append((summary.signed, nil, nil))
+                    continue
+                }
+                let index = ChunkIndex(manifest: manifest)
+                let present = try store.presentChunks(among: index.chunks.map(\.id))
+                if present.count == index.count {
+                    result.append((summary.signed, .complete, index))
+                } else {
+                    var bits = Bitset(capacity: index.count)
+                    for (position, chunk) in index.chunks.enumerated() where present.contains(chunk.id) { bits.insert(position) }
+                    result.append((summary.signed, bits.count > 0 ? .partial(bits) : nil, index))
+                }
+            }
+            return result
+        }
+        for (signed, holding, index) in loaded {
+            catalog[signed.id] = signed
+            if let holding { local[signed.id] = holding }
+            if let index { indexes[signed.id] = index }
+        }
+        for peer in configuration.bootstrapPeers { knownAddresses.insert(peer) }
+        // Resume downloads that a restart interrupted.
+        for id in try store.wantedManifests() where catalog[id] != nil {
+            startDownload(id)
+        }
+        logger.info("catalog loaded", metadata: ["manifests": "\(catalog.count)", "held": "\(local.count)"])
+    }
+
+    func setListenPort(_ port: UInt16) {
+        listenPort = port
+    }
+
+    func beginShutdown() {
+        shuttingDown = true
+        workQueue.finish()
+        for peer in peers.values { peer.close() }
+        for (_, record) in downloads {
+            for waiter in record.waiters { waiter.resume(throwing: MeshError.shuttingDown) }
+        }
+        downloads.removeAll()
+    }
+
+    // MARK: Peers
+
+    /// Admits a newly authenticated connection, or says why not.
+    func admit(_ peer: PeerConnection) -> WireError? {
+        if shuttingDown { return .closedByPeer(code: 9, message: "node is shutting down") }
+        if let until = bans[peer.nodeID], until > .now {
+            return .closedByPeer(code: 5, message: "banned")
+        }
+        if peers[peer.nodeID] != nil { return .closedByPeer(code: 7, message: "already connected") }
+        if peers.count >= configuration.maxPeers { return .closedByPeer(code: 6, message: "too many peers") }
+        peers[peer.nodeID] = peer
+        if let address = peer.listenAddress { knownAddresses.insert(HostPort(host: address.host, port: Int(address.port))) }
+        logger.info("peer connected", metadata: ["peer": "\(peer)", "direction": "\(peer.role)"])
+        // Anti-entropy: compare catalogs, tell what we hold, ask for more peers.
+        peer.send(.catalogDigest(count: catalog.count, digest: catalogDigest()))
+        for (id, holding) in local {
+            switch holding {
+            case .complete: peer.send(.have(manifest: id, availability: .complete))
+            case .partial(let bits): peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
+            }
+        }
+        if configuration.peerExchange { peer.send(.getPeers) }
+        availabilityVersion += 1
+        return nil
+    }
+
+    func remove(_ peer: PeerConnection) {
+        guard peers[peer.nodeID] === peer else { return }
+        peers[peer.nodeID] = nil
+        for id in holdings.keys { holdings[id]?[peer.nodeID] = nil }
+        availabilityVersion += 1
+        logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
+    }
+
+    /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage).
+    func ban(_ peer: PeerConnection, reason: String) {
+        bans[peer.nodeID] = .now + configuration.banDuration
+        counters.bans += 1
+        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
+        peer.send(.error(code: 5, message: "banned: \(reason)"))
+        peer.close()
+        remove(peer)
+    }
+
+    func isBanned(_ nodeID: PublicKey) -> Bool {
+        if let until = bans[nodeID], until > .now { return true }
+        return false
+    }
+
+    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to.
+    func dialCandidates() -> [HostPort] {
+        guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
+        let connected = Set(peers.values.compactMap { $0.listenAddress.map { HostPort(host: $0.host, port: Int($0.port)) } })
+        let ownAddresses = Set([HostPort(host: "127.0.0.1", port: Int(listenPort)), HostPort(host: "::1", port: Int(listenPort)), HostPort(host: "localhost", port: Int(listenPort))])
+        var candidates = Array(knownAddresses.subtracting(connected).subtracting(dialing).subtracting(ownAddresses))
+        candidates.shuffle()
+        return Array(candidates.prefix(max(0, configuration.maxPeers - peers.count)))
+    }
+
+    func requestDial(_ address: HostPort) {
+        guard !dialing.contains(address), !shuttingDown else { return }
+        dialing.insert(address)
+        workQueue.yield(.dial(address))
+    }
+
+    func dialFinished(_ address: HostPort, failed: Bool) {
+        dialing.remove(address)
+        // Learned addresses that fail are forgotten; bootstrap peers stay and are retried.
+        if failed && !configuration.bootstrapPeers.contains(address) { knownAddresses.remove(address) }
+    }
+
+    public var connectedPeers: [PeerConnection] { Array(peers.values) }
+
+    // MARK: Gossip
+
+    /// Handles one gossip message from a peer (chunk and body traffic is handled by the connection itself).
+    func handle(_ message: WireMessage, from peer: PeerConnection) async {
+        switch message {
+        case .announce(let signed):
+            await receiveAnnouncement(signed, from: peer)
+        case .have(let id, let availability):
+            switch availability {
+            case .complete:
+                holdings[id, default: [:]][peer.nodeID] = .complete
+                if let address = peer.listenAddress { noteHolder(HolderNotice(manifest: id, nodeID: peer.nodeID, host: address.host, port: address.port), from: peer) }
+            case .partial(let bitfield):
+                holdings[id, default: [:]][peer.nodeID] = .partial(Bitset(bytes: bitfield))
+            }
+            availabilityVersion += 1
+        case .haveChunks(let id, let indices):
+            var bits: Bitset
+            switch holdings[id]?[peer.nodeID] {
+            case .complete?: return
+            case .partial(let existing)?: bits = existing
+            case nil: bits = Bitset()
+            }
+            for index in indices { bits.insert(Int(index)) }
+            holdings[id, default: [:]][peer.nodeID] = .partial(bits)
+            availabilityVersion += 1
+        case .holder(let notice):
+            noteHolder(notice, from: peer)
+        case .catalogDigest(let count, let digest):
+            if count != catalog.count || digest != catalogDigest() { peer.send(.catalogRequest) }
+        case .catalogRequest:
+            let ids = catalog.keys.sorted()
+            var start = 0
+            repeat {
+                let page = Array(ids[start..<min(ids.count, start + WireLimits.maxCatalogIDsPerFrame)])
+                start += page.count
+                peer.send(.catalog(ids: page, more: start < ids.count))
+            } while start < ids.count
+        case .catalog(let ids, _):
+            let unknown = ids.filter { catalog[$0] == nil }
+            for start in stride(from: 0, to: unknown.count, by: WireLimits.maxAnnounceRequestIDs) {
+                peer.send(.announceRequest(ids: Array(unknown[start..<min(unknown.count, start + WireLimits.maxAnnounceRequestIDs)])))
+            }
+        case .announceRequest(let ids):
+            for id in ids {
+                guard let signed = catalog[id] else { continue }
+                peer.send(.announce(signed))
+                if case .complete? = local[id] { peer.send(.have(manifest: id, availability: .complete)) }
+            }
+        case .getPeers:
+            let addresses = peers.values.filter { $0 !== peer }.compactMap(\.listenAddress)
+            peer.send(.peers(Array(addresses.shuffled().prefix(WireLimits.maxPeersPerFrame))))
+        case .peers(let addresses):
+            guard configuration.peerExchange else { return }
+            for address in addresses where address.nodeID != nodeID && !isBanned(address.nodeID) {
+                knownAddresses.insert(HostPort(host: address.host, port: Int(address.port)))
+            }
+        default:
+            break
+        }
+    }
+
+    /// The trust gate for gossip (invariant 1): only announcements that verify are stored and relayed, once.
+    private func receiveAnnouncement(_ signed: SignedHeader, from peer: PeerConnection?) async {
+        if catalog[signed.id] != nil {
+            counters.duplicates += 1
+            return
+        }
+        let trusted: TrustedHeader
+        do throws(TrustError) {
+            trusted = try configuration.trust.verify(signed)
+        } catch {
+            counters.rejected += 1
+            logger.warning(
+                "dropped untrusted announcement",
+                metadata: ["manifest": "\(signed.id.short)", "from": "\(peer.map(\.description) ?? "local")", "reason": "\(error)"])
+            if let peer {
+                // A forged signature is a lie; an unknown key may just be another team's bors, so only strike.
+                if case .badSignature = error {
+                    ban(peer, reason: "forged announcement")
+                } else if peer.strike() >= configuration.maxStrikes {
+                    ban(peer, reason: "too many untrusted announcements")
+                }
+            }
+            return
+        }
+        let store = self.store
+        do {
+            try await pool.runIfActive { try store.saveHeader(trusted) }
+        } catch {
+            logger.error("could not store announcement", metadata: ["manifest": "\(signed.id.short)", "error": "\(error)"])
+            return
+        }
+        // Another task may have recorded it while we were storing.
+        guard catalog[signed.id] == nil else { return }
+        catalog[signed.id] = signed
+        counters.accepted += 1
+        logger.info(
+            "new snapshot", metadata: ["manifest": "\(signed.id.short)", "repository": "\(signed.header.repository)", "commit": "\(signed.header.commit)"])
+        for other in peers.values where other !== peer {
+            other.send(.announce(signed))
+            counters.relayed += 1
+        }
+        if configuration.follow.contains(where: { $0.matches(signed.header.repository) }) {
+            startDownload(signed.id)
+        }
+    }
+
+    private func noteHolder(_ notice: HolderNotice, from peer: PeerConnection?) {
+        guard notice.nodeID != nodeID, holderNotices[notice.manifest]?[notice.nodeID] == nil else { return }
+        let address = PeerAddress(nodeID: notice.nodeID, host: notice.host, port: notice.port)
+        holderNotices[notice.manifest, default: [:]][notice.nodeID] = address
+        for other in peers.values where other !== peer && other.nodeID != notice.nodeID {
+            other.send(.holder(notice))
+        }
+        // Someone we are not connected to holds what we are downloading: worth a connection.
+        if downloads[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
+            let hostPort = HostPort(host: notice.host, port: Int(notice.port))
+            knownAddresses.insert(hostPort)
+            requestDial(hostPort)
+        }
+    }
+
+    /// BLAKE2b-256 over the sorted ids of the catalog: equal digests mean equal catalogs.
+    private func catalogDigest() -> Digest {
+        Blake2b.hash(catalog.keys.sorted().flatMap(\.bytes))
+    }
+
+    // MARK: Local snapshots
+
+    /// Announces a manifest that was published into our store by the local CLI.
+    public func announceLocal(_ id: Digest) async throws {
+        guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
+        let trusted = try configuration.trust.verify(manifest)
+        let index = ChunkIndex(manifest: manifest)
+        indexes[id] = index
+        if try store.missingChunks(of: manifest).isEmpty { local[id] = .complete }
+        if catalog[id] == nil {
+            try store.saveHeader(trusted.header)
+            catalog[id] = manifest.signed
+            for peer in peers.values { peer.send(.announce(manifest.signed)) }
+        }
+        if case .complete? = local[id] {
+            for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
+        }
+    }
+
+    /// Headers of trusted snapshots this node knows, newest first, optionally for one repository.
+    public func knownSnapshots(repository: String? = nil) -> [(signed: SignedHeader, local: Bool, holders: Int)] {
+        catalog.values
+            .filter { repository == nil || $0.header.repository == repository }
+            .sorted { ($0.header.createdAt, $0.id) > ($1.header.createdAt, $1.id) }
+            .map { signed in
+                let isLocal: Bool
+                if case .complete? = local[signed.id] { isLocal = true } else { isLocal = false }
+                return (signed, isLocal, holdings[signed.id]?.count ?? 0)
+            }
+    }
+
+    public func signedHeader(_ id: Digest) -> SignedHeader? { catalog[id] }
+
+    // MARK: Downloads
+
+    /// Fetches a snapshot through the mesh into the store; returns once every chunk is stored and verified.
+    /// Concurrent fetches of the same manifest share one download.
+    public func fetch(_ id: Digest, progress: (@Sendable (FetchProgress) -> Void)? = nil) async throws -> FetchResult {
+        guard catalog[id] != nil else { throw MeshError.unknownManifest(id) }
+        if case .complete? = local[id], let index = indexes[id] {
+            return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
+        }
+        return try await withCheckedThrowingContinuation { continuation in
+            startDownload(id)
+            downloads[id]?.waiters.append(continuation)
+            if let progress { downloads[id]?.progress.append(progress) }
+        }
+    }
+
+    private func startDownload(_ id: Digest) {
+        guard downloads[id] == nil, !shuttingDown else { return }
+        if case .complete? = local[id] { return }
+        downloads[id] = DownloadRecord()
+        try? store.setWanted(id, wanted: true)
+        workQueue.yield(.download(id))
+    }
+
+    func reportProgress(_ progress: FetchProgress) {
+        for callback in downloads[progress.manifest]?.progress ?? [] { callback(progress) }
+    }
+
+    func finishDownload(_ id: Digest, result: Result<FetchResult, any Error>) {
+        guard let record = downloads.removeValue(forKey: id) else { return }
+        if case .success = result { try? store.setWanted(id, wanted: false) }
+        for waiter in record.waiters { waiter.resume(with: result) }
+    }
+
+    /// What peers hold of a manifest, for the scheduler. Bumps when anything changes.
+    func holdersSnapshot(_ id: Digest) -> (version: Int, holders: [(PeerConnection, PeerHoldings)]) {
+        let known = holdings[id] ?? [:]
+        let list = known.compactMap { key, value in peers[key].map { ($0, value) } }
+        return (availabilityVersion, list)
+    }
+
+    func setIndex(_ index: ChunkIndex, for id: Digest) {
+        indexes[id] = index
+    }
+
+    /// A chunk of a download is stored and verified: others may now fetch it from us.
+    func noteChunkStored(_ id: Digest, position: Int, total: Int) {
+        var bits: Bitset
+        switch local[id] {
+        case .complete?: return
+        case .partial(let existing)?: bits = existing
+        case nil: bits = Bitset(capacity: total)
+        }
+        bits.insert(position)
+        local[id] = .partial(bits)
+        pendingHaves[id, default: []].append(UInt32(position))
+    }
+
+    /// Chunks we already had when a download started.
+    func noteChunksPresent(_ id: Digest, positions: [Int], total: Int) {
+        guard !positions.isEmpty else { return }
+        var bits = Bitset(capacity: total)
+        if case .partial(let existing)? = local[id] { bits = existing }
+        for position in positions { bits.insert(position) }
+        local[id] = .partial(bits)
+        for peer in peers.values { peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes))) }
+    }
+
+    /// Every chunk is stored: tell every peer (each of them relays a holder notice with our address).
+    func markComplete(_ id: Digest) {
+        local[id] = .complete
+        pendingHaves[id] = nil
+        for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
+    }
+
+    /// Sends batched HaveChunks to peers that do not hold the manifest completely.
+    func flushHaves() {
+        guard !pendingHaves.isEmpty else { return }
+        let batches = pendingHaves
+        pendingHaves.removeAll()
+        for (id, indices) in batches {
+            for peer in peers.values where holdings[id]?[peer.nodeID] != .complete {
+                for start in stride(from: 0, to: indices.count, by: WireLimits.maxHaveIndicesPerFrame) {
+                    peer.send(.haveChunks(manifest: id, indices: Array(indices[start..<min(indices.count, start + WireLimits.maxHaveIndicesPerFrame)])))
+                }
+            }
+        }
+    }
+
+    // MARK: Status
+
+    public func status() -> MeshStatus {
+        MeshStatus(
+            nodeID: nodeID.text, listenPort: Int(listenPort),
+            peers: peers.values.map { peer in
+                let stats = peer.statistics
+                return MeshStatus.Peer(
+                    nodeID: peer.nodeID.text, address: "\(peer.remoteHost):\(peer.identity.listenPort)",
+                    direction: peer.role == .initiator ? "out" : "in", agent: peer.identity.agent,
+                    uploaded: stats.uploaded, downloaded: stats.downloaded, requestsInFlight: stats.inFlight,
+                    serving: stats.serving, connectedSeconds: (ContinuousClock.now - peer.connectedAt).seconds)
+            }.sorted { $0.nodeID < $1.nodeID },
+            catalogSize: catalog.count, completeSnapshots: local.values.filter { if case .complete = $0 { true } else { false } }.count,
+            downloads: downloads.keys.map(\.hex).sorted(), gossip: counters, bannedPeers: bans.filter { $0.value > .now }.count)
+    }
+}
+
+/// Counts of what gossip did, for status and benchmarks.
+public struct GossipCounters: Sendable, Codable {
+    public var accepted = 0
+    public var relayed = 0
+    public var duplicates = 0
+    public var rejected = 0
+    public var bans = 0
+}
+
+/// A node's state for `kindling status`.
+public struct MeshStatus: Sendable, Codable {
+    public struct Peer: Sendable, Codable {
+        public var nodeID: String
+        public var address: String
+        public var direction: String
+        public var agent: String
+        public var uploaded: Int
+        public var downloaded: Int
+        public var requestsInFlight: Int
+        public var serving: Int
+        public var connectedSeconds: Double
+    }
+    public var nodeID: String
+    public var listenPort: Int
+    public var peers: [Peer]
+    public var catalogSize: Int
+    public var completeSnapshots: Int
+    public var downloads: [String]
+    public var gossip: GossipCounters
+    public var bannedPeers: Int
+}
+
+public enum MeshError: Error, Sendable, CustomStringConvertible {
+    case unknownManifest(Digest)
+    case shuttingDown
+    case stalled(missingChunks: Int, seconds: Int)
+    case noBodySource(Digest)
+    case store(String)
+
+    public var description: String {
+        switch self {
+        case .unknownManifest(let id):
+            return "no trusted announcement of manifest \(id.short) has reached this node; is a peer that holds it connected?"
+        case .shuttingDown: return "the node is shutting down"
+        case .stalled(let missing, let seconds):
+            return "no peer could supply \(missing) chunks for \(seconds) s; check that a node holding the snapshot is reachable"
+        case .noBodySource(let id):
+            return "no connected peer could send the manifest body of \(id.short)"
+        case .store(let message): return message
+        }
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let parts = components
+        return Double(parts.seconds) + Double(parts.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,123 @@
+import KindlingCrypto
+import KindlingWire
+import Logging
+import NIOCore
+public import NIOPosix
+
+/// Runs a mesh node: listens, dials, downloads, and keeps gossip flowing, until its task is cancelled.
+public struct MeshServer: Sendable {
+    public let node: MeshNode
+    let group: MultiThreadedEventLoopGroup
+
+    public init(node: MeshNode, group: MultiThreadedEventLoopGroup = .singleton) {
+        self.node = node
+        self.group = group
+    }
+
+    /// Binds the listening socket and returns the bound port; then `run` serves it.
+    public func bind() async throws -> Listener {
+        let address = node.configuration.listen
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 256)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: address.host, port: address.port) { channel in
+                let limit = FrameLimit()
+                return ConnectionRunner.configure(channel, limit: limit).map { (channel: $0, limit: limit) }
+            }
+        let port = server.channel.localAddress?.port ?? 0
+        await node.setListenPort(UInt16(port))
+        return Listener(server: server, port: port)
+    }
+
+    public struct Listener: Sendable {
+        let server: NIOAsyncChannel<(channel: NIOAsyncChannel<[UInt8], [UInt8]>, limit: FrameLimit), Never>
+        public let port: Int
+    }
+
+    /// Serves until cancelled, then closes every connection.
+    public func run(_ listener: Listener) async throws {
+        try await node.loadFromStore()
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { tasks in
+                tasks.addTask { await acceptLoop(listener) }
+                tasks.addTask { await workLoop() }
+                tasks.addTask { await maintenanceLoop() }
+            }
+        } onCancel: {
+            listener.server.channel.close(promise: nil)
+        }
+    }
+
+    private func acceptLoop(_ listener: Listener) async {
+        do {
+            try await listener.server.executeThenClose { inbound in
+                try await withThrowingDiscardingTaskGroup { connections in
+                    for try await accepted in inbound {
+                        connections.addTask {
+                            await ConnectionRunner(node: node, channel: accepted.channel, limit: accepted.limit, role: .responder).run()
+                        }
+                    }
+                }
+            }
+        } catch {
+            node.logger.debug("listener closed", metadata: ["error": "\(error)"])
+        }
+    }
+
+    /// Dials and downloads, each in a task of its own.
+    private func workLoop() async {
+        await withDiscardingTaskGroup { tasks in
+            for await item in node.work {
+                switch item {
+                case .dial(let address):
+                    tasks.addTask { await dial(address) }
+                case .download(let id):
+                    tasks.addTask {
+                        let result: Result<FetchResult, any Error>
+                        do {
+                            result = .success(try await SwarmDownload(id: id, node: node).run())
+                        } catch {
+                            node.logger.warning("fetch failed", metadata: ["manifest": "\(id.short)", "error": "\(error)"])
+                            result = .failure(error)
+                        }
+                        await node.finishDownload(id, result: result)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens an outgoing connection and runs it to the end.
+    func dial(_ address: HostPort) async {
+        let limit = FrameLimit()
+        do {
+            let channel = try await ClientBootstrap(group: group)
+                .connectTimeout(.seconds(5))
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connect(host: address.host, port: address.port) { channel in
+                    ConnectionRunner.configure(channel, limit: limit)
+                }
+            await node.dialFinished(address, failed: false)
+            await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
+        } catch {
+            node.logger.debug("dial failed", metadata: ["address": "\(address)", "error": "\(error)"])
+            await node.dialFinished(address, failed: true)
+        }
+    }
+
+    private func maintenanceLoop() async {
+        var tick = 0
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(100))
+            await node.flushHaves()
+            tick += 1
+            // Dial once a second; bootstrap peers that dropped come back this way.
+            if tick % 10 == 1 {
+                for address in await node.dialCandidates() { await node.requestDial(address) }
+            }
+        }
+        // Cancelled: close every connection and stop the work loop, so that the task group can finish.
+        await node.beginShutdown()
+    }
+}

@@ -1,0 +1,279 @@
+public import KindlingCrypto
+public import KindlingWire
+import Synchronization
+
+/// Why a request to a peer did not produce what was asked.
+public enum PeerRequestError: Error, Sendable, Equatable {
+    case timeout
+    case closed
+    case notHeld
+    case busy
+    case cancelled
+}
+
+/// A chunk as a peer sent it: compressed bytes, not yet verified.
+public struct ChunkReply: Sendable {
+    public var compressed: [UInt8]
+    public var plainLength: Int
+}
+
+/// One frame waiting for the writer, and what to do once it is on the wire (release a serving slot).
+struct OutboundItem: Sendable {
+    var frame: [UInt8]
+    var onWritten: (@Sendable () -> Void)?
+}
+
+/// One authenticated connection to a peer: its identity, its outbound queue, and the requests in flight.
+///
+/// The reader task resolves replies, the writer task drains the queue, a watchdog expires requests and idle
+/// connections. Everything here is synchronous and lock-protected, so any task (a download, the node actor)
+/// can send or request without awaiting the peer.
+public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
+    public let identity: PeerIdentity
+    public let remoteHost: String
+    public let role: HandshakeRole
+    public let connectedAt = ContinuousClock.now
+
+    let outbound: AsyncStream<OutboundItem>
+    private let queue: AsyncStream<OutboundItem>.Continuation
+    private let state = Mutex(State())
+    private let maxQueuedFrames: Int
+
+    struct PendingChunk {
+        var continuation: CheckedContinuation<ChunkReply, any Error>
+        var chunk: Digest
+        var deadline: ContinuousClock.Instant
+    }
+
+    struct PendingBody {
+        var continuation: CheckedContinuation<[UInt8], any Error>
+        var deadline: ContinuousClock.Instant
+    }
+
+    struct State {
+        var nextRequest: UInt32 = 0
+        var chunks: [UInt32: PendingChunk] = [:]
+        var bodies: [BodyKey: PendingBody] = [:]
+        var serving = 0
+        var cancelledServes: Set<UInt32> = []
+        var queued = 0
+        var bytesUploaded = 0
+        var bytesDownloaded = 0
+        var lastReceived = ContinuousClock.now
+        var lastSent = ContinuousClock.now
+        var closed = false
+        var strikes = 0
+    }
+
+    struct BodyKey: Hashable {
+        var manifest: Digest
+        var offset: Int
+    }
+
+    private let closeChannel: @Sendable () -> Void
+
+    init(
+        identity: PeerIdentity, remoteHost: String, role: HandshakeRole, maxQueuedFrames: Int = 100_000,
+        closeChannel: @escaping @Sendable () -> Void
+    ) {
+        self.identity = identity
+        self.remoteHost = remoteHost
+        self.role = role
+        self.maxQueuedFrames = maxQueuedFrames
+        self.closeChannel = closeChannel
+        (outbound, queue) = AsyncStream.makeStream(of: OutboundItem.self)
+    }
+
+    public var nodeID: PublicKey { identity.nodeID }
+    public var description: String { "\(identity.nodeID.text.dropFirst(8).prefix(12))@\(remoteHost):\(identity.listenPort)" }
+
+    /// The address others can dial to reach this peer, if it listens.
+    public var listenAddress: PeerAddress? {
+        identity.listenPort == 0 ? nil : PeerAddress(nodeID: identity.nodeID, host: remoteHost, port: identity.listenPort)
+    }
+
+    public static func == (lhs: PeerConnection, rhs: PeerConnection) -> Bool { lhs === rhs }
+    public func hash(into hasher: inout Hasher) { hasher.combine(ObjectIdentifier(self)) }
+
+    // MARK: Sending
+
+    /// Queues a message; never waits. A peer that lets its queue grow past the limit is too slow and is dropped.
+    public func send(_ message: WireMessage, onWritten: (@Sendable () -> Void)? = nil) {
+        let accepted = state.withLock { state -> Bool in
+            guard !state.closed, state.queued < maxQueuedFrames else { return false }
+            state.queued += 1
+            state.lastSent = .now
+            return true
+        }
+        guard accepted else {
+            onWritten?()
+            if !isClosed { close() }
+            return
+        }
+        queue.yield(OutboundItem(frame: message.encoded(), onWritten: onWritten))
+    }
+
+    func didWrite() {
+        state.withLock { $0.queued -= 1 }
+    }
+
+    // MARK: Requests
+
+    /// Asks the peer for a chunk. Throws `PeerRequestError` when it times out, is refused, or the peer goes away.
+    public func requestChunk(_ id: Digest, timeout: Duration) async throws -> ChunkReply {
+        let request = state.withLock { state -> UInt32 in
+            state.nextRequest &+= 1
+            return state.nextRequest
+        }
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ChunkReply, any Error>) in
+                let accepted = state.withLock { state -> Bool in
+                    guard !state.closed else { return false }
+                    state.chunks[request] = PendingChunk(continuation: continuation, chunk: id, deadline: .now + timeout)
+                    return true
+                }
+                guard accepted else { return continuation.resume(throwing: PeerRequestError.closed) }
+                send(.getChunk(request: request, chunk: id))
+                if Task.isCancelled { cancelChunkRequest(request) }
+            }
+        } onCancel: {
+            cancelChunkRequest(request)
+        }
+    }
+
+    private func cancelChunkRequest(_ request: UInt32) {
+        if let pending = state.withLock({ $0.chunks.removeValue(forKey: request) }) {
+            pending.continuation.resume(throwing: PeerRequestError.cancelled)
+            send(.cancel(request: request))
+        }
+    }
+
+    /// Asks the peer for a piece of a manifest body.
+    public func requestBody(_ manifest: Digest, offset: Int, length: Int, timeout: Duration) async throws -> [UInt8] {
+        let key = BodyKey(manifest: manifest, offset: offset)
+        return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<[UInt8], any Error>) in
+            let accepted = state.withLock { state -> Bool in
+                guard !state.closed, state.bodies[key] == nil else { return false }
+                state.bodies[key] = PendingBody(continuation: continuation, deadline: .now + timeout)
+                return true
+            }
+            guard accepted else { return continuation.resume(throwing: PeerRequestError.closed) }
+            send(.getBody(manifest: manifest, offset: offset, length: length))
+        }
+    }
+
+    /// Delivers a chunk reply. Returns false when it answers no request of ours (late after a timeout or a
+    /// cancel: harmless) and throws when it names another chunk than the one asked for (a lying peer).
+    func resolveChunk(request: UInt32, chunk: Digest, reply: ChunkReply) throws(WireError) -> Bool {
+        let pending = state.withLock { state -> PendingChunk? in
+            state.bytesDownloaded += reply.compressed.count
+            return state.chunks.removeValue(forKey: request)
+        }
+        guard let pending else { return false }
+        guard pending.chunk == chunk else {
+            pending.continuation.resume(throwing: PeerRequestError.closed)
+            throw .unexpectedMessage("chunk reply for another chunk than requested")
+        }
+        pending.continuation.resume(returning: reply)
+        return true
+    }
+
+    func resolveNoChunk(request: UInt32, reason: NoChunkReason) {
+        if let pending = state.withLock({ $0.chunks.removeValue(forKey: request) }) {
+            pending.continuation.resume(throwing: reason == .busy ? PeerRequestError.busy : PeerRequestError.notHeld)
+        }
+    }
+
+    func resolveBody(manifest: Digest, offset: Int, bytes: [UInt8]) {
+        let key = BodyKey(manifest: manifest, offset: offset)
+        if let pending = state.withLock({ $0.bodies.removeValue(forKey: key) }) {
+            pending.continuation.resume(returning: bytes)
+        }
+    }
+
+    /// Fails requests whose deadline passed. Called by the watchdog.
+    func expireRequests(now: ContinuousClock.Instant) {
+        let (chunks, bodies) = state.withLock { state -> ([(UInt32, PendingChunk)], [PendingBody]) in
+            let expiredChunks = state.chunks.filter { $0.value.deadline < now }
+            for (request, _) in expiredChunks { state.chunks[request] = nil }
+            let expiredBodies = state.bodies.filter { $0.value.deadline < now }
+            for (key, _) in expiredBodies { state.bodies[key] = nil }
+            return (expiredChunks.map { ($0.key, $0.value) }, expiredBodies.map(\.value))
+        }
+        for (request, pending) in chunks {
+            pending.continuation.resume(throwing: PeerRequestError.timeout)
+            send(.cancel(request: request))
+        }
+        for pending in bodies { pending.continuation.resume(throwing: PeerRequestError.timeout) }
+    }
+
+    // MARK: Serving
+
+    /// Takes a serving slot; false when the peer already has `limit` requests being served.
+    func beginServing(limit: Int) -> Bool {
+        state.withLock { state in
+            guard state.serving < limit else { return false }
+            state.serving += 1
+            return true
+        }
+    }
+
+    func endServing(uploaded: Int) {
+        state.withLock { state in
+            state.serving -= 1
+            state.bytesUploaded += uploaded
+        }
+    }
+
+    func markCancelled(_ request: UInt32) {
+        state.withLock { state in
+            if state.serving > 0 { _ = state.cancelledServes.insert(request) }
+        }
+    }
+
+    /// True (once) when the peer cancelled this request while we were preparing it.
+    func takeCancelled(_ request: UInt32) -> Bool {
+        state.withLock { $0.cancelledServes.remove(request) != nil }
+    }
+
+    // MARK: Health
+
+    func noteReceived() {
+        state.withLock { $0.lastReceived = .now }
+    }
+
+    var idleTimes: (sinceReceived: Duration, sinceSent: Duration) {
+        state.withLock { (.now - $0.lastReceived, .now - $0.lastSent) }
+    }
+
+    /// Counts a protocol offence (a forged or malformed announcement); returns the total so far.
+    func strike() -> Int {
+        state.withLock { state in
+            state.strikes += 1
+            return state.strikes
+        }
+    }
+
+    public var statistics: (uploaded: Int, downloaded: Int, inFlight: Int, serving: Int) {
+        state.withLock { ($0.bytesUploaded, $0.bytesDownloaded, $0.chunks.count, $0.serving) }
+    }
+
+    public var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Fails everything in flight, ends the writer and closes the socket. Idempotent.
+    public func close() {
+        let (chunks, bodies) = state.withLock { state -> ([PendingChunk], [PendingBody]) in
+            guard !state.closed else { return ([], []) }
+            state.closed = true
+            defer {
+                state.chunks.removeAll()
+                state.bodies.removeAll()
+            }
+            return (Array(state.chunks.values), Array(state.bodies.values))
+        }
+        for pending in chunks { pending.continuation.resume(throwing: PeerRequestError.closed) }
+        for pending in bodies { pending.continuation.resume(throwing: PeerRequestError.closed) }
+        queue.finish()
+        closeChannel()
+    }
+}

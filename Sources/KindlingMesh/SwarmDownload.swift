@@ -1,0 +1,281 @@
+import Foundation
+import KindlingCrypto
+import KindlingManifest
+import KindlingStore
+import KindlingWire
+import Logging
+import NIOPosix
+
+/// Fetches one snapshot from many peers at once (Specs/wire.md, "Swarm transfer").
+///
+/// - a bounded window of requests per peer, grown on success and halved on timeout (AIMD), so fast peers end up
+///   serving most chunks and a slow or overloaded one little;
+/// - rarest first among the peers' holdings, ties broken by a per-download shuffle so downloaders spread out;
+/// - a timed-out, refused or lost request goes back in the queue for someone else;
+/// - endgame: once every missing chunk is requested, the last ones are also asked of a second peer;
+/// - every chunk is verified before it is stored (a peer that sends bad bytes is banned, the download goes on);
+/// - progress is committed to the store often, so a killed node resumes where it stopped.
+struct SwarmDownload {
+    let id: Digest
+    let node: MeshNode
+
+    private var configuration: MeshConfiguration { node.configuration }
+    private var store: ChunkStore { node.store }
+
+    enum Outcome: Sendable {
+        case stored(PeerConnection, position: Int, wireBytes: Int, plainBytes: Int, new: Bool, latency: Duration)
+        case failed(PeerConnection, position: Int, PeerRequestError)
+        case corrupt(PeerConnection, position: Int, reason: String)
+        case storeFailed(StoreError)
+    }
+
+    struct PeerState {
+        var window = 4
+        var inFlight = 0
+        var lacks = Set<Int>()
+        var pausedUntil = ContinuousClock.now
+        var latency: Duration = .milliseconds(50)
+    }
+
+    func run() async throws -> FetchResult {
+        let started = ContinuousClock.now
+        guard let signed = await node.signedHeader(id) else { throw MeshError.unknownManifest(id) }
+        let manifest = try await obtainManifest(signed)
+        let index = ChunkIndex(manifest: manifest)
+        await node.setIndex(index, for: id)
+        let store = self.store
+        let ids = index.chunks.map(\.id)
+        let present = try await node.pool.runIfActive { try store.presentChunks(among: ids) }
+        var remaining = Set<Int>()
+        var presentPositions: [Int] = []
+        for (position, chunk) in index.chunks.enumerated() {
+            if present.contains(chunk.id) { presentPositions.append(position) } else { remaining.insert(position) }
+        }
+        await node.noteChunksPresent(id, positions: presentPositions, total: index.count)
+        var result = FetchResult(
+            manifest: id, totalBytes: index.totalBytes,
+            alreadyLocalBytes: presentPositions.reduce(0) { $0 + index.chunks[$1].length })
+        if !remaining.isEmpty {
+            try await transfer(index: index, remaining: &remaining, result: &result)
+        }
+        try await node.pool.runIfActive { try store.commit() }
+        await node.markComplete(id)
+        result.seconds = (ContinuousClock.now - started).seconds
+        node.logger.info(
+            "fetched snapshot",
+            metadata: ["manifest": "\(id.short)", "bytes": "\(result.fetchedBytes)", "seconds": "\(result.seconds)"])
+        return result
+    }
+
+    // MARK: The manifest body
+
+    /// The complete manifest: from the store, or its body from a peer, checked against the signed digest.
+    private func obtainManifest(_ signed: SignedHeader) async throws -> Manifest {
+        let store = self.store
+        if let manifest = try await node.pool.runIfActive({ try store.manifest(signed.id) }) { return manifest }
+        let deadline = ContinuousClock.now + configuration.stallTimeout
+        var tried = Set<PublicKey>()
+        while ContinuousClock.now < deadline {
+            try Task.checkCancellation()
+            let (_, holders) = await node.holdersSnapshot(id)
+            guard let (peer, _) = holders.first(where: { !tried.contains($0.0.nodeID) }) else {
+                if !tried.isEmpty && holders.allSatisfy({ tried.contains($0.0.nodeID) }) { tried.removeAll() }
+                try await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            tried.insert(peer.nodeID)
+            var body: [UInt8] = []
+            body.reserveCapacity(signed.header.bodyByteCount)
+            do {
+                while body.count < signed.header.bodyByteCount {
+                    let length = min(WireLimits.maxBodyPieceBytes, signed.header.bodyByteCount - body.count)
+                    let piece = try await peer.requestBody(id, offset: body.count, length: length, timeout: configuration.requestTimeout)
+                    guard !piece.isEmpty, piece.count <= length else { throw PeerRequestError.notHeld }
+                    body += piece
+                }
+            } catch {
+                continue
+            }
+            do {
+                let manifest = try Manifest(signed: signed, bodyBytes: body)
+                let trusted = try configuration.trust.verify(manifest)
+                try await node.pool.runIfActive { try store.saveManifest(trusted) }
+                return manifest
+            } catch let error as FormatError {
+                await node.ban(peer, reason: "sent a manifest body that does not match its signed header: \(error)")
+            }
+        }
+        throw MeshError.noBodySource(id)
+    }
+
+    // MARK: Chunks
+
+    private func transfer(index: ChunkIndex, remaining: inout Set<Int>, result: inout FetchResult) async throws {
+        let total = index.count
+        let shuffle = (0..<total).shuffled()
+        var peers: [PublicKey: PeerState] = [:]
+        var requested: [Int: Set<PublicKey>] = [:]
+        var version = -1
+        var holders: [(PeerConnection, PeerHoldings)] = []
+        var order: [Int] = []
+        var lastProgress = ContinuousClock.now
+        var lastReport = ContinuousClock.now
+        var lastCommit = ContinuousClock.now
+        var uncommitted = 0
+        var doneBytes = result.alreadyLocalBytes
+        let store = self.store
+        let pool = node.pool
+        let decompressors = node.decompressors
+
+        try await withThrowingTaskGroup(of: Outcome.self) { group in
+            var inFlight = 0
+            defer { group.cancelAll() }
+            while !remaining.isEmpty {
+                try Task.checkCancellation()
+                // Refresh who holds what, and the rarest-first order, when the node learned something.
+                let snapshot = await node.holdersSnapshot(id)
+                if snapshot.version != version {
+                    version = snapshot.version
+                    holders = snapshot.holders.filter { !$0.0.isClosed }
+                    var counts = [Int](repeating: 0, count: total)
+                    for (_, holding) in holders {
+                        switch holding {
+                        case .complete: for position in 0..<total { counts[position] += 1 }
+                        case .partial(let bits): for position in 0..<total where bits.contains(position) { counts[position] += 1 }
+                        }
+                    }
+                    order = shuffle.filter { remaining.contains($0) }.sorted { counts[$0] < counts[$1] }
+                    for (peer, _) in holders where peers[peer.nodeID] == nil { peers[peer.nodeID] = PeerState() }
+                }
+
+                // Fill every peer's window, fastest peers first.
+                let now = ContinuousClock.now
+                let endgame = order.allSatisfy { !remaining.contains($0) || requested[$0] != nil }
+                for (peer, holding) in holders.sorted(by: { (peers[$0.0.nodeID]?.latency ?? .zero) < (peers[$1.0.nodeID]?.latency ?? .zero) }) {
+                    guard var state = peers[peer.nodeID], state.pausedUntil <= now, !peer.isClosed else { continue }
+                    while state.inFlight < state.window {
+                        let pick = order.first { position in
+                            guard remaining.contains(position), holding.has(position), !state.lacks.contains(position) else { return false }
+                            let askedOf = requested[position] ?? []
+                            return endgame ? (askedOf.count < 2 && !askedOf.contains(peer.nodeID)) : askedOf.isEmpty
+                        }
+                        guard let position = pick else { break }
+                        requested[position, default: []].insert(peer.nodeID)
+                        state.inFlight += 1
+                        inFlight += 1
+                        let chunk = index.chunks[position]
+                        let timeout = max(configuration.requestTimeout / 4, min(configuration.requestTimeout, state.latency * 8))
+                        group.addTask {
+                            await Self.request(
+                                chunk, position: position, from: peer, timeout: timeout, store: store, pool: pool,
+                                decompressors: decompressors)
+                        }
+                    }
+                    peers[peer.nodeID] = state
+                }
+
+                if inFlight == 0 {
+                    if ContinuousClock.now - lastProgress > configuration.stallTimeout {
+                        throw MeshError.stalled(missingChunks: remaining.count, seconds: Int(configuration.stallTimeout.seconds))
+                    }
+                    try await Task.sleep(for: .milliseconds(50))
+                    continue
+                }
+                guard let outcome = try await group.next() else { continue }
+                inFlight -= 1
+                switch outcome {
+                case .stored(let peer, let position, let wireBytes, let plainBytes, let new, let latency):
+                    peers[peer.nodeID]?.inFlight -= 1
+                    if var state = peers[peer.nodeID] {
+                        state.window = min(64, state.window + 1)
+                        state.latency = (state.latency * 7 + latency) / 8
+                        peers[peer.nodeID] = state
+                    }
+                    result.wireBytesByPeer[peer.nodeID.text, default: 0] += wireBytes
+                    guard remaining.remove(position) != nil else { continue }
+                    requested[position] = nil
+                    if new {
+                        result.fetchedBytes += plainBytes
+                        result.chunksFetched += 1
+                    }
+                    doneBytes += plainBytes
+                    uncommitted += 1
+                    lastProgress = .now
+                    await node.noteChunkStored(id, position: position, total: total)
+                case .failed(let peer, let position, let error):
+                    peers[peer.nodeID]?.inFlight -= 1
+                    requested[position]?.remove(peer.nodeID)
+                    if requested[position]?.isEmpty == true { requested[position] = nil }
+                    result.retries += 1
+                    if var state = peers[peer.nodeID] {
+                        switch error {
+                        case .timeout: state.window = max(1, state.window / 2)
+                        case .notHeld: state.lacks.insert(position)
+                        case .busy:
+                            state.window = max(1, state.window - 1)
+                            state.pausedUntil = .now + .milliseconds(100)
+                        case .closed, .cancelled: break
+                        }
+                        peers[peer.nodeID] = (error == .closed || error == .cancelled) ? nil : state
+                    }
+                case .corrupt(let peer, let position, let reason):
+                    peers[peer.nodeID] = nil
+                    requested[position]?.remove(peer.nodeID)
+                    if requested[position]?.isEmpty == true { requested[position] = nil }
+                    result.peersBanned += 1
+                    await node.ban(peer, reason: reason)
+                case .storeFailed(let error):
+                    throw error
+                }
+
+                if uncommitted >= 256 || (uncommitted > 0 && ContinuousClock.now - lastCommit > .seconds(1)) {
+                    try await pool.runIfActive { try store.commit() }
+                    uncommitted = 0
+                    lastCommit = .now
+                }
+                if ContinuousClock.now - lastReport > .milliseconds(100) || remaining.isEmpty {
+                    lastReport = .now
+                    await node.reportProgress(FetchProgress(manifest: id, totalBytes: result.totalBytes, doneBytes: doneBytes, peers: holders.count))
+                }
+            }
+        }
+    }
+
+    /// One chunk request: ask, then verify and store off the cooperative pool.
+    private static func request(
+        _ chunk: ChunkReference, position: Int, from peer: PeerConnection, timeout: Duration, store: ChunkStore,
+        pool: NIOThreadPool, decompressors: DecompressorPool
+    ) async -> Outcome {
+        let started = ContinuousClock.now
+        let reply: ChunkReply
+        do {
+            reply = try await peer.requestChunk(chunk.id, timeout: timeout)
+        } catch let error as PeerRequestError {
+            return .failed(peer, position: position, error)
+        } catch {
+            return .failed(peer, position: position, .closed)
+        }
+        guard reply.plainLength == chunk.length else {
+            return .corrupt(peer, position: position, reason: "sent a chunk of the wrong length")
+        }
+        do {
+            let new = try await pool.runIfActive {
+                try decompressors.with { decompressor in
+                    try store.storeCompressedChunk(reply.compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+                }
+            }
+            return .stored(
+                peer, position: position, wireBytes: reply.compressed.count, plainBytes: chunk.length, new: new,
+                latency: ContinuousClock.now - started)
+        } catch let error as StoreError {
+            switch error {
+            case .corruptChunk, .chunkTooLarge:
+                return .corrupt(peer, position: position, reason: "sent a chunk that does not match its id")
+            default:
+                return .storeFailed(error)
+            }
+        } catch {
+            return .failed(peer, position: position, .closed)
+        }
+    }
+}

@@ -1,0 +1,81 @@
+public import KindlingMesh
+
+/// The control socket's protocol (Specs/control.md): one JSON request per connection, answered by JSON lines.
+public struct ControlRequest: Codable, Sendable {
+    public enum Operation: String, Codable, Sendable {
+        case status, peers, fetch, announce, snapshots
+    }
+
+    public var op: Operation
+    /// For fetch and announce: a manifest id.
+    public var manifest: String?
+    /// For fetch (the newest trusted snapshot of this repository and commit) and snapshots.
+    public var repository: String?
+    public var commit: String?
+    public var cacheKey: [String: String]?
+
+    public init(
+        op: Operation, manifest: String? = nil, repository: String? = nil, commit: String? = nil,
+        cacheKey: [String: String]? = nil
+    ) {
+        self.op = op
+        self.manifest = manifest
+        self.repository = repository
+        self.commit = commit
+        self.cacheKey = cacheKey
+    }
+}
+
+/// One line of a control reply.
+public struct ControlEvent: Codable, Sendable {
+    public enum Kind: String, Codable, Sendable {
+        case progress, result, error
+    }
+
+    public var event: Kind
+    public var message: String?
+    public var progress: FetchProgress?
+    public var fetch: FetchResult?
+    public var status: MeshStatus?
+    public var snapshots: [SnapshotInfo]?
+    public var manifest: String?
+
+    public init(
+        event: Kind, message: String? = nil, progress: FetchProgress? = nil, fetch: FetchResult? = nil,
+        status: MeshStatus? = nil, snapshots: [SnapshotInfo]? = nil, manifest: String? = nil
+    ) {
+        self.event = event
+        self.message = message
+        self.progress = progress
+        self.fetch = fetch
+        self.status = status
+        self.snapshots = snapshots
+        self.manifest = manifest
+    }
+}
+
+/// A snapshot the node knows of, for `kindling status` and the cargo integration's ancestor search.
+public struct SnapshotInfo: Codable, Sendable {
+    public var id: String
+    public var repository: String
+    public var commit: String
+    public var createdAt: UInt64
+    public var cacheKey: [String: String]
+    public var bytes: Int
+    public var local: Bool
+    public var holders: Int
+
+    public init(
+        id: String, repository: String, commit: String, createdAt: UInt64, cacheKey: [String: String], bytes: Int,
+        local: Bool, holders: Int
+    ) {
+        self.id = id
+        self.repository = repository
+        self.commit = commit
+        self.createdAt = createdAt
+        self.cacheKey = cacheKey
+        self.bytes = bytes
+        self.local = local
+        self.holders = holders
+    }
+}

@@ -1,0 +1,127 @@
+import Foundation
+import KindlingCrypto
+import KindlingManifest
+import KindlingMesh
+import Logging
+import NIOCore
+import NIOPosix
+
+/// The node's local control socket (mode 0600, in the store folder), used by `kindling status`, `peers`, `fetch`,
+/// `restore` and `publish`. Each connection carries one request line and gets JSON lines back.
+struct ControlServer {
+    let node: MeshNode
+    let path: String
+    let logger: Logger
+
+    static let maxRequestBytes = 64 << 10
+
+    func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
+            }
+        // Only the node's user may talk to it.
+        chmod(path, 0o600)
+        return server
+    }
+
+    func run(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async {
+        do {
+            try await withTaskCancellationHandler {
+                try await server.executeThenClose { inbound in
+                    try await withThrowingDiscardingTaskGroup { group in
+                        for try await connection in inbound {
+                            group.addTask { await handle(connection) }
+                        }
+                    }
+                }
+            } onCancel: {
+                server.channel.close(promise: nil)
+            }
+        } catch {
+            logger.debug("control socket closed", metadata: ["error": "\(error)"])
+        }
+        unlink(path)
+    }
+
+    private func handle(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            var request = ByteBuffer()
+            for try await var piece in inbound {
+                request.writeBuffer(&piece)
+                if request.readableBytesView.contains(UInt8(ascii: "\n")) { break }
+                guard request.readableBytes <= Self.maxRequestBytes else { return }
+            }
+            let line = request.readableBytesView.prefix { $0 != UInt8(ascii: "\n") }
+            let send: @Sendable (ControlEvent) async -> Void = { event in
+                guard var data = try? JSONEncoder().encode(event) else { return }
+                data.append(UInt8(ascii: "\n"))
+                try? await outbound.write(ByteBuffer(bytes: data))
+            }
+            guard let decoded = try? JSONDecoder().decode(ControlRequest.self, from: Data(line)) else {
+                await send(ControlEvent(event: .error, message: "malformed control request"))
+                return
+            }
+            await respond(to: decoded, send: send)
+        }
+    }
+
+    private func respond(to request: ControlRequest, send: @escaping @Sendable (ControlEvent) async -> Void) async {
+        switch request.op {
+        case .status, .peers:
+            await send(ControlEvent(event: .result, status: await node.status()))
+        case .snapshots:
+            let snapshots = await node.knownSnapshots(repository: request.repository).map { item in
+                SnapshotInfo(
+                    id: item.signed.id.hex, repository: item.signed.header.repository, commit: item.signed.header.commit,
+                    createdAt: item.signed.header.createdAt, cacheKey: item.signed.header.cacheKey,
+                    bytes: item.signed.header.fileByteCount, local: item.local, holders: item.holders)
+            }
+            await send(ControlEvent(event: .result, snapshots: snapshots))
+        case .announce:
+            guard let text = request.manifest, let id = Digest(hex: text) else {
+                return await send(ControlEvent(event: .error, message: "announce needs a manifest id"))
+            }
+            do {
+                try await node.announceLocal(id)
+                await send(ControlEvent(event: .result, manifest: id.hex))
+            } catch {
+                await send(ControlEvent(event: .error, message: "\(error)"))
+            }
+        case .fetch:
+            guard let id = await resolve(request) else {
+                let what = request.manifest ?? "\(request.repository ?? "?")@\(request.commit ?? "?")"
+                return await send(
+                    ControlEvent(event: .error, message: "no trusted snapshot \(what) is known to this node (no peer announced one)"))
+            }
+            let (progress, continuation) = AsyncStream.makeStream(of: FetchProgress.self, bufferingPolicy: .bufferingNewest(1))
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    for await update in progress { await send(ControlEvent(event: .progress, progress: update)) }
+                }
+                do {
+                    let result = try await node.fetch(id) { continuation.yield($0) }
+                    continuation.finish()
+                    await group.waitForAll()
+                    await send(ControlEvent(event: .result, fetch: result, manifest: id.hex))
+                } catch {
+                    continuation.finish()
+                    await group.waitForAll()
+                    await send(ControlEvent(event: .error, message: "\(error)", manifest: id.hex))
+                }
+            }
+        }
+    }
+
+    /// A manifest id, or the newest trusted snapshot the node knows for a repository, commit and cache key.
+    private func resolve(_ request: ControlRequest) async -> Digest? {
+        if let text = request.manifest { return Digest(hex: text) }
+        guard let repository = request.repository, let commit = request.commit else { return nil }
+        let wanted = request.cacheKey ?? [:]
+        return await node.knownSnapshots(repository: repository).first { item in
+            item.signed.header.commit == commit && wanted.allSatisfy { item.signed.header.cacheKey[$0.key] == $0.value }
+        }?.signed.id
+    }
+}

@@ -1,0 +1,125 @@
+import Foundation
+public import KindlingCrypto
+import KindlingManifest
+public import KindlingMesh
+import KindlingStore
+import KindlingWire
+
+/// The settings of `kindling node`, from `<store>/node.json` and command-line flags (flags win).
+public struct NodeSettings: Codable, Sendable {
+    public var listen: String?
+    public var peers: [String]?
+    public var trust: String?
+    public var follow: [String]?
+    public var lan: Bool?
+    public var meshSecret: String?
+    public var meshName: String?
+    public var maxSize: String?
+    public var uploadLimit: String?
+    public var maxPeers: Int?
+    public var peerExchange: Bool?
+    public var logLevel: String?
+
+    public init() {}
+
+    /// Reads `<store>/node.json` if it exists.
+    public static func load(storeRoot: String) throws(NodeError) -> NodeSettings {
+        let path = storeRoot + "/node.json"
+        guard let data = FileManager.default.contents(atPath: path) else { return NodeSettings() }
+        do {
+            return try JSONDecoder().decode(NodeSettings.self, from: data)
+        } catch {
+            throw .badConfiguration("\(path): \(error)")
+        }
+    }
+
+    /// `other`'s values where set, ours otherwise.
+    public func overridden(by other: NodeSettings) -> NodeSettings {
+        var merged = self
+        merged.listen = other.listen ?? listen
+        merged.peers = (other.peers?.isEmpty == false) ? other.peers : peers
+        merged.trust = other.trust ?? trust
+        merged.follow = (other.follow?.isEmpty == false) ? other.follow : follow
+        merged.lan = other.lan ?? lan
+        merged.meshSecret = other.meshSecret ?? meshSecret
+        merged.meshName = other.meshName ?? meshName
+        merged.maxSize = other.maxSize ?? maxSize
+        merged.uploadLimit = other.uploadLimit ?? uploadLimit
+        merged.maxPeers = other.maxPeers ?? maxPeers
+        merged.peerExchange = other.peerExchange ?? peerExchange
+        merged.logLevel = other.logLevel ?? logLevel
+        return merged
+    }
+
+    /// Validates everything and builds the mesh configuration.
+    public func meshConfiguration(nodeKey: SigningKey) throws -> (MeshConfiguration, maxStoreBytes: Int?) {
+        guard let trustPath = trust else {
+            throw NodeError.badConfiguration("no trust file: pass --trust FILE or set \"trust\" in node.json")
+        }
+        let policy = TrustPolicy(trust: try TrustFile.load(path: trustPath))
+        let listenText = listen ?? "0.0.0.0:7341"
+        guard let listenAddress = HostPort(listenText) else {
+            throw NodeError.badConfiguration("--listen '\(listenText)' is not HOST:PORT")
+        }
+        var bootstrap: [HostPort] = []
+        for text in peers ?? [] {
+            guard let address = HostPort(text), address.port > 0 else {
+                throw NodeError.badConfiguration("--peer '\(text)' is not HOST:PORT")
+            }
+            bootstrap.append(address)
+        }
+        let mesh = try meshSecret.map { try MeshIdentity.load(secretFile: $0) } ?? .open(name: meshName ?? "kindling")
+        let maxStore = try maxSize.map { text in
+            guard let value = parseSize(text) else { throw NodeError.badConfiguration("--max-size '\(text)' is not a size like 20G") }
+            return value
+        }
+        let upload = try uploadLimit.map { text in
+            guard let value = parseSize(text), value > 0 else {
+                throw NodeError.badConfiguration("--upload-limit '\(text)' is not a rate like 10M (bytes per second)")
+            }
+            return value
+        }
+        let configuration = MeshConfiguration(
+            nodeKey: nodeKey, mesh: mesh, listen: listenAddress, bootstrapPeers: bootstrap, trust: policy,
+            follow: (follow ?? []).map(RepositoryGlob.init), peerExchange: peerExchange ?? true,
+            maxPeers: maxPeers ?? 32, uploadLimit: upload)
+        return (configuration, maxStore)
+    }
+}
+
+/// Parses sizes like `500M`, `10G`, `1.5GiB`, `123456` (K/M/G/T are powers of 1024).
+public func parseSize(_ text: String) -> Int? {
+    let trimmed = text.trimmingCharacters(in: .whitespaces)
+    let digits = trimmed.prefix(while: { $0.isNumber || $0 == "." })
+    guard !digits.isEmpty, let number = Double(digits), number >= 0 else { return nil }
+    var suffix = trimmed.dropFirst(digits.count).lowercased()
+    for tail in ["ib", "b"] where suffix.hasSuffix(tail) {
+        suffix = String(suffix.dropLast(tail.count))
+        break
+    }
+    let multipliers: [String: Double] = ["": 1, "k": 1024, "m": 1_048_576, "g": 1_073_741_824, "t": 1_099_511_627_776]
+    guard let multiplier = multipliers[suffix] else { return nil }
+    let value = number * multiplier
+    return value < Double(Int.max) ? Int(value) : nil
+}
+
+/// The node's own identity key, `<store>/node.key`, made on first start.
+public func loadOrCreateNodeKey(storeRoot: String) throws -> SigningKey {
+    let path = storeRoot + "/node.key"
+    if FileManager.default.fileExists(atPath: path) { return try SecretKeyFile.load(path: path) }
+    let key = SigningKey.generate()
+    try SecretKeyFile.create(path: path, key: key)
+    return key
+}
+
+public enum NodeError: Error, Sendable, CustomStringConvertible {
+    case badConfiguration(String)
+    case cannotListen(String)
+
+    public var description: String {
+        switch self {
+        case .badConfiguration(let message): return message
+        case .cannotListen(let message): return message
+        }
+    }
+}

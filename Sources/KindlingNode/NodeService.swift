@@ -1,0 +1,86 @@
+import Foundation
+public import KindlingMesh
+public import KindlingStore
+public import Logging
+import NIOPosix
+import ServiceLifecycle
+import UnixSignals
+
+/// `kindling node`: the mesh, the control socket and store upkeep as one service group that stops cleanly on
+/// SIGINT or SIGTERM.
+public struct NodeService: Sendable {
+    public let store: ChunkStore
+    public let configuration: MeshConfiguration
+    public let maxStoreBytes: Int?
+    /// Announce and discover nodes of the same mesh on the local network.
+    public let lan: Bool
+    public let logger: Logger
+
+    public init(store: ChunkStore, configuration: MeshConfiguration, maxStoreBytes: Int?, lan: Bool, logger: Logger) {
+        self.store = store
+        self.configuration = configuration
+        self.maxStoreBytes = maxStoreBytes
+        self.lan = lan
+        self.logger = logger
+    }
+
+    /// Binds everything, calls `ready` with the listening port, and runs until a shutdown signal.
+    public func run(ready: @Sendable (Int) -> Void) async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        do {
+            try await run(pool: pool, ready: ready)
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try? await pool.shutdownGracefully()
+    }
+
+    private func run(pool: NIOThreadPool, ready: @Sendable (Int) -> Void) async throws {
+        let node = MeshNode(configuration: configuration, store: store, pool: pool, logger: logger)
+        let mesh = MeshServer(node: node)
+        let listener: MeshServer.Listener
+        do {
+            listener = try await mesh.bind()
+        } catch {
+            throw NodeError.cannotListen("cannot listen on \(configuration.listen): \(error)")
+        }
+        let control = ControlServer(node: node, path: store.root + "/node.sock", logger: logger)
+        let controlChannel = try await control.bind()
+        ready(listener.port)
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [
+                    .init(service: FunctionService { try await mesh.run(listener) }),
+                    .init(service: FunctionService { await control.run(controlChannel) }),
+                    .init(service: FunctionService { await storeUpkeep() }),
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+        try await group.run()
+    }
+
+    /// Keeps the store under its size cap.
+    private func storeUpkeep() async {
+        guard let maxStoreBytes else {
+            try? await Task.sleep(for: .seconds(365 * 86400))
+            return
+        }
+        while !Task.isCancelled {
+            if let report = try? store.collectGarbage(maxStoredBytes: maxStoreBytes), report.evictedChunks > 0 {
+                logger.info("evicted chunks", metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
+            }
+            try? await Task.sleep(for: .seconds(60))
+        }
+    }
+}
+
+/// A service from a closure; the closure is cancelled on graceful shutdown.
+struct FunctionService: Service {
+    let body: @Sendable () async throws -> Void
+
+    func run() async throws {
+        try await cancelWhenGracefulShutdown { try await body() }
+    }
+}

@@ -1,0 +1,144 @@
+import ArgumentParser
+import Foundation
+import KindlingCrypto
+import KindlingManifest
+import KindlingMesh
+import KindlingNode
+import KindlingStore
+
+struct Status: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show the running node: peers, known snapshots, transfers, store use.")
+
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: .long, help: "Only snapshots of this repository.") var repo: String?
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    struct Output: Encodable {
+        var node: MeshStatus?
+        var snapshots: [SnapshotInfo]
+        var store: StoreStatistics
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let store = try storeOptions.open()
+            let client = ControlClient(storeRoot: storeOptions.path)
+            var node: MeshStatus?
+            var snapshots: [SnapshotInfo] = []
+            if client.isNodeRunning {
+                node = try client.send(ControlRequest(op: .status)).status
+                snapshots = try client.send(ControlRequest(op: .snapshots, repository: repo)).snapshots ?? []
+            } else {
+                snapshots = try store.manifestSummaries(repository: repo).map { summary in
+                    SnapshotInfo(
+                        id: summary.id.hex, repository: summary.header.repository, commit: summary.header.commit,
+                        createdAt: summary.header.createdAt, cacheKey: summary.header.cacheKey,
+                        bytes: summary.header.fileByteCount, local: summary.hasBody, holders: 0)
+                }
+            }
+            let output = Output(node: node, snapshots: snapshots, store: try store.statistics())
+            if json {
+                print(Format.json(output))
+                return
+            }
+            if let node {
+                print("node       \(node.nodeID), port \(node.listenPort)")
+                print("peers      \(node.peers.count) connected, \(node.bannedPeers) banned")
+                print("gossip     \(node.gossip.accepted) accepted, \(node.gossip.relayed) relayed, \(node.gossip.rejected) rejected")
+                if !node.downloads.isEmpty { print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))") }
+            } else {
+                print("node       not running (start one with 'kindling node')")
+            }
+            print("store      \(output.store.chunkCount) chunks, \(Format.bytes(output.store.storedBytes)) on disk")
+            print("snapshots  \(snapshots.count)\(repo.map { " of \($0)" } ?? "")")
+            for snapshot in snapshots.prefix(20) {
+                let holders = snapshot.holders > 0 ? ", \(snapshot.holders) peers hold it" : ""
+                print(
+                    "  \(snapshot.id.prefix(12))  \(snapshot.repository)@\(snapshot.commit.prefix(12))  "
+                        + "\(Format.date(nanoseconds: snapshot.createdAt))  \(Format.bytes(snapshot.bytes))"
+                        + "\(snapshot.local ? "  local" : "")\(holders)")
+            }
+        }
+    }
+}
+
+struct Peers: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List the running node's peers.")
+
+    @OptionGroup var storeOptions: StoreOptions
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func run() async throws {
+        try await reportingErrors {
+            let status = try ControlClient(storeRoot: storeOptions.path).send(ControlRequest(op: .peers)).status
+            let peers = status?.peers ?? []
+            if json {
+                print(Format.json(peers))
+                return
+            }
+            if peers.isEmpty { print("(no peers)") }
+            for peer in peers {
+                print(
+                    "\(peer.nodeID)  \(peer.address)  \(peer.direction)  up \(Format.bytes(peer.uploaded))  "
+                        + "down \(Format.bytes(peer.downloaded))  \(peer.agent)")
+            }
+        }
+    }
+}
+
+struct Fetch: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Fetch a snapshot through the mesh into the store (via the running node).")
+
+    @OptionGroup var storeOptions: StoreOptions
+    @Option(name: .long, help: "The repository.") var repo: String?
+    @Option(name: .long, help: "The commit.") var commit: String?
+    @Option(name: .long, help: "A manifest id instead of --repo and --commit.") var manifest: String?
+    @Option(name: .long, parsing: .singleValue, help: "Only snapshots whose cache key has KEY=VALUE (repeatable).")
+    var keyValue: [String] = []
+    @Flag(name: .long, help: "Print JSON.") var json = false
+
+    func validate() throws {
+        if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest") }
+    }
+
+    func run() async throws {
+        try await reportingErrors {
+            let result = try fetchThroughNode(
+                storeRoot: storeOptions.path,
+                request: ControlRequest(
+                    op: .fetch, manifest: manifest, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)),
+                quiet: json)
+            if json {
+                print(Format.json(result))
+            } else {
+                printFetchSummary(result)
+            }
+        }
+    }
+}
+
+/// Asks the local node to fetch, drawing progress; returns what it did.
+func fetchThroughNode(storeRoot: String, request: ControlRequest, quiet: Bool = false) throws -> FetchResult {
+    let (bar, _) = quiet ? (nil, nil) : ProgressBar.handler(label: "fetching")
+    let final = try ControlClient(storeRoot: storeRoot).send(request) { event in
+        if let progress = event.progress { bar?.update(done: progress.doneBytes, total: progress.totalBytes) }
+    }
+    bar?.finish()
+    guard final.event == .result, let result = final.fetch else {
+        throw CommandFailure(final.message ?? "the node did not complete the fetch")
+    }
+    return result
+}
+
+func printFetchSummary(_ result: FetchResult) {
+    print(
+        "fetched \(result.manifest.short): \(Format.bytes(result.fetchedBytes)) from the mesh, "
+            + "\(Format.bytes(result.alreadyLocalBytes)) already local, in \(Format.seconds(result.seconds)) "
+            + "(\(Format.rate(bytes: result.fetchedBytes, seconds: result.seconds)))")
+    for (peer, bytes) in result.wireBytesByPeer.sorted(by: { $0.value > $1.value }) {
+        print("  \(Format.bytes(bytes)) from \(peer.prefix(20))")
+    }
+    if result.peersBanned > 0 { print("  \(result.peersBanned) peers banned for sending bad data") }
+}
