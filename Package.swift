@@ -118,7 +118,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingMeshTests",
-            dependencies: ["KindlingMesh", "KindlingTesting", "KindlingSnapshot", nioPosix, logging],
+            dependencies: ["KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingWire", nioCore, nioPosix, logging],
             swiftSettings: strict
         ),
         .testTarget(

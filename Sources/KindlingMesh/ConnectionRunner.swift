@@ -140,18 +140,23 @@ struct ConnectionRunner {
                     guard let message = try WireMessage.decode(bytes) else { continue }
                     try await dispatch(message, from: peer, group: &group)
                 }
+                peer.close()
             } catch {
                 let wireError = error as? WireError
                 if let wireError, case .closedByPeer = wireError {
                     node.logger.info("peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(wireError)"])
+                    peer.close()
                 } else if let wireError {
+                    // Say why, then hang up; the timer hangs up anyway if the peer does not read.
                     node.logger.warning("protocol error, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
-                    peer.send(.error(code: wireError.code, message: wireError.description))
+                    peer.closeAfterSending(.error(code: wireError.code, message: wireError.description))
+                    channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
+                } else {
+                    peer.close()
                 }
             }
-            peer.close()
-            channel.channel.close(promise: nil)
-            group.cancelAll()
+            // The writer ends once the queue is closed; the watchdog once the peer is closed.
+            await group.waitForAll()
         }
     }
 

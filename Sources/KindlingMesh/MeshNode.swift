@@ -156,8 +156,7 @@ public actor MeshNode {
         bans[peer.nodeID] = .now + configuration.banDuration
         counters.bans += 1
         logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-        peer.send(.error(code: 5, message: "banned: \(reason)"))
-        peer.close()
+        peer.closeAfterSending(.error(code: 5, message: "banned: \(reason)"))
         remove(peer)
     }
 

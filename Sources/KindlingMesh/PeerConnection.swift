@@ -260,6 +260,25 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     public var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// Sends a last message (an Error frame saying why) and closes once it is written. In-flight requests fail
+    /// now; a peer that does not read gets its socket closed by the watchdog anyway.
+    public func closeAfterSending(_ message: WireMessage) {
+        send(message, onWritten: { [self] in close() })
+        failPendingRequests()
+    }
+
+    private func failPendingRequests() {
+        let (chunks, bodies) = state.withLock { state -> ([PendingChunk], [PendingBody]) in
+            defer {
+                state.chunks.removeAll()
+                state.bodies.removeAll()
+            }
+            return (Array(state.chunks.values), Array(state.bodies.values))
+        }
+        for pending in chunks { pending.continuation.resume(throwing: PeerRequestError.closed) }
+        for pending in bodies { pending.continuation.resume(throwing: PeerRequestError.closed) }
+    }
+
     /// Fails everything in flight, ends the writer and closes the socket. Idempotent.
     public func close() {
         let (chunks, bodies) = state.withLock { state -> ([PendingChunk], [PendingBody]) in

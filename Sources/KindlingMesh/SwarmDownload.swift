@@ -114,6 +114,7 @@ struct SwarmDownload {
         let total = index.count
         let shuffle = (0..<total).shuffled()
         var peers: [PublicKey: PeerState] = [:]
+        var banned = Set<PublicKey>()
         var requested: [Int: Set<PublicKey>] = [:]
         var version = -1
         var holders: [(PeerConnection, PeerHoldings)] = []
@@ -145,7 +146,9 @@ struct SwarmDownload {
                         }
                     }
                     order = shuffle.filter { remaining.contains($0) }.sorted { counts[$0] < counts[$1] }
-                    for (peer, _) in holders where peers[peer.nodeID] == nil { peers[peer.nodeID] = PeerState() }
+                    for (peer, _) in holders where peers[peer.nodeID] == nil && !banned.contains(peer.nodeID) {
+                        peers[peer.nodeID] = PeerState()
+                    }
                 }
 
                 // Fill every peer's window, fastest peers first.
@@ -222,8 +225,11 @@ struct SwarmDownload {
                     peers[peer.nodeID] = nil
                     requested[position]?.remove(peer.nodeID)
                     if requested[position]?.isEmpty == true { requested[position] = nil }
-                    result.peersBanned += 1
-                    await node.ban(peer, reason: reason)
+                    // Its other requests in flight fail too; ban and count it once.
+                    if banned.insert(peer.nodeID).inserted {
+                        result.peersBanned += 1
+                        await node.ban(peer, reason: reason)
+                    }
                 case .storeFailed(let error):
                     throw error
                 }
