@@ -59,6 +59,8 @@ public struct MeshConfiguration: Sendable {
     /// How long a fetch waits without any progress before it gives up.
     public var stallTimeout: Duration
     public var banDuration: Duration
+    /// LAN discovery by multicast; nil turns it off.
+    public var lan: LANConfiguration?
     /// Forged or malformed announcements tolerated from one peer before it is banned.
     public var maxStrikes: Int
     public var agent: String
@@ -69,8 +71,8 @@ public struct MeshConfiguration: Sendable {
         maxPeers: Int = 32, maxServingPerPeer: Int = 32, maxServingTotal: Int = 128, uploadLimit: Int? = nil,
         handshakeTimeout: Duration = .seconds(10), keepaliveInterval: Duration = .seconds(15),
         idleTimeout: Duration = .seconds(45), requestTimeout: Duration = .seconds(10),
-        stallTimeout: Duration = .seconds(60), banDuration: Duration = .seconds(600), maxStrikes: Int = 3,
-        agent: String = "kindling/0.1.0"
+        stallTimeout: Duration = .seconds(60), banDuration: Duration = .seconds(600), lan: LANConfiguration? = nil,
+        maxStrikes: Int = 3, agent: String = "kindling/0.1.0"
     ) {
         self.nodeKey = nodeKey
         self.mesh = mesh
@@ -89,6 +91,7 @@ public struct MeshConfiguration: Sendable {
         self.requestTimeout = requestTimeout
         self.stallTimeout = stallTimeout
         self.banDuration = banDuration
+        self.lan = lan
         self.maxStrikes = maxStrikes
         self.agent = agent
     }

@@ -189,6 +189,17 @@ public actor MeshNode {
 
     public var connectedPeers: [PeerConnection] { Array(peers.values) }
 
+    /// A node of our mesh announced itself on the LAN.
+    func learnLANPeer(_ id: PublicKey, host: String, port: UInt16) {
+        guard id != nodeID, peers[id] == nil, !isBanned(id) else { return }
+        let address = HostPort(host: host, port: Int(port))
+        if knownAddresses.insert(address).inserted {
+            counters.lanDiscovered += 1
+            logger.info("found a peer on the LAN", metadata: ["address": "\(address)"])
+        }
+        requestDial(address)
+    }
+
     // MARK: Gossip
 
     /// Handles one gossip message from a peer (chunk and body traffic is handled by the connection itself).
@@ -464,6 +475,7 @@ public struct GossipCounters: Sendable, Codable {
     public var duplicates = 0
     public var rejected = 0
     public var bans = 0
+    public var lanDiscovered = 0
 }
 
 /// A node's state for `kindling status`.

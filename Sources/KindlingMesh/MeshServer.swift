@@ -33,6 +33,11 @@ public struct MeshServer: Sendable {
     public struct Listener: Sendable {
         let server: NIOAsyncChannel<(channel: NIOAsyncChannel<[UInt8], [UInt8]>, limit: FrameLimit), Never>
         public let port: Int
+
+        /// Closes a listener that will not be run (an async channel must always be closed through NIO).
+        public func close() async {
+            try? await server.executeThenClose { _ in }
+        }
     }
 
     /// Serves until cancelled, then closes every connection.
@@ -43,6 +48,9 @@ public struct MeshServer: Sendable {
                 tasks.addTask { await acceptLoop(listener) }
                 tasks.addTask { await workLoop() }
                 tasks.addTask { await maintenanceLoop() }
+                if let lan = node.configuration.lan {
+                    tasks.addTask { await LANDiscovery(node: node, configuration: lan).run() }
+                }
             }
         } onCancel: {
             listener.server.channel.close(promise: nil)

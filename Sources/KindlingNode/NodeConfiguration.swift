@@ -82,7 +82,7 @@ public struct NodeSettings: Codable, Sendable {
         let configuration = MeshConfiguration(
             nodeKey: nodeKey, mesh: mesh, listen: listenAddress, bootstrapPeers: bootstrap, trust: policy,
             follow: (follow ?? []).map(RepositoryGlob.init), peerExchange: peerExchange ?? true,
-            maxPeers: maxPeers ?? 32, uploadLimit: upload)
+            maxPeers: maxPeers ?? 32, uploadLimit: upload, lan: (lan ?? false) ? LANConfiguration() : nil)
         return (configuration, maxStore)
     }
 }

@@ -2,6 +2,7 @@ import Foundation
 public import KindlingMesh
 public import KindlingStore
 public import Logging
+import NIOCore
 import NIOPosix
 import ServiceLifecycle
 import UnixSignals
@@ -12,15 +13,12 @@ public struct NodeService: Sendable {
     public let store: ChunkStore
     public let configuration: MeshConfiguration
     public let maxStoreBytes: Int?
-    /// Announce and discover nodes of the same mesh on the local network.
-    public let lan: Bool
     public let logger: Logger
 
-    public init(store: ChunkStore, configuration: MeshConfiguration, maxStoreBytes: Int?, lan: Bool, logger: Logger) {
+    public init(store: ChunkStore, configuration: MeshConfiguration, maxStoreBytes: Int?, logger: Logger) {
         self.store = store
         self.configuration = configuration
         self.maxStoreBytes = maxStoreBytes
-        self.lan = lan
         self.logger = logger
     }
 
@@ -47,7 +45,13 @@ public struct NodeService: Sendable {
             throw NodeError.cannotListen("cannot listen on \(configuration.listen): \(error)")
         }
         let control = ControlServer(node: node, path: store.root + "/node.sock", logger: logger)
-        let controlChannel = try await control.bind()
+        let controlChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            controlChannel = try await control.bind()
+        } catch {
+            await listener.close()
+            throw NodeError.cannotListen("cannot open the control socket \(control.path): \(error)")
+        }
         ready(listener.port)
         let group = ServiceGroup(
             configuration: ServiceGroupConfiguration(

@@ -70,7 +70,8 @@ public struct TreeCapture: Sendable {
             // Durable and indexed before anyone can see a manifest that refers to these chunks.
             do throws(StoreError) { try store.commit() } catch { throw .store(error) }
         } catch {
-            try? store.commit()
+            // Keep what was written for the next attempt if the index takes it; otherwise give the space back.
+            do { try store.commit() } catch { store.discardPending() }
             throw error
         }
 

@@ -142,6 +142,16 @@ public final class ChunkStore: Sendable {
         try flushUsage()
     }
 
+    /// Deletes chunk files written since the last commit without indexing them (after a failed capture, so that a
+    /// full disk gets its space back at once rather than at the next gc).
+    public func discardPending() {
+        let batch = pending.withLock { pending in
+            defer { pending.removeAll() }
+            return Array(pending.keys)
+        }
+        for id in batch { unlink(chunkPath(id)) }
+    }
+
     /// Records which chunks were read, so that eviction removes the least recently used first.
     public func flushUsage() throws(StoreError) {
         let ids = touched.withLock { touched in
@@ -161,8 +171,9 @@ public final class ChunkStore: Sendable {
     // MARK: Reading chunks
 
     /// The plain bytes of an indexed chunk, verified against its id. Never returns bytes that do not match.
+    /// `recordUse: false` keeps maintenance reads (verify) from counting as use for eviction.
     public func readChunk(
-        _ id: Digest, expectedSize: Int? = nil, decompressor: ZstdDecompressor
+        _ id: Digest, expectedSize: Int? = nil, decompressor: ZstdDecompressor, recordUse: Bool = true
     ) throws(StoreError) -> [UInt8] {
         let compressed = try readChunkFile(id)
         let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
@@ -170,7 +181,7 @@ public final class ChunkStore: Sendable {
                 buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id)
         }
         guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
-        touched.withLock { _ = $0.insert(id) }
+        if recordUse { touched.withLock { _ = $0.insert(id) } }
         return plain
     }
 

@@ -125,7 +125,7 @@ extension ChunkStore {
             (decompressor: inout ZstdDecompressor, row: (id: Digest, plain: Int, stored: Int)) in
             var outcome: (corrupt: Bool, missing: Bool) = (false, false)
             do throws(StoreError) {
-                _ = try readChunk(row.id, expectedSize: row.plain, decompressor: decompressor)
+                _ = try readChunk(row.id, expectedSize: row.plain, decompressor: decompressor, recordUse: false)
             } catch {
                 if case .missingChunk = error { outcome.missing = true } else { outcome.corrupt = true }
             }
@@ -158,7 +158,6 @@ extension ChunkStore {
             for id in badManifests { try index.deleteManifest(id) }
             report.repaired = true
         }
-        try flushUsage()
         return report
     }
 

@@ -33,7 +33,8 @@ final class TestNode: Sendable {
     init(
         name: String, peers: [HostPort] = [], mesh: MeshIdentity = .open(name: "test"), follow: [String] = [],
         uploadLimit: Int? = nil, handshakeTimeout: Duration = .seconds(2), stallTimeout: Duration = .seconds(20),
-        peerExchange: Bool = true, policy: TrustPolicy = TestTrust.policy, key: SigningKey = .generate()
+        peerExchange: Bool = true, policy: TrustPolicy = TestTrust.policy, key: SigningKey = .generate(),
+        lan: LANConfiguration? = nil
     ) async throws {
         directory = TemporaryDirectory("node-\(name)")
         store = try ChunkStore(root: directory.file("store"))
@@ -45,7 +46,7 @@ final class TestNode: Sendable {
             nodeKey: key, mesh: mesh, listen: HostPort(host: "127.0.0.1", port: 0), bootstrapPeers: peers,
             trust: policy, follow: follow.map(RepositoryGlob.init), peerExchange: peerExchange, uploadLimit: uploadLimit,
             handshakeTimeout: handshakeTimeout, keepaliveInterval: .seconds(5), idleTimeout: .seconds(15),
-            requestTimeout: .seconds(3), stallTimeout: stallTimeout, banDuration: .seconds(600))
+            requestTimeout: .seconds(3), stallTimeout: stallTimeout, banDuration: .seconds(600), lan: lan)
         node = MeshNode(configuration: configuration, store: store, pool: pool, logger: logger)
         server = MeshServer(node: node)
         listener = try await server.bind()

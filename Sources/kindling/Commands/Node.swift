@@ -66,8 +66,7 @@ struct Node: AsyncParsableCommand {
             let nodeKey = try loadOrCreateNodeKey(storeRoot: root)
             let (configuration, maxStoreBytes) = try settings.meshConfiguration(nodeKey: nodeKey)
             let service = NodeService(
-                store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, lan: settings.lan ?? false,
-                logger: logger)
+                store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger)
             try await service.run { port in
                 print(
                     "kindling node \(nodeKey.publicKey.text) listening on \(configuration.listen.host):\(port)"
