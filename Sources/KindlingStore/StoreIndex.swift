@@ -1,5 +1,6 @@
 import KindlingCrypto
 import KindlingManifest
+import Foundation
 import Synchronization
 
 /// The SQLite index of the store (Specs/store.md): chunks, manifests and pins. One connection, guarded by a mutex;
@@ -11,7 +12,7 @@ final class StoreIndex: Sendable {
 
     init(path: String) throws(StoreError) {
         let database = try Database(path: path)
-        try database.execute("PRAGMA journal_mode=WAL")
+        try Self.enableWriteAheadLog(database)
         // FULL: a committed index row survives power loss, which is what makes "indexed implies on disk" hold.
         try database.execute("PRAGMA synchronous=FULL")
         try database.execute("PRAGMA foreign_keys=ON")
@@ -62,12 +63,37 @@ final class StoreIndex: Sendable {
                     reason: "index schema \(current) is newer than this kindling understands; upgrade kindling")
             }
         }
+        database.resetStatements()
         self.database = Mutex(database)
+    }
+
+    /// WAL lets the node and CLI commands use the store at once. The mode is stored in the file, so only a new
+    /// store switches; that switch ignores SQLite's busy handler, so a race between two first openers is retried.
+    private static func enableWriteAheadLog(_ database: Database) throws(StoreError) {
+        var attempt = 0
+        while true {
+            let mode = try database.statement("PRAGMA journal_mode")
+            let current = try mode.step() ? mode.text(0).lowercased() : ""
+            // An active statement holds a read transaction, in which the mode cannot change.
+            mode.reset()
+            if current == "wal" { return }
+            do {
+                try database.execute("PRAGMA journal_mode=WAL")
+                return
+            } catch {
+                attempt += 1
+                guard attempt < 100 else { throw error }
+                usleep(50_000)
+            }
+        }
     }
 
     /// Runs `body` with the connection held; keep it short (no file I/O inside).
     func with<R: Sendable>(_ body: (Database) throws(StoreError) -> R) throws(StoreError) -> R {
-        try database.withLock { (database: inout Database) throws(StoreError) -> R in try body(database) }
+        try database.withLock { (database: inout Database) throws(StoreError) -> R in
+            defer { database.resetStatements() }
+            return try body(database)
+        }
     }
 
     // MARK: Chunks

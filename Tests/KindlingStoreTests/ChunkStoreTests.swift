@@ -181,3 +181,23 @@ struct ChunkStoreTests {
         #expect(try store.manifestSummaries(repository: "a/b", commit: "other").isEmpty)
     }
 }
+
+@Suite("Chunk store: several processes")
+struct SharedStoreTests {
+    @Test("A long-lived store handle sees what another handle (another process) commits later")
+    func seesOtherWriters() throws {
+        let directory = TemporaryDirectory("store")
+        let reader = try ChunkStore(root: directory.path)
+        let key = Fixtures.key(1)
+        let first = try Manifest.sign(repository: "a/b", commit: "1", createdAt: 1, cacheKey: [:], body: ManifestBody(entries: []), with: key)
+        let writer = try ChunkStore(root: directory.path)
+        try writer.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(first))
+        // The reader looks once (this used to leave a read transaction open)...
+        #expect(try reader.manifest(first.id) == first)
+        let second = try Manifest.sign(repository: "a/b", commit: "2", createdAt: 2, cacheKey: [:], body: ManifestBody(entries: []), with: key)
+        try writer.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(second))
+        // ...and must still see the next commit.
+        #expect(try reader.manifest(second.id) == second)
+        #expect(try reader.manifestSummaries(repository: "a/b").count == 2)
+    }
+}

@@ -65,6 +65,12 @@ final class Database {
         }
     }
 
+    /// Resets every cached statement. A statement left mid-result holds a read transaction open, and under WAL
+    /// such a connection keeps reading an old snapshot: it would never see what other processes commit.
+    func resetStatements() {
+        for statement in statements.values { statement.reset() }
+    }
+
     var lastError: String { String(cString: sqlite3_errmsg(handle)) }
     var changes: Int { Int(sqlite3_changes(handle)) }
 }

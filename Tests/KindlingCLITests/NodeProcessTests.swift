@@ -1,0 +1,196 @@
+import Foundation
+import KindlingCrypto
+import KindlingTesting
+import Testing
+
+/// A `kindling node` process on loopback, started and stopped by the test.
+final class NodeProcess {
+    let store: String
+    let process: Process
+    let log: String
+    private(set) var port = 0
+
+    init(store: String, arguments: [String], log: String) throws {
+        self.store = store
+        self.log = log
+        _ = FileManager.default.createFile(atPath: log, contents: nil)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandRunner.kindlingPath)
+        process.arguments = ["node", "--store", store, "--listen", "127.0.0.1:0"] + arguments
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        try waitUntilReady()
+    }
+
+    private func waitUntilReady() throws {
+        let deadline = Date().addingTimeInterval(20)
+        while Date() < deadline {
+            let status = try CommandRunner.kindling(["status", "--store", store, "--json"])
+            if status.status == 0,
+                let object = try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any],
+                let node = object["node"] as? [String: Any], let port = node["listenPort"] as? Int, port > 0
+            {
+                self.port = port
+                return
+            }
+            guard process.isRunning else { throw NodeProcessError.exited(String(decoding: Fixtures.read(log) ?? [], as: UTF8.self)) }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        throw NodeProcessError.exited("node did not become ready")
+    }
+
+    var address: String { "127.0.0.1:\(port)" }
+
+    func status() throws -> [String: Any] {
+        let result = try CommandRunner.kindling(["status", "--store", store, "--json"])
+        return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
+    }
+
+    func peerCount() throws -> Int {
+        ((try status()["node"] as? [String: Any])?["peers"] as? [Any])?.count ?? 0
+    }
+
+    func stop(signal: Int32 = SIGTERM) {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, signal)
+        process.waitUntilExit()
+    }
+
+    deinit {
+        stop(signal: SIGKILL)
+    }
+}
+
+enum NodeProcessError: Error {
+    case exited(String)
+}
+
+func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () throws -> Bool) throws {
+    let deadline = Date().addingTimeInterval(timeout)
+    while Date() < deadline {
+        if try condition() { return }
+        Thread.sleep(forTimeInterval: 0.1)
+    }
+    Issue.record("timed out waiting for \(what)")
+    throw NodeProcessError.exited("timeout: \(what)")
+}
+
+@Suite("CLI: nodes as processes", .serialized)
+struct NodeProcessTests {
+    @Test("bors publishes into its node's store; two developer nodes fetch through the mesh; restore goes through the node")
+    func publishFetchRestore() throws {
+        let world = try CLIWorld()
+        let source = try world.makeSource(bytes: 3_000_000)
+        let bors = try NodeProcess(store: world.store, arguments: ["--trust", world.trust], log: world.path("bors.log"))
+        let devStore = world.path("dev-store")
+        let dev = try NodeProcess(store: devStore, arguments: ["--trust", world.trust, "--peer", bors.address], log: world.path("dev.log"))
+        let other = try NodeProcess(
+            store: world.path("other-store"), arguments: ["--trust", world.trust, "--peer", bors.address], log: world.path("other.log"))
+        try waitFor("developers connected") { try bors.peerCount() == 2 }
+
+        // Publishing while the node runs announces through it.
+        let publish = try world.kindling(
+            ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit", "c1", "--dir", source])
+        #expect(publish.status == 0, "\(publish)")
+        #expect(publish.stdout.contains("announced to the mesh"))
+
+        let fetch = try world.kindling(
+            ["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "c1", "--json"])
+        #expect(fetch.status == 0, "\(fetch)")
+        let result = try JSONSerialization.jsonObject(with: Data(fetch.stdout.utf8)) as? [String: Any]
+        #expect((result?["fetchedBytes"] as? Int ?? 0) >= 3_000_000)
+
+        // restore through the other node: the store is empty, so it fetches first, then restores.
+        let restore = try world.kindling(
+            ["restore", "--store", world.path("other-store"), "--trust", world.trust, "--repo", "rust-lang/demo",
+             "--commit", "c1", "--into", world.path("restored")])
+        #expect(restore.status == 0, "\(restore)")
+        #expect(restore.stdout.contains("fetched"))
+        #expect(Fixtures.read(world.path("restored/deps/libdep.rlib")) == Fixtures.read(source + "/deps/libdep.rlib"))
+
+        let peers = try world.kindling(["peers", "--store", world.store, "--json"])
+        #expect(peers.status == 0)
+        #expect(peers.stdout.contains("127.0.0.1"))
+        // SIGTERM stops a node cleanly and removes its socket.
+        dev.stop()
+        #expect(dev.process.terminationStatus == 0)
+        #expect(!FileManager.default.fileExists(atPath: devStore + "/node.sock"))
+        let noNode = try world.kindling(["peers", "--store", devStore])
+        expectCleanFailure(noNode, mentioning: "no kindling node is running")
+        _ = other
+    }
+
+    @Test("A node killed with SIGKILL during a fetch restarts with a consistent store and resumes where it stopped")
+    func killedDuringFetch() throws {
+        let world = try CLIWorld()
+        for index in 0..<4 {
+            try Fixtures.write(Fixtures.bytes(count: 4_000_000, seed: UInt64(index + 10)), to: world.path("big/file\(index)"))
+        }
+        _ = try world.publish(world.path("big"), commit: "big")
+        // A slow seed, so that the kill lands mid-transfer.
+        let seed = try NodeProcess(
+            store: world.store, arguments: ["--trust", world.trust, "--upload-limit", "4M"], log: world.path("seed.log"))
+        let devStore = world.path("dev-store")
+        var dev: NodeProcess? = try NodeProcess(
+            store: devStore, arguments: ["--trust", world.trust, "--peer", seed.address], log: world.path("dev.log"))
+        try waitFor("connected") { try seed.peerCount() == 1 }
+        try waitFor("the snapshot announced") {
+            let snapshots = (try dev?.status()["snapshots"] as? [Any]) ?? []
+            return !snapshots.isEmpty
+        }
+        let fetch = try CommandRunner.startKindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big"])
+        try waitFor("some chunks stored") {
+            let stats = try CommandRunner.kindling(["store", "stats", "--store", devStore, "--json"])
+            let object = try? JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
+            return (object?["plainBytes"] as? Int ?? 0) > 2_000_000
+        }
+        dev?.stop(signal: SIGKILL)
+        fetch.waitUntilExit()
+        #expect(fetch.terminationStatus != 0)
+        dev = nil
+
+        let verify = try CommandRunner.kindling(["verify", "--store", devStore])
+        #expect(verify.status == 0, "store after SIGKILL: \(verify)")
+        let before = try CommandRunner.kindling(["store", "stats", "--store", devStore, "--json"])
+        let heldBefore = (try JSONSerialization.jsonObject(with: Data(before.stdout.utf8)) as? [String: Any])?["plainBytes"] as? Int ?? 0
+        #expect(heldBefore > 0 && heldBefore < 16_000_000)
+
+        // Restarted, the node resumes the interrupted fetch on its own; a fetch then finds most of it local.
+        let restarted = try NodeProcess(
+            store: devStore, arguments: ["--trust", world.trust, "--peer", seed.address], log: world.path("dev2.log"))
+        let again = try CommandRunner.kindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big", "--json"])
+        #expect(again.status == 0, "\(again)")
+        let result = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any]
+        let fetched = result?["fetchedBytes"] as? Int ?? 0
+        let local = result?["alreadyLocalBytes"] as? Int ?? 0
+        #expect(fetched + local == 16_000_000)
+        #expect(local >= heldBefore, "nothing that was stored before the kill was fetched again")
+        let restore = try world.kindling(
+            ["restore", "--store", devStore, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "big",
+             "--into", world.path("out")])
+        #expect(restore.status == 0, "\(restore)")
+        for index in 0..<4 {
+            #expect(Fixtures.read(world.path("out/file\(index)")) == Fixtures.read(world.path("big/file\(index)")))
+        }
+        _ = restarted
+    }
+
+    @Test("A node refuses bad settings with one clear line")
+    func badSettings() throws {
+        let world = try CLIWorld()
+        let noTrust = try world.kindling(["node", "--store", world.path("s1"), "--listen", "127.0.0.1:0"])
+        expectCleanFailure(noTrust, mentioning: "no trust file")
+        let badPeer = try world.kindling(["node", "--store", world.path("s2"), "--trust", world.trust, "--peer", "nowhere"])
+        expectCleanFailure(badPeer, mentioning: "is not HOST:PORT")
+        try Fixtures.write("not hex", to: world.path("secret"))
+        let badSecret = try world.kindling(["node", "--store", world.path("s3"), "--trust", world.trust, "--mesh-secret", world.path("secret")])
+        expectCleanFailure(badSecret, mentioning: "is not a mesh secret")
+        let running = try NodeProcess(store: world.path("s4"), arguments: ["--trust", world.trust], log: world.path("s4.log"))
+        let twice = try world.kindling(["node", "--store", world.path("s4"), "--trust", world.trust, "--listen", "127.0.0.1:0"])
+        expectCleanFailure(twice, mentioning: "already running")
+        _ = running
+    }
+}
