@@ -16,6 +16,19 @@ public final class EphemeralKeyExchange: Sendable {
         self.secretKey = secret
     }
 
+    /// A key pair from a 32-byte seed (`crypto_kx_seed_keypair`): for test vectors only; connections use `init()`.
+    public init(seed: [UInt8]) {
+        ensureSodium()
+        precondition(seed.count == Int(crypto_kx_SEEDBYTES), "a key-exchange seed has 32 bytes")
+        let secret = SecretBytes(count: Int(crypto_kx_SECRETKEYBYTES))
+        var publicBytes = [UInt8](repeating: 0, count: Self.publicKeyByteCount)
+        _ = withMutableBytePointer(&publicBytes) { pk, _ in
+            withBytePointer(seed) { seedPointer, _ in crypto_kx_seed_keypair(pk, secret.pointer, seedPointer) }
+        }
+        self.publicKey = publicBytes
+        self.secretKey = secret
+    }
+
     /// Session keys for the side that opened the connection.
     public func clientSessionKeys(serverPublicKey: [UInt8]) throws(CryptoError) -> SessionKeys {
         try sessionKeys(peer: serverPublicKey, client: true)

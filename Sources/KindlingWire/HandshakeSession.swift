@@ -47,8 +47,8 @@ public struct HandshakeSession {
 
     public let role: HandshakeRole
     private let configuration: HandshakeConfiguration
-    private let exchange = EphemeralKeyExchange()
-    private let challenge = secureRandomBytes(count: 32)
+    private let exchange: EphemeralKeyExchange
+    private let challenge: [UInt8]
     private var ownHelloFrame: [UInt8] = []
     private var peerHelloFrame: [UInt8]?
     private var peerHello: Hello?
@@ -56,9 +56,17 @@ public struct HandshakeSession {
     private var receiveKey: [UInt8]?
 
     public init(role: HandshakeRole, configuration: HandshakeConfiguration) {
+        self.init(role: role, configuration: configuration, exchange: EphemeralKeyExchange(), challenge: secureRandomBytes(count: 32))
+    }
+
+    /// Fixed ephemeral key and challenge: for the test vectors of Specs/vectors/wire-v1.json.
+    init(role: HandshakeRole, configuration: HandshakeConfiguration, exchange: EphemeralKeyExchange, challenge: [UInt8]) {
         self.role = role
         self.configuration = configuration
+        self.exchange = exchange
+        self.challenge = challenge
     }
+
 
     /// Step 1: our Hello frame.
     public mutating func helloFrame() -> [UInt8] {
@@ -81,7 +89,20 @@ public struct HandshakeSession {
         guard hello.isPrivate == configuration.mesh.isPrivate else { throw .encryptionMismatch(peerPrivate: hello.isPrivate) }
         peerHelloFrame = frame
         peerHello = hello
-        guard let secret = configuration.mesh.secret else { return nil }
+        guard let keys = try sessionKeys() else { return nil }
+        do throws(CryptoError) {
+            let sealer = FrameSealer(try SecretStreamSender(key: keys.transmit))
+            self.sealer = sealer
+            receiveKey = keys.receive
+            return WireMessage.streamHeader(sealer.header).encoded()
+        } catch {
+            throw .authenticationFailed("\(error)")
+        }
+    }
+
+    /// The directional keys of a private mesh, bound to the secret and the transcript (after the peer's Hello).
+    func sessionKeys() throws(WireError) -> SessionKeys? {
+        guard let secret = configuration.mesh.secret, let hello = peerHello else { return nil }
         let raw: SessionKeys
         do throws(CryptoError) {
             raw =
@@ -91,15 +112,7 @@ public struct HandshakeSession {
         } catch {
             throw .authenticationFailed("invalid key exchange value")
         }
-        let keys = raw.bound(toSecret: secret, context: Self.keyContext + transcriptHash().bytes)
-        do throws(CryptoError) {
-            let sealer = FrameSealer(try SecretStreamSender(key: keys.transmit))
-            self.sealer = sealer
-            receiveKey = keys.receive
-            return WireMessage.streamHeader(sealer.header).encoded()
-        } catch {
-            throw .authenticationFailed("\(error)")
-        }
+        return raw.bound(toSecret: secret, context: Self.keyContext + transcriptHash().bytes)
     }
 
     /// Step 2, receiving (private meshes): the peer's stream header. Returns the sealer and opener for all later frames.
