@@ -83,6 +83,12 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // Benchmarks that need an in-process mesh (tools/bench/mesh.py runs the rest against processes).
+        .executableTarget(
+            name: "kindling-bench",
+            dependencies: ["KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioPosix, logging],
+            swiftSettings: strict
+        ),
         // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
         .target(
             name: "KindlingTesting",

@@ -48,6 +48,9 @@ public actor MeshNode {
     private var downloads: [Digest: DownloadRecord] = [:]
     private(set) var availabilityVersion = 0
     private var counters = GossipCounters()
+    /// Bytes moved by connections that have closed (live ones are summed on demand).
+    private var closedUploaded = 0
+    private var closedDownloaded = 0
     private var shuttingDown = false
 
     struct DownloadRecord {
@@ -146,6 +149,9 @@ public actor MeshNode {
     func remove(_ peer: PeerConnection) {
         guard peers[peer.nodeID] === peer else { return }
         peers[peer.nodeID] = nil
+        let stats = peer.statistics
+        closedUploaded += stats.uploaded
+        closedDownloaded += stats.downloaded
         for id in holdings.keys { holdings[id]?[peer.nodeID] = nil }
         availabilityVersion += 1
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
@@ -464,7 +470,9 @@ public actor MeshNode {
                     serving: stats.serving, connectedSeconds: (ContinuousClock.now - peer.connectedAt).seconds)
             }.sorted { $0.nodeID < $1.nodeID },
             catalogSize: catalog.count, completeSnapshots: local.values.filter { if case .complete = $0 { true } else { false } }.count,
-            downloads: downloads.keys.map(\.hex).sorted(), gossip: counters, bannedPeers: bans.filter { $0.value > .now }.count)
+            downloads: downloads.keys.map(\.hex).sorted(), gossip: counters, bannedPeers: bans.filter { $0.value > .now }.count,
+            uploadedBytes: closedUploaded + peers.values.reduce(0) { $0 + $1.statistics.uploaded },
+            downloadedBytes: closedDownloaded + peers.values.reduce(0) { $0 + $1.statistics.downloaded })
     }
 }
 
@@ -499,6 +507,9 @@ public struct MeshStatus: Sendable, Codable {
     public var downloads: [String]
     public var gossip: GossipCounters
     public var bannedPeers: Int
+    /// Chunk bytes (compressed, as sent) served to and received from peers since the node started.
+    public var uploadedBytes: Int
+    public var downloadedBytes: Int
 }
 
 public enum MeshError: Error, Sendable, CustomStringConvertible {

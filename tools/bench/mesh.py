@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Mesh benchmarks, each side by side with a plain HTTP origin (nginx) in the same run, on loopback:
+
+  single   one peer to one peer, MB/s, next to curl of the same bytes from nginx
+  swarm    one seed and N = 4, 8, 16 nodes fetching at once: seed upload / snapshot size and
+           time for all N / time for one alone, next to N curls of the same tarball from nginx
+  gossip   time and messages for an announcement to reach every node of an in-process mesh of 50-200 nodes
+  memory   a node's resident memory idle and its peak while transferring
+
+Usage: python3 tools/bench/mesh.py [--size-mb 300] [--swarm 4,8,16] [--gossip 50,100,200] [--skip-gossip]
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from benchlib import *  # noqa: E402,F403
+
+
+class Node:
+    def __init__(self, binary, store, trust, peers=(), extra=()):
+        self.binary, self.store = binary, store
+        args = [binary, "node", "--store", store, "--listen", "127.0.0.1:0", "--trust", trust, "--log-level", "warning"]
+        for peer in peers:
+            args += ["--peer", peer]
+        self.log = open(f"{store}.log", "w")
+        self.process = subprocess.Popen([str(a) for a in args + list(extra)], stdout=self.log, stderr=self.log)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            status = self.status()
+            if status and status.get("node", {}).get("listenPort"):
+                self.port = status["node"]["listenPort"]
+                return
+            time.sleep(0.1)
+        raise SystemExit(f"node at {store} did not start; see {store}.log")
+
+    def status(self):
+        result = sh(self.binary, "status", "--store", self.store, "--json", check=False)
+        try:
+            return json.loads(result.stdout)
+        except json.JSONDecodeError:
+            return None
+
+    @property
+    def address(self):
+        return f"127.0.0.1:{self.port}"
+
+    def rss_mb(self, field="VmRSS"):
+        for line in open(f"/proc/{self.process.pid}/status"):
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+        return 0
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+        self.log.close()
+
+
+def nginx(root, port, work):
+    conf = work / "nginx.conf"
+    conf.write_text(f"""
+daemon off; worker_processes 2; error_log {work}/nginx-error.log; pid {work}/nginx.pid;
+events {{ worker_connections 1024; }}
+http {{ access_log off; sendfile on; tcp_nopush on;
+  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+""")
+    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    return process
+
+
+def wait(what, condition, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if condition():
+            return
+        time.sleep(0.2)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def fetch_all(binary, stores):
+    start = time.perf_counter()
+    processes = [subprocess.Popen([str(binary), "fetch", "--store", s, "--repo", "bench/data", "--commit", "c1", "--json"],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for s in stores]
+    results = []
+    for p in processes:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"fetch failed: {err}")
+        results.append(json.loads(out))
+    return time.perf_counter() - start, results
+
+
+def curl_all(url, count, work):
+    start = time.perf_counter()
+    processes = [subprocess.Popen(["curl", "-s", "-o", str(work / f"curl-{i}.tar"), url]) for i in range(count)]
+    for p in processes:
+        p.wait()
+    elapsed = time.perf_counter() - start
+    for i in range(count):
+        (work / f"curl-{i}.tar").unlink()
+    return elapsed
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size-mb", type=int, default=300)
+    parser.add_argument("--swarm", default="4,8,16")
+    parser.add_argument("--gossip", default="50,100,200")
+    parser.add_argument("--skip-gossip", action="store_true")
+    args = parser.parse_args()
+    binary = setup()
+    sh("swift", "build", "-c", "release", "--product", "kindling-bench", cwd=ROOT, capture=False)
+    work = workdir("mesh")
+    data = work / "data"
+    data.mkdir()
+    print(f"generating {args.size_mb} MB of incompressible data...", flush=True)
+    for i in range(args.size_mb // 3):
+        (data / f"part{i:03}.bin").write_bytes(os.urandom(3 << 20))
+    size = tree_bytes(data)
+    key, trust = work / "bors.key", work / "trust.json"
+    public = sh(binary, "keygen", "--secret-key", key).stdout.strip()
+    sh(binary, "trust", "add", "--file", trust, "--name", "bors", "--public-key", public)
+    seed_store = work / "seed"
+    sh(binary, "publish", "--store", seed_store, "--secret-key", key, "--repo", "bench/data", "--commit", "c1",
+       "--dir", data, "--pin")
+    www = work / "www"
+    www.mkdir()
+    sh("tar", "-cf", www / "data.tar", "-C", work, "data")
+    http = nginx(www, 18080, work)
+    url = "http://127.0.0.1:18080/data.tar"
+    seed = Node(binary, seed_store, trust)
+    rows = []
+    try:
+        # Single transfer, twice each, interleaved; best of two.
+        node_times, curl_times = [], []
+        for round_ in range(2):
+            store = fresh(work / f"single-{round_}")
+            dev = Node(binary, store, trust, peers=[seed.address])
+            wait("snapshot known", lambda: any(s["commit"] == "c1" for s in (dev.status() or {}).get("snapshots", [])))
+            idle_rss = dev.rss_mb()
+            elapsed, _ = fetch_all(binary, [store])
+            node_times.append(elapsed)
+            peak_rss = dev.rss_mb("VmHWM")
+            dev.stop()
+            curl_times.append(curl_all(url, 1, work))
+        single, single_curl = min(node_times), min(curl_times)
+        print()
+        table([["kindling fetch", f"{single:.2f} s", f"{size / single / 1e6:.0f} MB/s"],
+               ["curl from nginx", f"{single_curl:.2f} s", f"{size / single_curl / 1e6:.0f} MB/s"],
+               ["ratio", f"{single / single_curl:.2f}x", "target <= 1.5x"]],
+              ["single transfer", "time", "rate"])
+        print(f"\nmemory: a downloading node {idle_rss:.0f} MB resident idle, {peak_rss:.0f} MB peak while fetching "
+              f"{size / 1e6:.0f} MB; the seed {seed.rss_mb():.0f} MB now, {seed.rss_mb('VmHWM'):.0f} MB peak")
+
+        for n in [int(x) for x in args.swarm.split(",")]:
+            stores = [fresh(work / f"swarm{n}-{i}") for i in range(n)]
+            nodes = [Node(binary, s, trust, peers=[seed.address]) for s in stores]
+            wait(f"{n} nodes know the snapshot", lambda: all(
+                any(s["commit"] == "c1" for s in (node.status() or {}).get("snapshots", [])) for node in nodes))
+            time.sleep(1)  # let peer exchange connect the downloaders to each other
+            before = seed.status()["node"]["uploadedBytes"]
+            elapsed, _ = fetch_all(binary, stores)
+            uploaded = seed.status()["node"]["uploadedBytes"] - before
+            for node in nodes:
+                node.stop()
+            http_elapsed = curl_all(url, n, work)
+            rows.append([n, f"{uploaded / size:.2f}", f"{elapsed:.1f} s", f"{elapsed / single:.2f}",
+                         f"{n:.2f}", f"{http_elapsed:.1f} s", f"{http_elapsed / single_curl:.2f}"])
+            for s in stores:
+                fresh(s)
+        print()
+        table(rows, ["N", "seed upload / size", "all N done", "vs one alone", "HTTP origin upload / size",
+                     "HTTP all N", "HTTP vs one"])
+        print(f"\nsnapshot {size / 1e6:.0f} MB; targets for N=16: seed upload / size < 2, all / one < 2")
+    finally:
+        seed.stop()
+        http.terminate()
+    if not args.skip_gossip:
+        bench = pathlib.Path(sh("swift", "build", "-c", "release", "--show-bin-path", cwd=ROOT).stdout.strip()) / "kindling-bench"
+        print()
+        gossip_args = []
+        for n in args.gossip.split(","):
+            gossip_args += ["--nodes", n]
+        subprocess.run([str(bench), "gossip", *gossip_args], check=True)
+    shutil.rmtree(work)
+
+
+if __name__ == "__main__":
+    main()
