@@ -74,11 +74,17 @@ let package = Package(
             ],
             swiftSettings: strict
         ),
+        // The cargo integration: build root, cache key, what of target/ to capture, ancestor search, freshness repair.
+        .target(
+            name: "KindlingCargo",
+            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            swiftSettings: strict
+        ),
         // The `kindling` command line.
         .executableTarget(
             name: "kindling",
             dependencies: [
-                "KindlingNode", "KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingNode", "KindlingMesh", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
                 "KindlingCrypto", "KindlingChunking", "KindlingWire", argumentParser, logging,
             ],
             swiftSettings: strict

@@ -169,7 +169,12 @@ struct ConnectionRunner {
         case .body(let manifest, let offset, let bytes):
             peer.resolveBody(manifest: manifest, offset: offset, bytes: bytes)
         case .getChunk(let request, let chunk):
+            guard node.servingTotal.acquire(limit: configuration.maxServingTotal) else {
+                peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
+                return
+            }
             guard peer.beginServing(limit: configuration.maxServingPerPeer) else {
+                node.servingTotal.release()
                 peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
                 return
             }
@@ -198,18 +203,21 @@ struct ConnectionRunner {
     private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
         let store = node.store
         let decompressors = node.decompressors
-        let read = try? await node.pool.runIfActive {
-            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
-        }
+        // Read and re-hashed on this task: short, page-cache-bound work, cheaper than a hop to the I/O pool.
+        let read = try? decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
             peer.endServing(uploaded: 0)
+            node.servingTotal.release()
             return
         }
         await node.uploadLimiter?.take(compressed.count)
         peer.send(
             .chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed),
-            onWritten: { peer.endServing(uploaded: compressed.count) })
+            onWritten: {
+                peer.endServing(uploaded: compressed.count)
+                node.servingTotal.release()
+            })
     }
 
     private static func serveBody(manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode) async {

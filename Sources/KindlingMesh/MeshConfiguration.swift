@@ -68,7 +68,7 @@ public struct MeshConfiguration: Sendable {
     public init(
         nodeKey: SigningKey, mesh: MeshIdentity = .open(), listen: HostPort = HostPort(host: "127.0.0.1", port: 0),
         bootstrapPeers: [HostPort] = [], trust: TrustPolicy, follow: [RepositoryGlob] = [], peerExchange: Bool = true,
-        maxPeers: Int = 32, maxServingPerPeer: Int = 32, maxServingTotal: Int = 128, uploadLimit: Int? = nil,
+        maxPeers: Int = 32, maxServingPerPeer: Int = 64, maxServingTotal: Int = 256, uploadLimit: Int? = nil,
         handshakeTimeout: Duration = .seconds(10), keepaliveInterval: Duration = .seconds(15),
         idleTimeout: Duration = .seconds(45), requestTimeout: Duration = .seconds(10),
         stallTimeout: Duration = .seconds(60), banDuration: Duration = .seconds(600), lan: LANConfiguration? = nil,

@@ -29,6 +29,8 @@ public actor MeshNode {
     nonisolated let logger: Logger
     nonisolated let decompressors = DecompressorPool()
     nonisolated let uploadLimiter: TokenBucket?
+    /// Chunk requests being served right now, across all peers (bounded by `maxServingTotal`).
+    nonisolated let servingTotal = ServingGauge()
     public nonisolated let nodeID: PublicKey
 
     nonisolated let work: AsyncStream<NodeWork>
@@ -46,7 +48,9 @@ public actor MeshNode {
     private var knownAddresses: Set<HostPort> = []
     private var dialing: Set<HostPort> = []
     private var downloads: [Digest: DownloadRecord] = [:]
-    private(set) var availabilityVersion = 0
+    /// Bumped whenever what peers hold changes; readable without a hop onto the actor.
+    nonisolated let holdingsVersion = VersionCounter()
+    var availabilityVersion: Int { holdingsVersion.value }
     private var counters = GossipCounters()
     /// Bytes moved by connections that have closed (live ones are summed on demand).
     private var closedUploaded = 0
@@ -142,7 +146,7 @@ public actor MeshNode {
             }
         }
         if configuration.peerExchange { peer.send(.getPeers) }
-        availabilityVersion += 1
+        holdingsVersion.bump()
         return nil
     }
 
@@ -153,7 +157,7 @@ public actor MeshNode {
         closedUploaded += stats.uploaded
         closedDownloaded += stats.downloaded
         for id in holdings.keys { holdings[id]?[peer.nodeID] = nil }
-        availabilityVersion += 1
+        holdingsVersion.bump()
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
     }
 
@@ -221,7 +225,7 @@ public actor MeshNode {
             case .partial(let bitfield):
                 holdings[id, default: [:]][peer.nodeID] = .partial(Bitset(bytes: bitfield))
             }
-            availabilityVersion += 1
+            holdingsVersion.bump()
         case .haveChunks(let id, let indices):
             var bits: Bitset
             switch holdings[id]?[peer.nodeID] {
@@ -231,7 +235,7 @@ public actor MeshNode {
             }
             for index in indices { bits.insert(Int(index)) }
             holdings[id, default: [:]][peer.nodeID] = .partial(bits)
-            availabilityVersion += 1
+            holdingsVersion.bump()
         case .holder(let notice):
             noteHolder(notice, from: peer)
         case .catalogDigest(let count, let digest):
@@ -412,17 +416,17 @@ public actor MeshNode {
         indexes[id] = index
     }
 
-    /// A chunk of a download is stored and verified: others may now fetch it from us.
-    func noteChunkStored(_ id: Digest, position: Int, total: Int) {
+    /// Chunks of a download are stored and verified: others may now fetch them from us.
+    func noteChunksStored(_ id: Digest, positions: [Int], total: Int) {
         var bits: Bitset
         switch local[id] {
         case .complete?: return
         case .partial(let existing)?: bits = existing
         case nil: bits = Bitset(capacity: total)
         }
-        bits.insert(position)
+        for position in positions { bits.insert(position) }
         local[id] = .partial(bits)
-        pendingHaves[id, default: []].append(UInt32(position))
+        pendingHaves[id, default: []].append(contentsOf: positions.map(UInt32.init))
     }
 
     /// Chunks we already had when a download started.

@@ -29,6 +29,10 @@ struct SwarmDownload {
         case storeFailed(StoreError)
     }
 
+    /// Requests in flight per peer at most: below the 64 a server serves per peer, so a busy reply means the
+    /// server is loaded overall, not that we asked too much.
+    static let maxWindow = 48
+
     struct PeerState {
         var window = 4
         var inFlight = 0
@@ -117,12 +121,18 @@ struct SwarmDownload {
         var banned = Set<PublicKey>()
         var requested: [Int: Set<PublicKey>] = [:]
         var version = -1
+        var lastRefresh = ContinuousClock.now - .seconds(1)
         var holders: [(PeerConnection, PeerHoldings)] = []
         var order: [Int] = []
+        /// How many partial holders (other downloaders) have each position: a seed is not asked for those.
+        var partialCounts = [Int](repeating: 0, count: total)
+        /// Failed requests per position: after two, a seed may serve it after all (its other holders are failing).
+        var failures = [UInt8](repeating: 0, count: total)
         var lastProgress = ContinuousClock.now
         var lastReport = ContinuousClock.now
         var lastCommit = ContinuousClock.now
         var uncommitted = 0
+        var storedSinceReport: [Int] = []
         var doneBytes = result.alreadyLocalBytes
         let store = self.store
         let pool = node.pool
@@ -133,16 +143,24 @@ struct SwarmDownload {
             defer { group.cancelAll() }
             while !remaining.isEmpty {
                 try Task.checkCancellation()
-                // Refresh who holds what, and the rarest-first order, when the node learned something.
-                let snapshot = await node.holdersSnapshot(id)
-                if snapshot.version != version {
+                // Refresh who holds what, and the rarest-first order, when the node learned something; at most
+                // every 100 ms, since with many downloaders availability changes with nearly every chunk.
+                if node.holdingsVersion.value != version && (ContinuousClock.now - lastRefresh > .milliseconds(100) || holders.isEmpty) {
+                    lastRefresh = .now
+                    let snapshot = await node.holdersSnapshot(id)
                     version = snapshot.version
                     holders = snapshot.holders.filter { !$0.0.isClosed }
                     var counts = [Int](repeating: 0, count: total)
+                    partialCounts = [Int](repeating: 0, count: total)
                     for (_, holding) in holders {
                         switch holding {
-                        case .complete: for position in 0..<total { counts[position] += 1 }
-                        case .partial(let bits): for position in 0..<total where bits.contains(position) { counts[position] += 1 }
+                        case .complete:
+                            for position in 0..<total { counts[position] += 1 }
+                        case .partial(let bits):
+                            for position in 0..<total where bits.contains(position) {
+                                counts[position] += 1
+                                partialCounts[position] += 1
+                            }
                         }
                     }
                     order = shuffle.filter { remaining.contains($0) }.sorted { counts[$0] < counts[$1] }
@@ -150,15 +168,21 @@ struct SwarmDownload {
                         peers[peer.nodeID] = PeerState()
                     }
                 }
+                holders.removeAll { $0.0.isClosed }
 
                 // Fill every peer's window, fastest peers first.
                 let now = ContinuousClock.now
-                let endgame = order.allSatisfy { !remaining.contains($0) || requested[$0] != nil }
+                // Endgame: every missing chunk has been asked for at least once.
+                let endgame = requested.count >= remaining.count
                 for (peer, holding) in holders.sorted(by: { (peers[$0.0.nodeID]?.latency ?? .zero) < (peers[$1.0.nodeID]?.latency ?? .zero) }) {
                     guard var state = peers[peer.nodeID], state.pausedUntil <= now, !peer.isClosed else { continue }
+                    // Seeds are the scarce upload: ask them only for what no other downloader can give (field
+                    // lesson 10: swarms scale flat when the origin serves each piece about once).
+                    let isSeed = holding == .complete
                     while state.inFlight < state.window {
                         let pick = order.first { position in
                             guard remaining.contains(position), holding.has(position), !state.lacks.contains(position) else { return false }
+                            if isSeed && partialCounts[position] > 0 && failures[position] < 2 { return false }
                             let askedOf = requested[position] ?? []
                             return endgame ? (askedOf.count < 2 && !askedOf.contains(peer.nodeID)) : askedOf.isEmpty
                         }
@@ -190,7 +214,7 @@ struct SwarmDownload {
                 case .stored(let peer, let position, let wireBytes, let plainBytes, let new, let latency):
                     peers[peer.nodeID]?.inFlight -= 1
                     if var state = peers[peer.nodeID] {
-                        state.window = min(64, state.window + 1)
+                        state.window = min(Self.maxWindow, state.window + 1)
                         state.latency = (state.latency * 7 + latency) / 8
                         peers[peer.nodeID] = state
                     }
@@ -204,11 +228,12 @@ struct SwarmDownload {
                     doneBytes += plainBytes
                     uncommitted += 1
                     lastProgress = .now
-                    await node.noteChunkStored(id, position: position, total: total)
+                    storedSinceReport.append(position)
                 case .failed(let peer, let position, let error):
                     peers[peer.nodeID]?.inFlight -= 1
                     requested[position]?.remove(peer.nodeID)
                     if requested[position]?.isEmpty == true { requested[position] = nil }
+                    failures[position] = failures[position] &+ 1
                     result.retries += 1
                     if var state = peers[peer.nodeID] {
                         switch error {
@@ -216,7 +241,7 @@ struct SwarmDownload {
                         case .notHeld: state.lacks.insert(position)
                         case .busy:
                             state.window = max(1, state.window - 1)
-                            state.pausedUntil = .now + .milliseconds(100)
+                            state.pausedUntil = .now + .milliseconds(20)
                         case .closed, .cancelled: break
                         }
                         peers[peer.nodeID] = (error == .closed || error == .cancelled) ? nil : state
@@ -239,8 +264,11 @@ struct SwarmDownload {
                     uncommitted = 0
                     lastCommit = .now
                 }
-                if ContinuousClock.now - lastReport > .milliseconds(100) || remaining.isEmpty {
+                // Tell the node (and through it our peers) what we hold, in batches rather than per chunk.
+                if storedSinceReport.count >= 64 || ContinuousClock.now - lastReport > .milliseconds(50) || remaining.isEmpty {
                     lastReport = .now
+                    await node.noteChunksStored(id, positions: storedSinceReport, total: total)
+                    storedSinceReport.removeAll(keepingCapacity: true)
                     await node.reportProgress(FetchProgress(manifest: id, totalBytes: result.totalBytes, doneBytes: doneBytes, peers: holders.count))
                 }
             }
@@ -265,10 +293,9 @@ struct SwarmDownload {
             return .corrupt(peer, position: position, reason: "sent a chunk of the wrong length")
         }
         do {
-            let new = try await pool.runIfActive {
-                try decompressors.with { decompressor in
-                    try store.storeCompressedChunk(reply.compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
-                }
+            // Verified and written right here: a 64 KiB write to the page cache is shorter than a hop to a pool.
+            let new = try decompressors.with { decompressor in
+                try store.storeCompressedChunk(reply.compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
             }
             return .stored(
                 peer, position: position, wireBytes: reply.compressed.count, plainBytes: chunk.length, new: new,

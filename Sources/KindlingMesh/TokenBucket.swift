@@ -22,3 +22,36 @@ final class TokenBucket: Sendable {
         if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
     }
 }
+
+/// A count of work in progress with a ceiling, shared by all connections of a node.
+final class ServingGauge: Sendable {
+    private let count = Atomic<Int>(0)
+
+    /// Takes a slot if fewer than `limit` are taken.
+    func acquire(limit: Int) -> Bool {
+        var current = count.load(ordering: .relaxed)
+        while current < limit {
+            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            if exchanged { return true }
+            current = original
+        }
+        return false
+    }
+
+    func release() {
+        count.wrappingSubtract(1, ordering: .relaxed)
+    }
+}
+
+/// A version number bumped by one actor and read by others without awaiting it.
+public final class VersionCounter: Sendable {
+    private let counter = Atomic<Int>(0)
+
+    public init() {}
+
+    public var value: Int { counter.load(ordering: .acquiring) }
+
+    func bump() {
+        counter.wrappingAdd(1, ordering: .releasing)
+    }
+}

@@ -53,15 +53,19 @@ public struct NodeService: Sendable {
             throw NodeError.cannotListen("cannot open the control socket \(control.path): \(error)")
         }
         ready(listener.port)
-        let group = ServiceGroup(
-            configuration: ServiceGroupConfiguration(
-                services: [
-                    .init(service: FunctionService { try await mesh.run(listener) }),
-                    .init(service: FunctionService { await control.run(controlChannel) }),
-                    .init(service: FunctionService { await storeUpkeep() }),
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        var groupConfiguration = ServiceGroupConfiguration(
+            services: [
+                .init(service: FunctionService { try await mesh.run(listener) }),
+                .init(service: FunctionService { await control.run(controlChannel) }),
+                .init(service: FunctionService { await storeUpkeep() }),
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger)
+        // A background service must never hang on SIGTERM: after 10 s, cancel; 5 s later, give up (the store is
+        // consistent at every instant, so even that loses nothing).
+        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        groupConfiguration.maximumCancellationDuration = .seconds(5)
+        let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
     }
 

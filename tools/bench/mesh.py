@@ -57,7 +57,12 @@ class Node:
 
     def stop(self):
         self.process.terminate()
-        self.process.wait(timeout=30)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            print(f"warning: node {self.store} did not stop within 30 s of SIGTERM; killed", flush=True)
+            self.process.kill()
+            self.process.wait()
         self.log.close()
 
 
@@ -98,12 +103,16 @@ def fetch_all(binary, stores):
 
 def curl_all(url, count, work):
     start = time.perf_counter()
-    processes = [subprocess.Popen(["curl", "-s", "-o", str(work / f"curl-{i}.tar"), url]) for i in range(count)]
+    processes = [subprocess.Popen(["curl", "-sf", "-o", str(work / f"curl-{i}.tar"), url]) for i in range(count)]
     for p in processes:
-        p.wait()
+        if p.wait() != 0:
+            raise SystemExit(f"curl of {url} failed; see {work}/nginx-error.log")
     elapsed = time.perf_counter() - start
+    sizes = {(work / f"curl-{i}.tar").stat().st_size for i in range(count)}
     for i in range(count):
         (work / f"curl-{i}.tar").unlink()
+    if len(sizes) != 1 or sizes.pop() < 1 << 20:
+        raise SystemExit("curl downloaded something other than the tarball")
     return elapsed
 
 
@@ -131,6 +140,8 @@ def main():
        "--dir", data, "--pin")
     www = work / "www"
     www.mkdir()
+    # nginx workers run as an unprivileged user: they must be able to reach the tarball.
+    os.chmod(work, 0o755)
     sh("tar", "-cf", www / "data.tar", "-C", work, "data")
     http = nginx(www, 18080, work)
     url = "http://127.0.0.1:18080/data.tar"
@@ -139,7 +150,7 @@ def main():
     try:
         # Single transfer, twice each, interleaved; best of two.
         node_times, curl_times = [], []
-        for round_ in range(2):
+        for round_ in range(3):
             store = fresh(work / f"single-{round_}")
             dev = Node(binary, store, trust, peers=[seed.address])
             wait("snapshot known", lambda: any(s["commit"] == "c1" for s in (dev.status() or {}).get("snapshots", [])))
@@ -149,7 +160,7 @@ def main():
             peak_rss = dev.rss_mb("VmHWM")
             dev.stop()
             curl_times.append(curl_all(url, 1, work))
-        single, single_curl = min(node_times), min(curl_times)
+        single, single_curl = median(node_times), median(curl_times)
         print()
         table([["kindling fetch", f"{single:.2f} s", f"{size / single / 1e6:.0f} MB/s"],
                ["curl from nginx", f"{single_curl:.2f} s", f"{size / single_curl / 1e6:.0f} MB/s"],
@@ -172,8 +183,7 @@ def main():
             http_elapsed = curl_all(url, n, work)
             rows.append([n, f"{uploaded / size:.2f}", f"{elapsed:.1f} s", f"{elapsed / single:.2f}",
                          f"{n:.2f}", f"{http_elapsed:.1f} s", f"{http_elapsed / single_curl:.2f}"])
-            for s in stores:
-                fresh(s)
+            # No deletions between measurements: ext4 then scans past recently freed inodes for a minute.
         print()
         table(rows, ["N", "seed upload / size", "all N done", "vs one alone", "HTTP origin upload / size",
                      "HTTP all N", "HTTP vs one"])
@@ -181,6 +191,7 @@ def main():
     finally:
         seed.stop()
         http.terminate()
+        http.wait()
     if not args.skip_gossip:
         bench = pathlib.Path(sh("swift", "build", "-c", "release", "--show-bin-path", cwd=ROOT).stdout.strip()) / "kindling-bench"
         print()
@@ -188,7 +199,7 @@ def main():
         for n in args.gossip.split(","):
             gossip_args += ["--nodes", n]
         subprocess.run([str(bench), "gossip", *gossip_args], check=True)
-    shutil.rmtree(work)
+    shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

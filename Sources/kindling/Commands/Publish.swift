@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import KindlingCrypto
+import KindlingCargo
 import KindlingChunking
 import KindlingManifest
 import KindlingNode
@@ -13,9 +14,16 @@ struct Publish: AsyncParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @Option(name: .long, help: "The publisher's secret key file (from 'kindling keygen').") var secretKey: String
-    @Option(name: .long, help: "The repository name, such as rust-lang/rust.") var repo: String
-    @Option(name: .long, help: "The commit (or other revision name) this is the build state of.") var commit: String
-    @Option(name: .long, help: "The directory to capture.") var dir: String
+    @Option(name: .long, help: "The repository name, such as rust-lang/rust (with --cargo: from the origin remote).")
+    var repo: String?
+    @Option(name: .long, help: "The commit (or other revision name) this is the build state of.") var commit: String?
+    @Option(name: .long, help: "The directory to capture.") var dir: String?
+    @Flag(name: .long, help: "Publish the build state of the cargo workspace here (target/ after 'kindling cargo build').")
+    var cargo = false
+    @Option(name: .long, help: "With --cargo: the workspace's Cargo.toml.") var manifestPath: String?
+    @Option(name: .long, help: "With --cargo: the profile that was built (default dev).") var profile: String = "dev"
+    @Option(name: .long, help: "With --cargo: the --target triple that was built, if any.") var target: String?
+    @Flag(name: .long, help: "With --cargo: publish even with uncommitted changes.") var allowDirty = false
     @Option(name: .long, parsing: .singleValue, help: "A cache key entry KEY=VALUE (repeatable).")
     var keyValue: [String] = []
     @Flag(name: .long, help: "Pin the snapshot so that gc never evicts it.") var pin = false
@@ -26,15 +34,35 @@ struct Publish: AsyncParsableCommand {
             visibility: .hidden))
     var chunking: String?
 
+    func validate() throws {
+        if cargo {
+            guard dir == nil, commit == nil, keyValue.isEmpty else {
+                throw ValidationError("--cargo finds the directory, commit and cache key itself; drop --dir, --commit and --key-value")
+            }
+        } else if repo == nil || commit == nil || dir == nil {
+            throw ValidationError("give --repo, --commit and --dir (or --cargo in a cargo workspace)")
+        }
+    }
+
     func run() async throws {
         try await reportingErrors {
-            let cacheKey = try parseKeyValues(keyValue)
             let key = try SecretKeyFile.load(path: secretKey)
             let store = try storeOptions.open()
             let (bar, progress) = ProgressBar.handler(label: "capturing")
-            let request = PublishRequest(
-                repository: repo, commit: commit, directory: dir, cacheKey: cacheKey, pin: pin)
             var publisher = Publisher(store: store, key: key)
+            let request: PublishRequest
+            if cargo {
+                let workspace = try CargoWorkspace.locate(
+                    directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
+                let prepared = try CargoPublishing(
+                    workspace: workspace, root: BuildRoot.forRepository(workspace.repository), profile: profile, targetTriple: target
+                ).prepare(allowDirty: allowDirty, pin: pin)
+                request = prepared.request
+                publisher.capture = prepared.capture
+            } else {
+                request = PublishRequest(
+                    repository: repo ?? "", commit: commit ?? "", directory: dir ?? "", cacheKey: try parseKeyValues(keyValue), pin: pin)
+            }
             if let chunking { publisher.capture.chunker = Chunker(parameters: try parseChunking(chunking)) }
             let result = try publisher.publish(request, progress: progress)
             bar?.finish()
@@ -49,7 +77,7 @@ struct Publish: AsyncParsableCommand {
             if summary.skippedSpecialFiles > 0 {
                 Terminal.printWarning("skipped \(summary.skippedSpecialFiles) sockets, FIFOs or devices")
             }
-            print("repository \(repo) commit \(commit)")
+            print("repository \(request.repository) commit \(request.commit)")
             let client = ControlClient(storeRoot: storeOptions.path)
             if client.isNodeRunning {
                 let reply = try client.send(ControlRequest(op: .announce, manifest: result.manifest.id.hex))

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KindlingCargo
 import KindlingCrypto
 import KindlingManifest
 import KindlingMesh
@@ -17,10 +18,16 @@ struct Restore: AsyncParsableCommand {
             """)
 
     @OptionGroup var storeOptions: StoreOptions
-    @Option(name: .long, help: "The trust file listing accepted publisher keys.") var trust: String
+    @Option(name: .long, help: "The trust file (default: $KINDLING_TRUST, else the node's node.json).") var trust: String?
     @Option(name: .long, help: "The repository name.") var repo: String?
     @Option(name: .long, help: "The commit.") var commit: String?
-    @Option(name: .long, help: "The destination directory.") var into: String
+    @Option(name: .long, help: "The destination directory.") var into: String?
+    @Flag(name: .long, help: "Restore the nearest ancestor's build state into this cargo workspace's target/.")
+    var cargo = false
+    @Option(name: .long, help: "With --cargo: the workspace's Cargo.toml.") var manifestPath: String?
+    @Option(name: .long, help: "With --cargo: the profile to restore (default dev).") var profile: String = "dev"
+    @Option(name: .long, help: "With --cargo: the --target triple, if any.") var target: String?
+    @Option(name: .long, help: "With --cargo: how many first-parent commits back to look.") var maxDistance: Int = 200
     @Option(name: .long, help: "Restore this manifest file (from 'kindling manifest export') instead of searching.")
     var manifest: String?
     @Option(name: .long, parsing: .singleValue, help: "Only use snapshots whose cache key has KEY=VALUE (repeatable).")
@@ -29,13 +36,32 @@ struct Restore: AsyncParsableCommand {
     @Flag(name: .long, help: "Never fetch through a running node; use only what the store holds.") var noFetch = false
 
     func validate() throws {
-        if manifest == nil && (repo == nil || commit == nil) {
-            throw ValidationError("give --repo and --commit, or --manifest FILE")
+        if cargo {
+            guard manifest == nil, commit == nil, into == nil else {
+                throw ValidationError("--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
+            }
+        } else {
+            if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest FILE") }
+            if into == nil { throw ValidationError("give --into DIR") }
         }
     }
 
     func run() async throws {
         try await reportingErrors {
+            guard let trust = resolveTrustPath(trust, storeRoot: storeOptions.path) else {
+                throw ValidationError("give --trust FILE (or set KINDLING_TRUST)")
+            }
+            if cargo {
+                let workspace = try CargoWorkspace.locate(
+                    directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
+                print(
+                    try restoreCargoSnapshot(
+                        workspace: workspace, root: BuildRoot.forRepository(workspace.repository), storeRoot: storeOptions.path,
+                        trustPath: trust, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
+                        fetch: !noFetch))
+                return
+            }
+            guard let into else { throw ValidationError("give --into DIR") }
             let policy = try loadTrustPolicy(trust)
             let store = try storeOptions.open()
             let chosen = try manifest.map { try loadManifestFile($0, policy: policy, store: store) }

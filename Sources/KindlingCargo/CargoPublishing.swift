@@ -1,0 +1,69 @@
+import Foundation
+import KindlingCrypto
+public import KindlingSnapshot
+import KindlingStore
+import Synchronization
+
+/// bors's side: turns a workspace built at the build root into a publish request and a capture filter.
+public struct CargoPublishing: Sendable {
+    public let workspace: CargoWorkspace
+    public let root: BuildRoot
+    public let profile: String
+    public let targetTriple: String?
+
+    public init(workspace: CargoWorkspace, root: BuildRoot, profile: String, targetTriple: String?) {
+        self.workspace = workspace
+        self.root = root
+        self.profile = profile
+        self.targetTriple = targetTriple
+    }
+
+    /// Profile folders to capture: with `--target`, the target's folder and the host folder (build scripts and
+    /// proc-macros are built for the host).
+    public var profileDirectories: [String] {
+        let directory = CargoCacheKey.profileDirectory(profile)
+        return targetTriple.map { [$0 + "/" + directory, directory] } ?? [directory]
+    }
+
+    public func prepare(allowDirty: Bool, pin: Bool) throws(CargoError) -> (request: PublishRequest, capture: TreeCapture, key: CargoCacheKey) {
+        let changes = try workspace.checkout.uncommittedChanges()
+        if !changes.isEmpty && !allowDirty {
+            throw .dirtyTree("\(changes.count) paths, first: \(changes[0].trimmingCharacters(in: .whitespaces))")
+        }
+        let commit = try workspace.checkout.head()
+        let key = try CargoCacheKey.compute(
+            workspace: workspace, root: root, profile: CargoCacheKey.profileDirectory(profile), target: targetTriple)
+        for directory in profileDirectories where !FileSystem.isDirectory(workspace.targetDirectory + "/" + directory) {
+            throw .notAWorkspace("\(workspace.targetDirectory)/\(directory) does not exist; build first ('kindling cargo build')")
+        }
+        let record = CargoRecord(
+            root: root.path, workspaceDirectory: workspace.relativeRoot, profileDirectories: profileDirectories,
+            sources: try recordSources(), externalInputs: recordExternalInputs())
+        let selection = TargetSelection(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
+        let request = PublishRequest(
+            repository: workspace.repository, commit: commit, directory: workspace.targetDirectory, cacheKey: key.entries,
+            extra: [CargoRecord.extraKey: record.encoded()], pin: pin)
+        return (request, TreeCapture(include: { selection.includes($0, kind: $1) }), key)
+    }
+
+    /// Size, hash and mtime of every tracked file: what the freshness repair compares against.
+    func recordSources() throws(CargoError) -> [CargoRecord.Source] {
+        let tracked = try workspace.checkout.trackedFiles()
+        let toplevel = workspace.checkout.toplevel
+        let sources = Mutex<[CargoRecord.Source]>([])
+        ParallelWork.forEach(tracked) { (_: Int, path: String) in
+            let full = toplevel + "/" + path
+            // Deleted in the working tree but still in the index: nothing to record.
+            guard let mtime = modificationTime(full), let (digest, size) = hashFile(full) else { return }
+            sources.withLock { $0.append(CargoRecord.Source(path: path, size: size, digest: digest, modificationTime: mtime)) }
+        }
+        return sources.withLock { $0 }.sorted { $0.path < $1.path }
+    }
+
+    /// Hashes of the inputs outside the build root that the target's dep files and build scripts name.
+    func recordExternalInputs() -> [CargoRecord.ExternalInput] {
+        let units = BuildInputs.units(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
+        let paths = BuildInputs.externalInputs(of: units, root: root, sysroot: BuildInputs.sysroot(directory: workspace.root))
+        return paths.map { CargoRecord.ExternalInput(path: $0, digest: hashFile($0)?.digest) }
+    }
+}

@@ -1,0 +1,134 @@
+import Foundation
+public import KindlingCrypto
+import KindlingManifest
+import KindlingStore
+
+/// What a cargo snapshot needs beyond its files, stored in the manifest's extra field "kindling.cargo"
+/// (Specs/cargo.md): the build root, where the workspace sits in the checkout, the profile folders captured,
+/// every tracked source file with its size, hash and CI mtime (for the freshness repair), and the inputs that
+/// live outside the checkout (system files named by build scripts or dep-info), with their hashes.
+public struct CargoRecord: Equatable, Sendable {
+    public static let extraKey = "kindling.cargo"
+    static let version: UInt64 = 1
+
+    public struct Source: Equatable, Sendable {
+        public var path: String
+        public var size: Int
+        public var digest: Digest
+        public var modificationTime: UInt64
+    }
+
+    public struct ExternalInput: Equatable, Sendable {
+        public var path: String
+        /// nil when the file did not exist at capture.
+        public var digest: Digest?
+    }
+
+    public var root: String
+    public var workspaceDirectory: String
+    public var profileDirectories: [String]
+    public var sources: [Source]
+    public var externalInputs: [ExternalInput]
+
+    public func encoded() -> [UInt8] {
+        var w = CanonicalWriter()
+        w.writeVarint(Self.version)
+        w.writeString(root)
+        w.writeString(workspaceDirectory)
+        w.writeVarint(profileDirectories.count)
+        for directory in profileDirectories { w.writeString(directory) }
+        w.writeVarint(sources.count)
+        for source in sources {
+            w.writeString(source.path)
+            w.writeVarint(source.size)
+            w.writeDigest(source.digest)
+            w.writeVarint(source.modificationTime)
+        }
+        w.writeVarint(externalInputs.count)
+        for input in externalInputs {
+            w.writeString(input.path)
+            if let digest = input.digest {
+                w.writeByte(1)
+                w.writeDigest(digest)
+            } else {
+                w.writeByte(0)
+            }
+        }
+        return w.bytes
+    }
+
+    public init(
+        root: String, workspaceDirectory: String, profileDirectories: [String], sources: [Source],
+        externalInputs: [ExternalInput]
+    ) {
+        self.root = root
+        self.workspaceDirectory = workspaceDirectory
+        self.profileDirectories = profileDirectories
+        self.sources = sources
+        self.externalInputs = externalInputs
+    }
+
+    public init(decoding bytes: [UInt8]) throws(CargoError) {
+        do throws(FormatError) {
+            var r = CanonicalReader(bytes)
+            let version = try r.readVarint("cargo record version")
+            guard version == Self.version else { throw FormatError.unsupportedVersion(what: "cargo record", version: version) }
+            root = try r.readString("build root", maxCount: 4096)
+            workspaceDirectory = try r.readString("workspace directory", maxCount: 4096)
+            let profileCount = try r.readInt("profile count", in: 0...16)
+            profileDirectories = try (0..<profileCount).map { (_) throws(FormatError) in try r.readString("profile", maxCount: 512) }
+            let sourceCount = try r.readInt("source count", in: 0...(bytes.count / 35))
+            var sources: [Source] = []
+            sources.reserveCapacity(sourceCount)
+            for _ in 0..<sourceCount {
+                let path = try r.readString("source path", maxCount: 4096)
+                try RelativePath.validate(path)
+                sources.append(
+                    Source(
+                        path: path, size: try r.readInt("source size", in: 0...Int.max), digest: try r.readDigest("source digest"),
+                        modificationTime: try r.readVarint("source mtime")))
+            }
+            self.sources = sources
+            let inputCount = try r.readInt("external input count", in: 0...(bytes.count / 2))
+            var inputs: [ExternalInput] = []
+            for _ in 0..<inputCount {
+                let path = try r.readString("external input", maxCount: 4096)
+                let present = try r.readByte("external input flag")
+                inputs.append(ExternalInput(path: path, digest: present == 1 ? try r.readDigest("external digest") : nil))
+            }
+            externalInputs = inputs
+            try r.expectEnd("cargo record")
+        } catch {
+            throw .malformedRecord("\(error)")
+        }
+    }
+}
+
+/// BLAKE2b-256 of a file, streamed in 1 MiB blocks; nil when it cannot be read.
+func hashFile(_ path: String) -> (digest: Digest, size: Int)? {
+    guard let file = try? PosixFile(opening: path, flags: O_RDONLY) else { return nil }
+    let hasher = Blake2bHasher()
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    var size = 0
+    while true {
+        let count = buffer.withUnsafeMutableBytes { (try? file.read(into: $0)) ?? -1 }
+        if count < 0 { return nil }
+        if count == 0 { break }
+        buffer.withUnsafeBytes { hasher.update(UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
+        size += count
+    }
+    return (hasher.finalize(), size)
+}
+
+/// Modification time in nanoseconds (without following symlinks), nil when the path is missing.
+func modificationTime(_ path: String) -> UInt64? {
+    var info = stat()
+    guard lstat(path, &info) == 0 else { return nil }
+    return UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+}
+
+func setModificationTime(_ path: String, _ nanoseconds: UInt64) -> Bool {
+    let time = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
+    var times = [time, time]
+    return utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0
+}

@@ -1,0 +1,57 @@
+import Foundation
+
+/// A cargo workspace inside a git checkout, as the cargo integration sees it.
+public struct CargoWorkspace: Sendable {
+    public let checkout: GitCheckout
+    /// The physical directory of the workspace's Cargo.toml.
+    public let root: String
+    /// `root` relative to the checkout's top level ("" when they are the same).
+    public let relativeRoot: String
+    /// The real target directory (what `cargo metadata` reports outside any build root).
+    public let targetDirectory: String
+    public let repository: String
+
+    /// Finds the workspace containing `directory` (or named by `manifestPath`).
+    public static func locate(directory: String, manifestPath: String? = nil, repository: String? = nil) throws(CargoError) -> CargoWorkspace {
+        var arguments = ["metadata", "--format-version", "1", "--no-deps", "--offline"]
+        if let manifestPath { arguments += ["--manifest-path", manifestPath] }
+        let json = try ProcessRunner.run("cargo", arguments, directory: directory)
+        guard json.status == 0 else { throw .notAWorkspace(json.stderr.split(separator: "\n").first.map(String.init) ?? directory) }
+        guard let object = try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any],
+            let workspaceRoot = object["workspace_root"] as? String, let target = object["target_directory"] as? String
+        else { throw .notAWorkspace("cargo metadata gave no workspace root") }
+        let root = URL(fileURLWithPath: workspaceRoot).resolvingSymlinksInPath().path
+        let checkout = try GitCheckout(containing: root)
+        let relative = root == checkout.toplevel ? "" : String(root.dropFirst(checkout.toplevel.count + 1))
+        return CargoWorkspace(
+            checkout: checkout, root: root, relativeRoot: relative,
+            targetDirectory: URL(fileURLWithPath: target).standardizedFileURL.path,
+            repository: repository ?? checkout.repositoryName())
+    }
+}
+
+/// The fixed absolute place where every build of a repository happens, on bors and on every developer machine
+/// (cargo-relocation-facts §4: rustc reuses incremental state only at the identical physical path):
+///
+/// - `<path>/ws`: the checkout's top level,
+/// - `<path>/target`: the target directory,
+/// - `<path>/cargo-home`: CARGO_HOME, so registry sources sit at the same path too.
+///
+/// `kindling cargo` makes the real folders appear there in a private mount namespace.
+public struct BuildRoot: Hashable, Sendable {
+    public let path: String
+
+    public init(path: String) {
+        self.path = path
+    }
+
+    /// `$KINDLING_BUILD_ROOT/<repo>` (default base `/tmp/kindling-build`), with '/' in the name turned into "--".
+    public static func forRepository(_ repository: String, base: String? = nil) -> BuildRoot {
+        let base = base ?? ProcessInfo.processInfo.environment["KINDLING_BUILD_ROOT"] ?? "/tmp/kindling-build"
+        return BuildRoot(path: base + "/" + repository.replacingOccurrences(of: "/", with: "--"))
+    }
+
+    public var workspace: String { path + "/ws" }
+    public var target: String { path + "/target" }
+    public var cargoHome: String { path + "/cargo-home" }
+}

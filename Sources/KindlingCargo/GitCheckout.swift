@@ -1,0 +1,50 @@
+import Foundation
+
+/// The git facts the cargo integration needs: where the checkout is, which commit, what is tracked, history.
+public struct GitCheckout: Sendable {
+    /// The absolute, physical path of the checkout's top level.
+    public let toplevel: String
+
+    public init(containing directory: String) throws(CargoError) {
+        let result = try ProcessRunner.run("git", ["rev-parse", "--show-toplevel"], directory: directory)
+        guard result.status == 0 else { throw .notAGitCheckout(directory) }
+        toplevel = URL(fileURLWithPath: result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+            .resolvingSymlinksInPath().path
+    }
+
+    func git(_ arguments: [String]) throws(CargoError) -> String {
+        try ProcessRunner.output("git", ["-C", toplevel] + arguments)
+    }
+
+    public func head() throws(CargoError) -> String {
+        try git(["rev-parse", "HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Uncommitted changes to tracked files, and untracked files that are not ignored (empty when clean).
+    public func uncommittedChanges() throws(CargoError) -> [String] {
+        try git(["status", "--porcelain"]).split(separator: "\n").map(String.init)
+    }
+
+    /// HEAD and its first-parent ancestors, nearest first, at most `limit` commits.
+    public func firstParentHistory(limit: Int) throws(CargoError) -> [String] {
+        try git(["rev-list", "--first-parent", "--max-count=\(limit)", "HEAD"]).split(separator: "\n").map(String.init)
+    }
+
+    /// Paths of tracked files, relative to the top level.
+    public func trackedFiles() throws(CargoError) -> [String] {
+        try git(["ls-files", "-z", "--cached"]).split(separator: "\0").map(String.init)
+    }
+
+    /// A repository name from the `origin` remote ("owner/name"), else the checkout's folder name.
+    public func repositoryName() -> String {
+        let url = (try? git(["remote", "get-url", "origin"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        var name = url
+        if name.hasSuffix(".git") { name.removeLast(4) }
+        let parts = name.split(whereSeparator: { $0 == "/" || $0 == ":" }).map(String.init)
+        let candidate = parts.count >= 2 ? parts.suffix(2).joined(separator: "/") : URL(fileURLWithPath: toplevel).lastPathComponent
+        let cleaned = candidate.map { ch -> Character in
+            ch.isLetter || ch.isNumber || "._-/".contains(ch) ? ch : "-"
+        }
+        return String(cleaned).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+    }
+}

@@ -1,0 +1,65 @@
+import Foundation
+import KindlingStore
+
+/// `target/.kindling-restored`: which snapshot a target directory was restored from, and when. A target with
+/// files newer than its marker, or with no marker at all, holds local work that a restore must not discard.
+public struct RestoreMarker: Codable, Sendable {
+    public static let fileName = ".kindling-restored"
+
+    public var manifest: String
+    public var commit: String
+    /// Nanoseconds since the epoch, when the restore finished.
+    public var restoredAt: UInt64
+
+    public init(manifest: String, commit: String, restoredAt: UInt64) {
+        self.manifest = manifest
+        self.commit = commit
+        self.restoredAt = restoredAt
+    }
+
+    public static func read(targetDirectory: String) -> RestoreMarker? {
+        guard let data = FileManager.default.contents(atPath: targetDirectory + "/" + fileName) else { return nil }
+        return try? JSONDecoder().decode(RestoreMarker.self, from: data)
+    }
+
+    public func write(targetDirectory: String) throws {
+        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: targetDirectory + "/" + Self.fileName), options: .atomic)
+    }
+
+    /// What a target directory holds, as far as a restore is concerned.
+    public enum TargetState: Equatable, Sendable {
+        case missingOrEmpty
+        /// Restored and not built into since.
+        case pristine(RestoreMarker)
+        /// Built into after a restore, or never restored.
+        case localWork(marker: RestoreMarker?)
+
+        public static func == (lhs: TargetState, rhs: TargetState) -> Bool {
+            switch (lhs, rhs) {
+            case (.missingOrEmpty, .missingOrEmpty): return true
+            case (.pristine(let a), .pristine(let b)): return a.manifest == b.manifest
+            case (.localWork(let a), .localWork(let b)): return a?.manifest == b?.manifest
+            default: return false
+            }
+        }
+    }
+
+    public static func state(of targetDirectory: String) -> TargetState {
+        let names = (try? FileSystem.contents(of: targetDirectory)) ?? []
+        if names.isEmpty { return .missingOrEmpty }
+        guard let marker = read(targetDirectory: targetDirectory) else { return .localWork(marker: nil) }
+        // Any file written after the restore means someone built here.
+        var stack = [targetDirectory]
+        while let directory = stack.popLast() {
+            for name in (try? FileSystem.contents(of: directory)) ?? [] where name != fileName {
+                let path = directory + "/" + name
+                if FileSystem.isDirectory(path) {
+                    stack.append(path)
+                } else if let mtime = modificationTime(path), mtime > marker.restoredAt {
+                    return .localWork(marker: marker)
+                }
+            }
+        }
+        return .pristine(marker)
+    }
+}

@@ -1,0 +1,153 @@
+import ArgumentParser
+import Foundation
+import KindlingCargo
+import KindlingCrypto
+import KindlingManifest
+import KindlingMesh
+import KindlingNode
+import KindlingSnapshot
+import KindlingStore
+
+struct CargoCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "cargo",
+        abstract: "Run cargo at the repository's build root, restoring a snapshot first when target/ is empty or far behind.",
+        discussion: """
+            Every argument goes to cargo ('kindling cargo build --release'). Cargo runs in a private mount namespace \
+            where the checkout, target/ and CARGO_HOME appear at the build root that bors builds at, so compiled \
+            dependencies and rustc's incremental state are both reused. Settings come from the environment: \
+            KINDLING_HOME (the store), KINDLING_TRUST (the trust file; else the node's node.json), \
+            KINDLING_NO_RESTORE=1 (never restore), KINDLING_BUILD_ROOT (the root's parent, default /tmp/kindling-build).
+            """)
+
+    @Argument(parsing: .captureForPassthrough, help: "Arguments for cargo.") var arguments: [String] = []
+
+    static let buildCommands: Set<String> = ["build", "b", "check", "c", "test", "t", "run", "r", "bench", "clippy", "doc", "rustc"]
+    /// A target whose restore is more than this many commits behind HEAD is replaced by a nearer snapshot.
+    static let farBehind = 50
+
+    func run() async throws {
+        let directory = FileManager.default.currentDirectoryPath
+        guard let workspace = try? CargoWorkspace.locate(directory: directory) else {
+            // Not a workspace in a git checkout: plain cargo.
+            execvp("cargo", (["cargo"] + arguments).map { strdup($0) } + [nil])
+            throw ExitCode.failure
+        }
+        let root = BuildRoot.forRepository(workspace.repository)
+        let environment = ProcessInfo.processInfo.environment
+        if let command = arguments.first(where: { !$0.hasPrefix("-") }), Self.buildCommands.contains(command),
+            environment["KINDLING_NO_RESTORE"] == nil
+        {
+            autoRestore(workspace: workspace, root: root)
+        }
+        if !CargoLauncher.namespacesAvailable { Terminal.printWarning(CargoLauncher.unavailableMessage) }
+        try CargoLauncher(workspace: workspace, root: root).exec(cargo: arguments, directory: directory)
+    }
+
+    /// Restores when target/ is empty, or far behind HEAD and a nearer snapshot exists; never fails the build.
+    private func autoRestore(workspace: CargoWorkspace, root: BuildRoot) {
+        let storeRoot = ChunkStore.defaultRoot
+        guard let trust = resolveTrustPath(nil, storeRoot: storeRoot) else {
+            Terminal.printWarning("no trust file (set KINDLING_TRUST): not restoring a snapshot")
+            return
+        }
+        let state = RestoreMarker.state(of: workspace.targetDirectory)
+        var replace = false
+        switch state {
+        case .missingOrEmpty:
+            break
+        case .pristine(let marker), .localWork(let marker?):
+            let history = (try? workspace.checkout.firstParentHistory(limit: Self.farBehind + 1)) ?? []
+            guard !history.contains(marker.commit) else { return }
+            replace = true
+        case .localWork(nil):
+            return
+        }
+        do {
+            let profile = arguments.contains("--release") ? "release" : profileArgument() ?? "dev"
+            let target = optionValue("--target")
+            let summary = try restoreCargoSnapshot(
+                workspace: workspace, root: root, storeRoot: storeRoot, trustPath: trust, profile: profile, target: target,
+                maxDistance: 200, replace: replace, fetch: true, announce: { FileHandle.standardError.write(Data("kindling: \($0)\n".utf8)) })
+            FileHandle.standardError.write(Data("kindling: \(summary)\n".utf8))
+        } catch {
+            Terminal.printWarning("not restoring a snapshot: \(error)")
+        }
+    }
+
+    private func optionValue(_ name: String) -> String? {
+        if let index = arguments.firstIndex(of: name), index + 1 < arguments.count { return arguments[index + 1] }
+        return arguments.first { $0.hasPrefix(name + "=") }.map { String($0.dropFirst(name.count + 1)) }
+    }
+
+    private func profileArgument() -> String? { optionValue("--profile") }
+}
+
+/// The trust file: the option, else $KINDLING_TRUST, else the "trust" of the store's node.json.
+func resolveTrustPath(_ option: String?, storeRoot: String) -> String? {
+    if let option { return option }
+    if let path = ProcessInfo.processInfo.environment["KINDLING_TRUST"], !path.isEmpty { return path }
+    return (try? NodeSettings.load(storeRoot: storeRoot))?.trust
+}
+
+/// Finds, fetches (through the node when needed), restores and repairs; returns a one-line summary.
+func restoreCargoSnapshot(
+    workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, trustPath: String, profile: String, target: String?,
+    maxDistance: Int, replace: Bool, fetch: Bool, announce: (String) -> Void = { print($0) }
+) throws -> String {
+    let started = ContinuousClock.now
+    let policy = try loadTrustPolicy(trustPath)
+    let store = try ChunkStore(root: storeRoot)
+    let key = try CargoCacheKey.compute(
+        workspace: workspace, root: root, profile: CargoCacheKey.profileDirectory(profile), target: target)
+    let restoring = CargoRestoring(workspace: workspace, root: root, key: key)
+
+    // Candidates: trusted snapshots in the store, and those announced to the local node.
+    var candidates = try store.manifestSummaries(repository: workspace.repository)
+        .filter { policy.isTrusted($0.signed) }
+        .map { SnapshotCandidate(id: $0.id, commit: $0.header.commit, cacheKey: $0.header.cacheKey, createdAt: $0.header.createdAt) }
+    let client = ControlClient(storeRoot: storeRoot)
+    let nodeRunning = client.isNodeRunning
+    if nodeRunning, let known = try? client.send(ControlRequest(op: .snapshots, repository: workspace.repository)).snapshots {
+        for snapshot in known where !candidates.contains(where: { $0.id.hex == snapshot.id }) {
+            if let id = Digest(hex: snapshot.id) {
+                candidates.append(SnapshotCandidate(id: id, commit: snapshot.commit, cacheKey: snapshot.cacheKey, createdAt: snapshot.createdAt))
+            }
+        }
+    }
+    let (candidate, distance) = try restoring.nearest(among: candidates, maxDistance: maxDistance)
+    announce("restoring \(workspace.repository)@\(candidate.commit.prefix(12)), \(distance) commits behind HEAD")
+
+    var fetched: FetchResult?
+    let local = try store.manifest(candidate.id)
+    let complete = try local.map { try store.missingChunks(of: $0).isEmpty } ?? false
+    if !complete {
+        guard fetch, nodeRunning else {
+            throw CommandFailure(
+                "the snapshot \(candidate.id.short) is not complete in the store and no node runs to fetch it; start 'kindling node'")
+        }
+        fetched = try fetchThroughNode(storeRoot: storeRoot, request: ControlRequest(op: .fetch, manifest: candidate.id.hex))
+    }
+    guard let manifest = try store.manifest(candidate.id) else {
+        throw CommandFailure("manifest \(candidate.id.short) is missing from the store after the fetch")
+    }
+    // The trust gate again, on the complete manifest, with this user's trust file.
+    _ = try policy.verify(manifest)
+    let (bar, progress) = ProgressBar.handler(label: "restoring")
+    let outcome = try restoring.restore(manifest, from: store, replace: replace, progress: progress)
+    bar?.finish()
+    let seconds = (ContinuousClock.now - started).components
+    let elapsed = Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18
+    let fetchedBytes = fetched?.fetchedBytes ?? 0
+    let sources = fetched.map { result in
+        result.wireBytesByPeer.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
+            .joined(separator: ", ")
+    } ?? ""
+    return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(distance) commits behind HEAD) into "
+        + "\(workspace.targetDirectory): \(Format.bytes(fetchedBytes)) fetched\(sources.isEmpty ? "" : " (\(sources))"), "
+        + "\(Format.bytes(max(0, outcome.restore.bytes - fetchedBytes))) already local, "
+        + "\(Format.seconds(elapsed)); sources: \(outcome.repair.unchanged) unchanged, \(outcome.repair.changed) changed, "
+        + "\(outcome.repair.added) new, \(outcome.repair.untrackedTouched) untracked"
+        + (outcome.repair.unitsInvalidated > 0 ? ", \(outcome.repair.unitsInvalidated) units invalidated" : "")
+        + (outcome.atBuildRoot ? "" : " (no namespaces: incremental state will not be reused)")
+}
