@@ -134,6 +134,11 @@ let package = Package(
             swiftSettings: strict
         ),
         .testTarget(
+            name: "KindlingCargoTests",
+            dependencies: ["KindlingTesting", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", "kindling"],
+            swiftSettings: strict
+        ),
+        .testTarget(
             name: "KindlingCLITests",
             dependencies: ["KindlingTesting", "KindlingManifest", "KindlingCrypto", "kindling"],
             swiftSettings: strict

@@ -7,11 +7,15 @@ include_str! of a file outside its package), and the `app` binary using all of t
 Crates come from /usr/share/cargo/registry (Debian's librust-*-dev) through source replacement in the
 workspace's .cargo/config.toml, so no network is needed and every checkout sees the same registry path.
 
-Usage: generate.py DIR [--modules N] [--functions F] [--git]
+Usage: generate.py DIR [--modules N] [--functions F] [--git] [--vendor VENDOR]
   --modules/--functions scale `core` (the default builds in seconds; 120/60 takes minutes).
   --git also makes DIR a git repository with one commit.
+  --vendor makes VENDOR a directory source (Debian's crates, linked, plus a tiny crate `relocmark` at 0.1.0 and
+  0.1.1, so that tests can change Cargo.lock) and has `envy` depend on relocmark.
 """
 import argparse
+import hashlib
+import json
 import pathlib
 import subprocess
 import textwrap
@@ -43,20 +47,41 @@ def core_module(index, functions):
     return "\n".join(lines)
 
 
-def generate(root, modules, functions):
+def make_vendor(vendor):
+    """A cargo directory source: Debian's crate sources (linked) and relocmark 0.1.0 / 0.1.1."""
+    vendor.mkdir(parents=True, exist_ok=True)
+    for crate in pathlib.Path("/usr/share/cargo/registry").iterdir():
+        link = vendor / crate.name
+        if not link.exists():
+            link.symlink_to(crate)
+    for version in ("0.1.0", "0.1.1"):
+        crate = vendor / f"relocmark-{version}"
+        write(crate, "Cargo.toml", f"""
+            [package]
+            name = "relocmark"
+            version = "{version}"
+            edition = "2021"
+            """)
+        write(crate, "src/lib.rs", f'pub const VERSION: &str = "{version}";\n')
+        # A directory source checks each crate against this file; the package hash just has to be stable.
+        digest = hashlib.sha256(f"relocmark-{version}".encode()).hexdigest()
+        (crate / ".cargo-checksum.json").write_text(json.dumps({"files": {}, "package": digest}))
+
+
+def generate(root, modules, functions, vendor=None):
     root.mkdir(parents=True, exist_ok=True)
     write(root, "Cargo.toml", """
         [workspace]
         members = ["crates/core", "crates/gen", "crates/macros", "crates/model", "crates/envy", "crates/app"]
         resolver = "2"
         """)
-    write(root, ".cargo/config.toml", """
+    write(root, ".cargo/config.toml", f"""
         # Crates come from Debian's librust-*-dev sources: no network, and the same path on every machine.
         [source.crates-io]
         replace-with = "debian"
 
         [source.debian]
-        directory = "/usr/share/cargo/registry"
+        directory = "{vendor or '/usr/share/cargo/registry'}"
         """)
     write(root, ".gitignore", "/target\n")
     write(root, "shared/banner.txt", "banner-v1\n")
@@ -177,12 +202,12 @@ def generate(root, modules, functions):
         name = "envy"
         version = "0.1.0"
         edition = "2021"
-        """)
+        """ + ('\n[dependencies]\nrelocmark = "0.1"\n' if vendor else ""))
     write(root, "crates/envy/src/lib.rs", """
         pub const MESSAGE: Option<&str> = option_env!("ENVY_MSG");
         pub const PACKAGE: &str = env!("CARGO_PKG_NAME");
         pub const BANNER: &str = include_str!("../../../shared/banner.txt");
-        """)
+        """ + ('pub const RELOCMARK: &str = relocmark::VERSION;\n' if vendor else 'pub const RELOCMARK: &str = "none";\n'))
 
     # app: the binary, with tests.
     write(root, "crates/app/Cargo.toml", """
@@ -204,7 +229,7 @@ def generate(root, modules, functions):
         fn summary() -> String {
             let report = model::report("app", core_lib::checksum("kindling warm start v1 v22"));
             format!(
-                "core={} sum={} flavor={} answer={} msg={} banner={} words={} report={}:{}",
+                "core={} sum={} flavor={} answer={} msg={} banner={} words={} relocmark={} report={}:{}",
                 core_lib::CORE_TAG,
                 gen::TABLE_SUM,
                 gen::FLAVOR,
@@ -212,6 +237,7 @@ def generate(root, modules, functions):
                 envy::MESSAGE.unwrap_or("none"),
                 envy::BANNER.trim(),
                 core_lib::version_words("v1 v2 x"),
+                envy::RELOCMARK,
                 report.name,
                 report.value
             )
@@ -242,9 +268,13 @@ def main():
     parser.add_argument("--modules", type=int, default=8)
     parser.add_argument("--functions", type=int, default=12)
     parser.add_argument("--git", action="store_true")
+    parser.add_argument("--vendor")
     args = parser.parse_args()
     root = pathlib.Path(args.dir)
-    generate(root, args.modules, args.functions)
+    vendor = pathlib.Path(args.vendor).resolve() if args.vendor else None
+    if vendor:
+        make_vendor(vendor)
+    generate(root, args.modules, args.functions, vendor)
     subprocess.run(["cargo", "generate-lockfile", "--offline", "--quiet"], cwd=root, check=True)
     if args.git:
         run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
