@@ -54,7 +54,8 @@ struct DifferentialTests {
         case .appText:
             let path = checkout + "/crates/app/src/main.rs"
             let text = try String(contentsOfFile: path, encoding: .utf8)
-            try text.replacingOccurrences(of: "\"core={}", with: "\"r\(round) core={}").write(toFile: path, atomically: true, encoding: .utf8)
+            try text.replacingOccurrences(of: #""(r[0-9]+ )?core=\{\}"#, with: "\"r\(round) core={}", options: .regularExpression)
+                .write(toFile: path, atomically: true, encoding: .utf8)
         }
     }
 

@@ -139,13 +139,16 @@ func restoreCargoSnapshot(
     let seconds = (ContinuousClock.now - started).components
     let elapsed = Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18
     let fetchedBytes = fetched?.fetchedBytes ?? 0
+    // Without a fetch, every unique chunk came from the store.
+    let uniqueBytes = Dictionary(manifest.body.entries.flatMap(\.chunks).map { ($0.id, $0.length) }, uniquingKeysWith: { first, _ in first })
+        .values.reduce(0, +)
     let sources = fetched.map { result in
         result.wireBytesByPeer.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
             .joined(separator: ", ")
     } ?? ""
     return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(distance) commits behind HEAD) into "
         + "\(workspace.targetDirectory): \(Format.bytes(fetchedBytes)) fetched\(sources.isEmpty ? "" : " (\(sources))"), "
-        + "\(Format.bytes(max(0, outcome.restore.bytes - fetchedBytes))) already local, "
+        + "\(Format.bytes(fetched?.alreadyLocalBytes ?? uniqueBytes)) already in the store, "
         + "\(Format.seconds(elapsed)); sources: \(outcome.repair.unchanged) unchanged, \(outcome.repair.changed) changed, "
         + "\(outcome.repair.added) new, \(outcome.repair.untrackedTouched) untracked"
         + (outcome.repair.unitsInvalidated > 0 ? ", \(outcome.repair.unitsInvalidated) units invalidated" : "")
