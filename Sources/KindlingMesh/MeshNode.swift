@@ -145,6 +145,12 @@ public actor MeshNode {
             case .partial(let bits): peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
             }
         }
+        // Who else holds what: a peer that joins after a notice went round learns it here.
+        for (manifest, holders) in holderNotices {
+            for address in holders.values.prefix(64) where address.nodeID != peer.nodeID {
+                peer.send(.holder(HolderNotice(manifest: manifest, nodeID: address.nodeID, host: address.host, port: address.port)))
+            }
+        }
         if configuration.peerExchange { peer.send(.getPeers) }
         holdingsVersion.bump()
         return nil
@@ -392,6 +398,12 @@ public actor MeshNode {
         if case .complete? = local[id] { return }
         downloads[id] = DownloadRecord()
         try? store.setWanted(id, wanted: true)
+        // Holders we heard of but are not connected to are worth a connection now.
+        for address in (holderNotices[id] ?? [:]).values where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
+            let hostPort = HostPort(host: address.host, port: Int(address.port))
+            knownAddresses.insert(hostPort)
+            requestDial(hostPort)
+        }
         workQueue.yield(.download(id))
     }
 

@@ -20,7 +20,7 @@ public struct MeshServer: Sendable {
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
                 let limit = FrameLimit()
                 return ConnectionRunner.configure(channel, limit: limit).map { (channel: $0, limit: limit) }
@@ -102,7 +102,7 @@ public struct MeshServer: Sendable {
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connect(host: address.host, port: address.port) { channel in
                     ConnectionRunner.configure(channel, limit: limit)
                 }

@@ -30,7 +30,7 @@ public final class NodeProcess {
     private func waitUntilReady() throws {
         let deadline = Date().addingTimeInterval(20)
         while Date() < deadline {
-            let status = try CommandRunner.kindling(["status", "--store", store, "--json"])
+            let status = try CommandRunner.kindling(["status", "--store", store, "--all", "--json"])
             if status.status == 0,
                 let object = try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8)) as? [String: Any],
                 let node = object["node"] as? [String: Any], let port = node["listenPort"] as? Int, port > 0
@@ -47,7 +47,7 @@ public final class NodeProcess {
     public var address: String { "127.0.0.1:\(port)" }
 
     public func status() throws -> [String: Any] {
-        let result = try CommandRunner.kindling(["status", "--store", store, "--json"])
+        let result = try CommandRunner.kindling(["status", "--store", store, "--all", "--json"])
         return (try? JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any]) ?? [:]
     }
 

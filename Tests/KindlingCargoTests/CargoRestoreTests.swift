@@ -201,3 +201,38 @@ enum CargoEdits {
         return result?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
     }
 }
+
+@Suite("Cargo: inputs outside git")
+struct ExternalInputTests {
+    @Test("A system file a build script watches, changed on the developer's machine with an old mtime, still rebuilds")
+    func changedSystemFileWithOldMtime() throws {
+        let world = try CargoWorld()
+        // A "system" file outside the checkout, at the same absolute path for bors and the developer.
+        let system = world.directory.file("system/flavor.conf")
+        try FileManager.default.createDirectory(atPath: world.directory.file("system"), withIntermediateDirectories: true)
+        try "system-v1\n".write(toFile: system, atomically: true, encoding: .utf8)
+        try world.commit("gen reads a system file") { origin in
+            let buildScript = origin + "/crates/gen/build.rs"
+            var text = try String(contentsOfFile: buildScript, encoding: .utf8)
+            text = text.replacingOccurrences(
+                of: "let flavor = env::var(\"GEN_FLAVOR\").unwrap_or_else(|_| \"plain\".into());",
+                with: """
+                    println!("cargo:rerun-if-changed=\(system)");
+                        let flavor = fs::read_to_string("\(system)").unwrap().trim().to_string();
+                    """)
+            try text.write(toFile: buildScript, atomically: true, encoding: .utf8)
+        }
+        try world.borsPublish()
+        // The developer's machine has another version of the file, with a timestamp older than any build output:
+        // cargo's own mtime check would call it unchanged.
+        try "system-v2\n".write(toFile: system, atomically: true, encoding: .utf8)
+        var old = [timespec(tv_sec: 978_307_200, tv_nsec: 0), timespec(tv_sec: 978_307_200, tv_nsec: 0)]
+        #expect(utimensat(AT_FDCWD, system, &old, 0) == 0)
+        try world.devCheckout()
+        let restore = try world.devRestore()
+        #expect(restore.stdout.contains("units invalidated"), "\(restore)")
+        let build = try world.devBuild()
+        #expect(build.compiled.contains("gen"), "\(build)")
+        #expect(try world.app(in: world.dev).contains("flavor=system-v2"))
+    }
+}

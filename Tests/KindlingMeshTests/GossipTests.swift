@@ -118,3 +118,25 @@ struct GossipTests {
         }
     }
 }
+
+@Suite("Mesh: availability beyond neighbours", .serialized)
+struct HolderNoticeTests {
+    @Test("A node fetches from a holder it heard of only through a neighbour's holder notice")
+    func holderNotices() async throws {
+        // seed — relay — downloader, peer exchange off: the downloader is not configured to reach the seed.
+        let seed = try await TestNode(name: "seed", peerExchange: false)
+        let relay = try await TestNode(name: "relay", peers: [seed.address], peerExchange: false)
+        let downloader = try await TestNode(name: "dev", peers: [relay.address], peerExchange: false)
+        let data = TemporaryDirectory("data")
+        let manifest = try await seed.publish(try makeTree(data, files: 2, bytesPerFile: 500_000), commit: "c1")
+        try await withRunningNodes([seed, relay, downloader]) {
+            try await eventually("the downloader knows the snapshot") { await downloader.catalogContains(manifest.id) }
+            #expect(await downloader.node.connectedPeers.map(\.nodeID) == [relay.node.nodeID])
+            let result = try await downloader.node.fetch(manifest.id)
+            #expect(result.fetchedBytes == manifest.header.fileByteCount)
+            // The relay holds nothing: every byte came from the seed, reached through the notice.
+            #expect(result.wireBytesByPeer[seed.node.nodeID.text] ?? 0 > 0, "\(result.wireBytesByPeer)")
+            #expect(await downloader.node.connectedPeers.contains { $0.nodeID == seed.node.nodeID })
+        }
+    }
+}

@@ -39,7 +39,7 @@ class Node:
         raise SystemExit(f"node at {store} did not start; see {store}.log")
 
     def status(self):
-        result = sh(self.binary, "status", "--store", self.store, "--json", check=False)
+        result = sh(self.binary, "status", "--store", self.store, "--all", "--json", check=False)
         try:
             return json.loads(result.stdout)
         except json.JSONDecodeError:

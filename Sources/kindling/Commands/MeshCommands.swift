@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KindlingCargo
 import KindlingCrypto
 import KindlingManifest
 import KindlingMesh
@@ -11,7 +12,9 @@ struct Status: AsyncParsableCommand {
         abstract: "Show the running node: peers, known snapshots, transfers, store use.")
 
     @OptionGroup var storeOptions: StoreOptions
-    @Option(name: .long, help: "Only snapshots of this repository.") var repo: String?
+    @Option(name: .long, help: "Only snapshots of this repository (default: the git checkout here, if any).")
+    var repo: String?
+    @Flag(name: .long, help: "Snapshots of every repository, even inside a checkout.") var all = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     struct Output: Encodable {
@@ -24,6 +27,8 @@ struct Status: AsyncParsableCommand {
         try await reportingErrors {
             let store = try storeOptions.open()
             let client = ControlClient(storeRoot: storeOptions.path)
+            // Inside a checkout, the snapshots of its repository are the interesting ones.
+            let repo = all ? nil : (self.repo ?? (try? GitCheckout(containing: FileManager.default.currentDirectoryPath))?.repositoryName())
             var node: MeshStatus?
             var snapshots: [SnapshotInfo] = []
             if client.isNodeRunning {
