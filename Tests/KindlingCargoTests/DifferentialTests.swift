@@ -27,7 +27,9 @@ struct DifferentialTests {
         case .coreConstant:
             try CargoEdits.changeCoreConstant(in: checkout, to: Int.random(in: 1...1000, using: &random))
         case .newModule:
-            let name = "extra\(round)"
+            // Two edits of one round may both add a module: each gets a name of its own.
+            var name = "extra\(round)"
+            while FileManager.default.fileExists(atPath: checkout + "/crates/core/src/\(name).rs") { name += "b" }
             try """
                 pub fn value() -> u64 { \(Int.random(in: 1...1000, using: &random)) }
                 """.write(toFile: checkout + "/crates/core/src/\(name).rs", atomically: true, encoding: .utf8)
