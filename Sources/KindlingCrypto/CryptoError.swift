@@ -11,10 +11,16 @@ public enum CryptoError: Error, Equatable, Sendable, CustomStringConvertible {
         switch self {
         case .invalidKeyLength(let expected, let actual):
             return "key has \(actual) bytes, expected \(expected)"
+        // Never echo the text itself: it may be a secret key pasted in the wrong place.
         case .invalidHex(let text):
-            return "not a hexadecimal string: '\(text.prefix(40))'"
+            return "not a hexadecimal string (\(text.utf8.count) characters)"
         case .invalidKeyText(let text):
-            return "not a kindling key: '\(text.prefix(40))' (expected 'ed25519:' followed by 64 hex digits)"
+            if text.contains("secret") {
+                return "that is a secret key, not a public key: keep it private and pass the 'ed25519:...' line "
+                    + "that keygen printed"
+            }
+            return "not a kindling public key (\(text.utf8.count) characters; expected 'ed25519:' followed by 64 hex "
+                + "digits, as keygen prints)"
         case .keyExchangeFailed:
             return "key exchange failed: the peer sent an invalid public key"
         case .decryptionFailed:

@@ -76,7 +76,7 @@ public struct NodeService: Sendable {
             return
         }
         while !Task.isCancelled {
-            if let report = try? store.collectGarbage(maxStoredBytes: maxStoreBytes), report.evictedChunks > 0 {
+            if let report = try? store.collectGarbage(maxStoredBytes: maxStoreBytes, waitForLeases: false), report.evictedChunks > 0 {
                 logger.info("evicted chunks", metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
             }
             try? await Task.sleep(for: .seconds(60))

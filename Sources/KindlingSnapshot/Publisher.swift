@@ -51,6 +51,10 @@ public struct Publisher: Sendable {
         } catch {
             throw .format(error)
         }
+        // Held until the manifest is saved: gc must not evict a reused chunk the new manifest names.
+        let lease: StoreLease
+        do throws(StoreError) { lease = try store.lease() } catch { throw .store(error) }
+        defer { withExtendedLifetime(lease) {} }
         let (entries, summary) = try capture.capture(directory: request.directory, into: store, progress: progress)
         let manifest: Manifest
         do throws(FormatError) {

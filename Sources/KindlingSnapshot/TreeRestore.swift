@@ -43,6 +43,10 @@ public struct TreeRestore: Sendable {
             do throws(FileError) { contents = try FileSystem.contents(of: destination) } catch { throw .file(error) }
             if !contents.isEmpty && !replace { throw .destinationNotEmpty(path: destination) }
         }
+        // Held to the end: gc must not evict a chunk between the check below and its read.
+        let lease: StoreLease
+        do throws(StoreError) { lease = try store.lease() } catch { throw .store(error) }
+        defer { withExtendedLifetime(lease) {} }
         // Check before writing anything: a restore that can't finish should not start.
         let missing: [ChunkReference]
         do throws(StoreError) { missing = try store.missingChunks(of: manifest) } catch { throw .store(error) }

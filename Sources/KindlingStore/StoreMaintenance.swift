@@ -14,6 +14,8 @@ public struct GarbageReport: Sendable, Codable {
     public var pinnedBytes = 0
     /// True when pinned chunks alone exceed the cap, so the cap could not be met.
     public var pinnedExceedCap = false
+    /// True when gc did nothing because a publish or restore held a lease (`waitForLeases: false`).
+    public var skippedWhileLeased = false
 }
 
 /// What `verify` found.
@@ -55,10 +57,11 @@ extension ChunkStore {
             pinnedManifestCount: summaries.filter(\.pinned).count)
     }
 
-    /// Chunk ids referenced by pinned manifests: these are never evicted.
+    /// Chunk ids referenced by pinned manifests, and by manifests being fetched (evicting those would undo the
+    /// fetch's progress): these are never evicted.
     func protectedChunks() throws(StoreError) -> Set<Digest> {
         var protected = Set<Digest>()
-        for id in try pins().keys {
+        for id in Set(try pins().keys).union(try wantedManifests()) {
             guard let manifest = try? manifest(id) else { continue }
             for entry in manifest.body.entries {
                 for chunk in entry.chunks { protected.insert(chunk.id) }
@@ -70,9 +73,19 @@ extension ChunkStore {
     /// Evicts least recently used chunks until the stored size is at most `maxStoredBytes` (never a chunk of a
     /// pinned manifest), then removes files that are not indexed and older than `graceSeconds` (left by killed
     /// writers; the grace period spares chunks another process is writing right now).
-    public func collectGarbage(maxStoredBytes: Int?, graceSeconds: Double = 3600) throws(StoreError) -> GarbageReport {
-        try commit()
+    ///
+    /// It never runs while a lease is held (`StoreLease`): with `waitForLeases` it waits for them, else it returns
+    /// at once with `skippedWhileLeased`.
+    public func collectGarbage(
+        maxStoredBytes: Int?, graceSeconds: Double = 3600, waitForLeases: Bool = true
+    ) throws(StoreError) -> GarbageReport {
         var report = GarbageReport()
+        guard let exclusive = try GarbageCollectionLock(root: root, wait: waitForLeases) else {
+            report.skippedWhileLeased = true
+            return report
+        }
+        defer { withExtendedLifetime(exclusive) {} }
+        try commit()
         let protected = try protectedChunks()
         let rows = try index.chunksByLastUse()
         var total = rows.reduce(0) { $0 + $1.stored }

@@ -25,7 +25,13 @@ struct CLITests {
             ["trust", "add", "--file", world.trust, "--name", "bors", "--public-key", world.publicKey])
         expectCleanFailure(duplicate, mentioning: "already has a key")
         let badKey = try world.kindling(["trust", "add", "--file", world.trust, "--name", "x", "--public-key", "nope"])
-        expectCleanFailure(badKey, mentioning: "not a kindling key")
+        expectCleanFailure(badKey, mentioning: "not a kindling public key")
+        // A secret key pasted where the public key goes is refused without echoing any of it.
+        let secretText = try String(contentsOfFile: world.key, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let pasted = try world.kindling(["trust", "add", "--file", world.trust, "--name", "y", "--public-key", secretText])
+        expectCleanFailure(pasted, mentioning: "that is a secret key")
+        let secretHex = secretText.split(separator: ":").last.map(String.init) ?? secretText
+        #expect(!pasted.stderr.contains(secretHex.prefix(8)), "the error echoed part of the secret: \(pasted.stderr)")
     }
 
     @Test("publish then restore reproduces the directory; read-only commands speak JSON")

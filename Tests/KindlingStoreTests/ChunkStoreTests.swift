@@ -164,6 +164,42 @@ struct ChunkStoreTests {
         #expect(try store.missingChunks(of: manifests[1]).count == 1)
     }
 
+    @Test("gc never runs under a lease (a publish or restore in progress) and spares snapshots being fetched")
+    func leasesAndWantedSnapshots() throws {
+        let directory = TemporaryDirectory("store")
+        let store = try ChunkStore(root: directory.path)
+        let key = Fixtures.key(1)
+        var manifests: [Manifest] = []
+        for index in 0..<2 {
+            let data = Fixtures.bytes(count: 100_000, seed: UInt64(20 + index))
+            let id = try put(data, in: store)
+            let manifest = try Manifest.sign(
+                repository: "r", commit: "c\(index)", createdAt: UInt64(index), cacheKey: [:],
+                body: ManifestBody(entries: [
+                    .file(path: "f", mode: 0o644, modificationTime: 0, chunks: [ChunkReference(id: id, length: data.count)])
+                ]), with: key)
+            try store.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(manifest))
+            manifests.append(manifest)
+        }
+        try store.commit()
+
+        // A second opening of the store stands for another process: flock locks belong to open files.
+        var lease: StoreLease? = try ChunkStore(root: directory.path).lease()
+        let skipped = try store.collectGarbage(maxStoredBytes: 0, waitForLeases: false)
+        #expect(skipped.skippedWhileLeased)
+        #expect(skipped.evictedChunks == 0)
+        #expect(try store.missingChunks(of: manifests[0]).isEmpty)
+        #expect(lease != nil)
+        lease = nil
+
+        try store.setWanted(manifests[1].id, wanted: true)
+        let report = try store.collectGarbage(maxStoredBytes: 0, waitForLeases: false)
+        #expect(!report.skippedWhileLeased)
+        #expect(report.evictedChunks == 1)
+        #expect(try store.missingChunks(of: manifests[0]).count == 1)
+        #expect(try store.missingChunks(of: manifests[1]).isEmpty, "a snapshot being fetched keeps its chunks")
+    }
+
     @Test("Manifests are stored only through the trust gate and read back intact")
     func manifestStorage() throws {
         let directory = TemporaryDirectory("store")

@@ -55,7 +55,11 @@ struct GarbageCollect: AsyncParsableCommand {
                 throw ValidationError("--max-size '\(maxSize)' is not a size like 500M or 20G")
             }
             let store = try storeOptions.open()
-            let report = try store.collectGarbage(maxStoredBytes: limit)
+            var report = try store.collectGarbage(maxStoredBytes: limit, waitForLeases: false)
+            if report.skippedWhileLeased {
+                Terminal.printNote("a publish, restore or fetch is using the store; gc waits for it to finish")
+                report = try store.collectGarbage(maxStoredBytes: limit)
+            }
             if json {
                 print(Format.json(report))
                 return

@@ -33,6 +33,10 @@ enum Terminal {
         FileHandle.standardError.write(Data("kindling: warning: \(message)\n".utf8))
     }
 
+    static func printNote(_ message: String) {
+        FileHandle.standardError.write(Data("kindling: \(message)\n".utf8))
+    }
+
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
 }
