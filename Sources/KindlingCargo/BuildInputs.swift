@@ -9,22 +9,34 @@ enum BuildInputs {
     struct Unit {
         /// `.d` file or build `output` file, relative to the target dir.
         var file: String
+        /// The profile folder it belongs to ("debug", "<triple>/debug").
+        var profile: String
         var isBuildScriptRun: Bool
         var absoluteInputs: [String]
     }
 
+    /// Compiled units from their dep files (`deps/*.d`, and `build/<package>-<hash>/*.d` for build scripts), and
+    /// build-script runs from their `rerun-if-changed` lines (`build/<package>-<hash>/output`).
     static func units(targetDirectory: String, profileDirectories: [String]) -> [Unit] {
         var units: [Unit] = []
+        func addCompiled(_ relative: String, profile: String) {
+            guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { return }
+            units.append(
+                Unit(file: relative, profile: profile, isBuildScriptRun: false,
+                     absoluteInputs: dependencies(inMakefile: text).filter { $0.hasPrefix("/") }))
+        }
         for profile in profileDirectories {
             let deps = profile + "/deps"
             for name in (try? FileSystem.contents(of: targetDirectory + "/" + deps)) ?? [] where name.hasSuffix(".d") {
-                let relative = deps + "/" + name
-                guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { continue }
-                units.append(Unit(file: relative, isBuildScriptRun: false, absoluteInputs: dependencies(inMakefile: text).filter { $0.hasPrefix("/") }))
+                addCompiled(deps + "/" + name, profile: profile)
             }
             let build = profile + "/build"
-            for name in (try? FileSystem.contents(of: targetDirectory + "/" + build)) ?? [] {
-                let relative = build + "/" + name + "/output"
+            for folder in (try? FileSystem.contents(of: targetDirectory + "/" + build)) ?? [] {
+                let directory = build + "/" + folder
+                for name in (try? FileSystem.contents(of: targetDirectory + "/" + directory)) ?? [] where name.hasSuffix(".d") {
+                    addCompiled(directory + "/" + name, profile: profile)
+                }
+                let relative = directory + "/output"
                 guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { continue }
                 let paths = text.split(separator: "\n").compactMap { line -> String? in
                     for prefix in ["cargo::rerun-if-changed=", "cargo:rerun-if-changed="] where line.hasPrefix(prefix) {
@@ -32,7 +44,8 @@ enum BuildInputs {
                     }
                     return nil
                 }
-                units.append(Unit(file: relative, isBuildScriptRun: true, absoluteInputs: paths.filter { $0.hasPrefix("/") }))
+                units.append(
+                    Unit(file: relative, profile: profile, isBuildScriptRun: true, absoluteInputs: paths.filter { $0.hasPrefix("/") }))
             }
         }
         return units

@@ -8,6 +8,9 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
     case notAWorkspace(String)
     case toolMissing(String)
     case malformedRecord(String)
+    case repairFailed(path: String, reason: String)
+    case clockBehind(seconds: Double)
+    case targetBusy(String)
 
     public var description: String {
         switch self {
@@ -32,6 +35,15 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
             return "\(tool) was not found on PATH"
         case .malformedRecord(let detail):
             return "the snapshot's cargo record is malformed (\(detail)); it was not used"
+        case .repairFailed(let path, let reason):
+            return "the freshness repair could not update \(path) (\(reason)); the target's fingerprints stay hidden, "
+                + "so the next build compiles everything; fix the file's permissions and restore again"
+        case .clockBehind(let seconds):
+            return "this machine's clock is \(Int(seconds.rounded(.up))) s behind the one that built the snapshot: a file "
+                + "edited now could look older than the build and be skipped by cargo; set the clock right "
+                + "('timedatectl set-ntp true') and restore again"
+        case .targetBusy(let detail):
+            return "a cargo build is using the target directory (\(detail)); wait for it to finish, then restore"
         }
     }
 }

@@ -14,7 +14,9 @@ public struct CargoLauncher: Sendable {
     }
 
     /// True when unprivileged user and mount namespaces work here (some distributions turn them off).
+    /// `KINDLING_NO_NAMESPACES=1` turns them off on purpose (to build in place, as where they are unavailable).
     public static let namespacesAvailable: Bool = {
+        guard ProcessInfo.processInfo.environment["KINDLING_NO_NAMESPACES"] != "1" else { return false }
         guard let result = try? ProcessRunner.run("unshare", ["--user", "--map-root-user", "--mount", "true"]) else {
             return false
         }

@@ -38,7 +38,7 @@ public struct CargoPublishing: Sendable {
         }
         let record = CargoRecord(
             root: root.path, workspaceDirectory: workspace.relativeRoot, profileDirectories: profileDirectories,
-            sources: try recordSources(), externalInputs: recordExternalInputs())
+            sources: try recordSources(), directories: try recordDirectories(), externalInputs: recordExternalInputs())
         let selection = TargetSelection(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
         let request = PublishRequest(
             repository: workspace.repository, commit: commit, directory: workspace.targetDirectory, cacheKey: key.entries,
@@ -58,6 +58,24 @@ public struct CargoPublishing: Sendable {
             sources.withLock { $0.append(CargoRecord.Source(path: path, size: size, digest: digest, modificationTime: mtime)) }
         }
         return sources.withLock { $0 }.sorted { $0.path < $1.path }
+    }
+
+    /// Every directory holding tracked files (the top level aside), with the names in it and its mtime.
+    func recordDirectories() throws(CargoError) -> [CargoRecord.Directory] {
+        let toplevel = workspace.checkout.toplevel
+        var directories = Set<String>()
+        for path in try workspace.checkout.trackedFiles() {
+            var parent = Substring(path)
+            while let slash = parent.lastIndex(of: "/") {
+                parent = parent[..<slash]
+                guard directories.insert(String(parent)).inserted else { break }
+            }
+        }
+        return directories.sorted().compactMap { path in
+            let full = toplevel + "/" + path
+            guard let mtime = modificationTime(full), let names = try? FileSystem.contents(of: full) else { return nil }
+            return CargoRecord.Directory(path: path, names: CargoRecord.namesDigest(names), modificationTime: mtime)
+        }
     }
 
     /// Hashes of the inputs outside the build root that the target's dep files and build scripts name.

@@ -6,15 +6,25 @@ import KindlingStore
 /// What a cargo snapshot needs beyond its files, stored in the manifest's extra field "kindling.cargo"
 /// (Specs/cargo.md): the build root, where the workspace sits in the checkout, the profile folders captured,
 /// every tracked source file with its size, hash and CI mtime (for the freshness repair), and the inputs that
-/// live outside the checkout (system files named by build scripts or dep-info), with their hashes.
+/// live outside the checkout (system files named by build scripts or dep-info), with their hashes, and (since
+/// version 2) every directory holding tracked files with the names in it and its CI mtime.
 public struct CargoRecord: Equatable, Sendable {
     public static let extraKey = "kindling.cargo"
-    static let version: UInt64 = 1
+    static let version: UInt64 = 2
 
     public struct Source: Equatable, Sendable {
         public var path: String
         public var size: Int
         public var digest: Digest
+        public var modificationTime: UInt64
+    }
+
+    /// A directory of the checkout: cargo takes the newest mtime in a `rerun-if-changed` directory, directories
+    /// included, so a file deleted from it shows only in the directory's mtime.
+    public struct Directory: Equatable, Sendable {
+        public var path: String
+        /// BLAKE2b-256 of the sorted names in it at capture, each followed by a NUL byte.
+        public var names: Digest
         public var modificationTime: UInt64
     }
 
@@ -28,6 +38,8 @@ public struct CargoRecord: Equatable, Sendable {
     public var workspaceDirectory: String
     public var profileDirectories: [String]
     public var sources: [Source]
+    /// nil in version-1 records: every directory then counts as changed.
+    public var directories: [Directory]?
     public var externalInputs: [ExternalInput]
 
     public func encoded() -> [UInt8] {
@@ -54,17 +66,30 @@ public struct CargoRecord: Equatable, Sendable {
                 w.writeByte(0)
             }
         }
+        let directories = directories ?? []
+        w.writeVarint(directories.count)
+        for directory in directories {
+            w.writeString(directory.path)
+            w.writeDigest(directory.names)
+            w.writeVarint(directory.modificationTime)
+        }
         return w.bytes
+    }
+
+    /// The digest of a directory's names, as `Directory.names` holds it.
+    static func namesDigest(_ names: [String]) -> Digest {
+        Blake2b.hash(Array(names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map { $0 + "\0" }.joined().utf8))
     }
 
     public init(
         root: String, workspaceDirectory: String, profileDirectories: [String], sources: [Source],
-        externalInputs: [ExternalInput]
+        directories: [Directory]?, externalInputs: [ExternalInput]
     ) {
         self.root = root
         self.workspaceDirectory = workspaceDirectory
         self.profileDirectories = profileDirectories
         self.sources = sources
+        self.directories = directories
         self.externalInputs = externalInputs
     }
 
@@ -72,7 +97,9 @@ public struct CargoRecord: Equatable, Sendable {
         do throws(FormatError) {
             var r = CanonicalReader(bytes)
             let version = try r.readVarint("cargo record version")
-            guard version == Self.version else { throw FormatError.unsupportedVersion(what: "cargo record", version: version) }
+            guard version == 1 || version == Self.version else {
+                throw FormatError.unsupportedVersion(what: "cargo record", version: version)
+            }
             root = try r.readString("build root", maxCount: 4096)
             workspaceDirectory = try r.readString("workspace directory", maxCount: 4096)
             let profileCount = try r.readInt("profile count", in: 0...16)
@@ -97,6 +124,20 @@ public struct CargoRecord: Equatable, Sendable {
                 inputs.append(ExternalInput(path: path, digest: present == 1 ? try r.readDigest("external digest") : nil))
             }
             externalInputs = inputs
+            if version >= 2 {
+                let directoryCount = try r.readInt("directory count", in: 0...(bytes.count / 34))
+                var directories: [Directory] = []
+                directories.reserveCapacity(directoryCount)
+                for _ in 0..<directoryCount {
+                    let path = try r.readString("directory path", maxCount: 4096)
+                    try RelativePath.validate(path)
+                    directories.append(
+                        Directory(path: path, names: try r.readDigest("directory names"), modificationTime: try r.readVarint("directory mtime")))
+                }
+                self.directories = directories
+            } else {
+                directories = nil
+            }
             try r.expectEnd("cargo record")
         } catch {
             throw .malformedRecord("\(error)")

@@ -7,11 +7,18 @@ import Synchronization
 /// (cargo-relocation-facts §2-3, Specs/cargo.md "Freshness repair"):
 ///
 /// 1. every tracked file whose content equals the CI file gets back the CI mtime, so cargo sees it unchanged;
-/// 2. every other file that could be an input (changed, new, untracked) gets an mtime above the newest restored
-///    output and above now (`floor`), so cargo sees it changed whatever the clocks of CI and this machine say;
-/// 3. inputs outside the checkout whose content differs from CI's make their units rebuild (their fingerprint,
-///    or the build script's `output`, is removed);
-/// 4. outside the build root (no namespaces), units whose fingerprints name absolute build-root paths rebuild.
+/// 2. every other file that could be an input (changed, new, untracked) gets `floor`: now, which a restore only
+///    reaches once it is at least a second past the newest restored output, so cargo sees it changed;
+/// 3. every directory whose names equal CI's gets CI's mtime, every other one `floor` (cargo takes the newest mtime
+///    in a `rerun-if-changed` directory, so a deleted file shows only there);
+/// 4. units that depend on an input whose mtime cannot speak for it rebuild (their fingerprint, or the build
+///    script's `output`, is removed): files outside the checkout whose content differs from CI's, tracked symlinks
+///    whose target's content changed, and, outside the build root, everything naming the build root.
+///
+/// It runs in three steps so that no crash can combine a restored target with unrepaired sources, or repaired
+/// sources with the old target: `plan` (read-only) before the swap, `prepareTarget` on the staging folder (which
+/// also hides the fingerprints, so that an unfinished repair means "rebuild everything"), and `finish` after the
+/// swap, which stamps the checkout and only then shows the fingerprints again.
 ///
 /// Every doubtful case rebuilds; nothing is ever made to look fresher than it is.
 public struct FreshnessRepair: Sendable {
@@ -19,18 +26,59 @@ public struct FreshnessRepair: Sendable {
         public var unchanged = 0
         public var changed = 0
         public var added = 0
+        public var changedLinks = 0
         public var untrackedTouched = 0
+        public var directoriesUnchanged = 0
+        public var directoriesChanged = 0
         public var externalChanged = 0
         public var unitsInvalidated = 0
         public var floor: UInt64 = 0
     }
 
+    /// A path to stamp: with CI's mtime (`time`), or with the floor when `time` is nil.
+    struct Stamp: Sendable {
+        var path: String
+        var time: UInt64?
+        /// What `lstat` said when the plan looked at the file: if it changed by the time of stamping, someone
+        /// edited the file in between, and it gets the floor instead.
+        var seen: FileIdentity?
+    }
+
+    struct FileIdentity: Equatable, Sendable {
+        var size: Int
+        var modificationTime: UInt64
+        var inode: UInt64
+
+        init?(_ path: String) {
+            var info = stat()
+            guard lstat(path, &info) == 0 else { return nil }
+            size = Int(info.st_size)
+            modificationTime = UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+            inode = UInt64(info.st_ino)
+        }
+    }
+
+    /// What the checkout looks like next to the record, worked out before anything is written.
+    public struct Plan: Sendable {
+        var files: [Stamp] = []
+        var untracked: [String] = []
+        var directories: [Stamp] = []
+        /// Tracked symlinks (relative paths) whose target's content is not CI's: their own mtime means nothing to
+        /// cargo, which follows them.
+        var changedLinks: [String] = []
+        var report = Report()
+    }
+
     public let record: CargoRecord
     public let checkout: GitCheckout
     public let root: BuildRoot
+    /// Where the target directory lives (the checkout's; never the staging folder).
     public let targetDirectory: String
     /// True when builds will run at the build root (mount namespace): absolute paths then match.
     public let atBuildRoot: Bool
+
+    /// The suffix of a profile's fingerprint folder while a repair is unfinished.
+    public static let hiddenFingerprints = ".fingerprint.kindling-pending"
 
     public init(record: CargoRecord, checkout: GitCheckout, root: BuildRoot, targetDirectory: String, atBuildRoot: Bool) {
         self.record = record
@@ -40,66 +88,108 @@ public struct FreshnessRepair: Sendable {
         self.atBuildRoot = atBuildRoot
     }
 
-    public func apply(newestOutput: UInt64, now: UInt64? = nil) throws(CargoError) -> Report {
-        let now = now ?? UInt64(Date().timeIntervalSince1970 * 1e9)
-        var report = Report()
-        // One second above the newest output and above now: a file stamped with `floor` is newer than anything
-        // restored, even when this machine's clock is behind CI's (the clock-skew case of the facts, §3).
-        report.floor = max(now, newestOutput) + 1_000_000_000
-        let floor = report.floor
+    // MARK: Step 1, before the swap: read only
+
+    public func plan() throws(CargoError) -> Plan {
+        var plan = Plan()
         let recorded = Dictionary(record.sources.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
         let tracked = try checkout.trackedFiles()
-        let outcomes = Mutex<(unchanged: Int, changed: Int, added: Int)>((0, 0, 0))
         let toplevel = checkout.toplevel
+        let results = Mutex<(stamps: [Stamp], links: [String], unchanged: Int, changed: Int, added: Int)>(([], [], 0, 0, 0))
         ParallelWork.forEach(tracked) { (_: Int, path: String) in
             let full = toplevel + "/" + path
-            guard let source = recorded[path] else {
-                _ = setModificationTime(full, floor)
-                outcomes.withLock { $0.added += 1 }
-                return
-            }
             var info = stat()
-            let sameSize = stat(full, &info) == 0 && Int(info.st_size) == source.size
-            if sameSize, let local = hashFile(full), local.digest == source.digest {
-                _ = setModificationTime(full, source.modificationTime)
-                outcomes.withLock { $0.unchanged += 1 }
-            } else {
-                _ = setModificationTime(full, floor)
-                outcomes.withLock { $0.changed += 1 }
-            }
-        }
-        (report.unchanged, report.changed, report.added) = outcomes.withLock { ($0.unchanged, $0.changed, $0.added) }
-        report.untrackedTouched = touchUntracked(tracked: Set(tracked), floor: floor)
-        let (externalChanged, invalidated) = invalidateChangedExternalInputs()
-        report.externalChanged = externalChanged
-        report.unitsInvalidated = invalidated + (atBuildRoot ? 0 : invalidateUnitsNamingTheBuildRoot())
-        return report
-    }
-
-    /// Untracked files (build inputs git does not know: generated files, `.env`, a forgotten `git add`) count as
-    /// changed: stamped with `floor` unless already newer. Other target directories and `.git` are skipped.
-    private func touchUntracked(tracked: Set<String>, floor: UInt64) -> Int {
-        var touched = 0
-        var stack = [""]
-        let realTarget = URL(fileURLWithPath: targetDirectory).resolvingSymlinksInPath().path
-        while let relative = stack.popLast() {
-            let directory = relative.isEmpty ? checkout.toplevel : checkout.toplevel + "/" + relative
-            if directory == realTarget || FileSystem.exists(directory + "/CACHEDIR.TAG") { continue }
-            for name in (try? FileSystem.contents(of: directory)) ?? [] where !(relative.isEmpty && name == ".git") {
-                let path = relative.isEmpty ? name : relative + "/" + name
-                let full = checkout.toplevel + "/" + path
-                if FileSystem.isDirectory(full) {
-                    stack.append(path)
-                } else if !tracked.contains(path), let mtime = modificationTime(full), mtime < floor {
-                    if setModificationTime(full, floor) { touched += 1 }
+            // Deleted in the working tree: its directory's names differ from CI's, which the directory pass sees.
+            guard lstat(full, &info) == 0 else { return }
+            let kind = info.st_mode & S_IFMT
+            // A submodule: its files are not the superproject's; the untracked pass stamps them.
+            guard kind == S_IFREG || kind == S_IFLNK else { return }
+            let seen = FileIdentity(full)
+            // For a symlink, the content is its target's, as cargo and rustc see it.
+            let source = recorded[path]
+            let same = source.flatMap { source in hashFile(full).map { $0.digest == source.digest && $0.size == source.size } } ?? false
+            results.withLock { state in
+                if same, let source {
+                    state.stamps.append(Stamp(path: full, time: source.modificationTime, seen: seen))
+                    state.unchanged += 1
+                } else {
+                    state.stamps.append(Stamp(path: full, time: nil, seen: seen))
+                    if kind == S_IFLNK { state.links.append(path) }
+                    if source == nil { state.added += 1 } else { state.changed += 1 }
                 }
             }
         }
-        return touched
+        let state = results.withLock { $0 }
+        plan.files = state.stamps
+        plan.changedLinks = state.links.sorted()
+        plan.report.unchanged = state.unchanged
+        plan.report.changed = state.changed
+        plan.report.added = state.added
+        plan.report.changedLinks = state.links.count
+        walkCheckout(tracked: Set(tracked), into: &plan)
+        return plan
+    }
+
+    /// Untracked files (build inputs git does not know: generated files, `.env`, a forgotten `git add`) count as
+    /// changed; directories keep CI's mtime only when they hold exactly the names they held on CI. Other target
+    /// directories (a `CACHEDIR.TAG`) and `.git` are skipped.
+    private func walkCheckout(tracked: Set<String>, into plan: inout Plan) {
+        let directories = Dictionary(
+            (record.directories ?? []).map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        let realTarget = URL(fileURLWithPath: targetDirectory).resolvingSymlinksInPath().path
+        var stack = [""]
+        while let relative = stack.popLast() {
+            let directory = relative.isEmpty ? checkout.toplevel : checkout.toplevel + "/" + relative
+            if directory == realTarget || FileSystem.exists(directory + "/CACHEDIR.TAG") { continue }
+            let names = (try? FileSystem.contents(of: directory)) ?? []
+            if !relative.isEmpty {
+                if let recorded = directories[relative], recorded.names == CargoRecord.namesDigest(names) {
+                    plan.directories.append(Stamp(path: directory, time: recorded.modificationTime, seen: nil))
+                    plan.report.directoriesUnchanged += 1
+                } else {
+                    plan.directories.append(Stamp(path: directory, time: nil, seen: nil))
+                    plan.report.directoriesChanged += 1
+                }
+            }
+            for name in names where !(relative.isEmpty && name == ".git") {
+                let path = relative.isEmpty ? name : relative + "/" + name
+                let full = checkout.toplevel + "/" + path
+                var info = stat()
+                guard lstat(full, &info) == 0 else { continue }
+                if info.st_mode & S_IFMT == S_IFDIR {
+                    stack.append(path)
+                } else if !tracked.contains(path) {
+                    plan.untracked.append(full)
+                }
+            }
+        }
+        // Deepest first, as written: stamping a directory before its children would not matter, but keep it tidy.
+        plan.directories.sort { $0.path.count > $1.path.count }
+    }
+
+    // MARK: Step 2, on the staging folder before the swap
+
+    /// Invalidates the units whose inputs the mtimes cannot speak for, then hides the fingerprints until `finish`.
+    public func prepareTarget(_ staging: String, plan: inout Plan) throws(CargoError) {
+        let units = BuildInputs.units(targetDirectory: staging, profileDirectories: record.profileDirectories)
+        let (externalChanged, invalidatedExternal) = try invalidateChangedExternalInputs(units, in: staging)
+        plan.report.externalChanged = externalChanged
+        var invalidated = invalidatedExternal + (try invalidateChangedLinks(units, plan: plan, in: staging))
+        if !atBuildRoot { invalidated += try invalidateUnitsNamingTheBuildRoot(in: staging) }
+        plan.report.unitsInvalidated = invalidated
+        for profile in record.profileDirectories {
+            let fingerprints = staging + "/" + profile + "/.fingerprint"
+            guard FileSystem.exists(fingerprints) else { continue }
+            guard rename(fingerprints, staging + "/" + profile + "/" + Self.hiddenFingerprints) == 0 else {
+                throw .repairFailed(path: fingerprints, reason: String(cString: strerror(errno)))
+            }
+        }
     }
 
     /// Units that depend on an input outside the checkout whose content is not the one CI built with.
-    private func invalidateChangedExternalInputs() -> (changed: Int, invalidated: Int) {
+    private func invalidateChangedExternalInputs(
+        _ units: [BuildInputs.Unit], in target: String
+    ) throws(CargoError) -> (changed: Int, invalidated: Int) {
         let known = Dictionary(record.externalInputs.map { ($0.path, $0.digest) }, uniquingKeysWith: { first, _ in first })
         var verdicts: [String: Bool] = [:]
         func changed(_ path: String) -> Bool {
@@ -113,49 +203,118 @@ public struct FreshnessRepair: Sendable {
             return verdict
         }
         var invalidated = 0
-        for unit in BuildInputs.units(targetDirectory: targetDirectory, profileDirectories: record.profileDirectories)
-        where unit.absoluteInputs.contains(where: changed) {
-            invalidated += invalidate(unit)
+        for unit in units where unit.absoluteInputs.contains(where: changed) {
+            invalidated += try invalidate(unit, in: target)
         }
         return (verdicts.values.filter { $0 }.count, invalidated)
     }
 
+    /// Cargo follows symlinks when it compares mtimes, so a tracked link whose target's content changed can't be
+    /// made to look changed by its own mtime: the units naming it rebuild. Build scripts name their inputs
+    /// relative to their package, which is not known here, so with any such link every build script reruns.
+    private func invalidateChangedLinks(_ units: [BuildInputs.Unit], plan: Plan, in target: String) throws(CargoError) -> Int {
+        guard !plan.changedLinks.isEmpty else { return 0 }
+        let paths = Set(plan.changedLinks.map { root.workspace + "/" + $0 })
+        var invalidated = 0
+        for unit in units where unit.isBuildScriptRun || unit.absoluteInputs.contains(where: paths.contains) {
+            invalidated += try invalidate(unit, in: target)
+        }
+        return invalidated
+    }
+
     /// Removes what makes cargo consider a unit fresh: a build script's `output` (the script reruns), or the
     /// fingerprint folders of a compiled unit (it recompiles).
-    private func invalidate(_ unit: BuildInputs.Unit) -> Int {
+    private func invalidate(_ unit: BuildInputs.Unit, in target: String) throws(CargoError) -> Int {
         if unit.isBuildScriptRun {
-            return unlink(targetDirectory + "/" + unit.file) == 0 ? 1 : 0
+            let path = target + "/" + unit.file
+            guard unlink(path) == 0 || errno == ENOENT else {
+                throw .repairFailed(path: path, reason: String(cString: strerror(errno)))
+            }
+            return 1
         }
-        // deps/<crate>-<hash>.d belongs to .fingerprint/<package>-<hash>/.
+        // deps/<crate>-<hash>.d and build/<package>-<hash>/<name>-<hash>.d belong to .fingerprint/<package>-<hash>/.
         let name = URL(fileURLWithPath: unit.file).deletingPathExtension().lastPathComponent
         guard let dash = name.lastIndex(of: "-") else { return 0 }
         let hash = name[name.index(after: dash)...]
-        // "debug/deps/x.d" or "<triple>/debug/deps/x.d": the profile folder is what precedes "/deps/".
-        guard let profileDirectory = unit.file.components(separatedBy: "/deps/").first else { return 0 }
-        let fingerprints = targetDirectory + "/" + profileDirectory + "/.fingerprint"
+        let fingerprints = target + "/" + unit.profile + "/.fingerprint"
         var removed = 0
         for folder in (try? FileSystem.contents(of: fingerprints)) ?? [] where folder.hasSuffix("-" + hash) {
-            if (try? FileSystem.removeTree(fingerprints + "/" + folder)) != nil { removed += 1 }
+            do throws(FileError) {
+                try FileSystem.removeTree(fingerprints + "/" + folder)
+            } catch {
+                throw .repairFailed(path: fingerprints + "/" + folder, reason: error.description)
+            }
+            removed += 1
         }
         return removed
     }
 
     /// Outside the build root, an absolute build-root path in a fingerprint points at nothing (or, worse, at a
     /// stale copy): those units rebuild.
-    private func invalidateUnitsNamingTheBuildRoot() -> Int {
+    private func invalidateUnitsNamingTheBuildRoot(in target: String) throws(CargoError) -> Int {
         let needle = Array(root.path.utf8)
         var removed = 0
         for profile in record.profileDirectories {
-            let fingerprints = targetDirectory + "/" + profile + "/.fingerprint"
+            let fingerprints = target + "/" + profile + "/.fingerprint"
             for folder in (try? FileSystem.contents(of: fingerprints)) ?? [] {
                 let unit = fingerprints + "/" + folder
                 let names = (try? FileSystem.contents(of: unit)) ?? []
                 let mentionsRoot = names.filter { $0.hasPrefix("dep-") }.contains { name in
-                    (try? PosixFile(opening: unit + "/" + name, flags: O_RDONLY).readAll(limit: 64 << 20))?.firstRange(of: needle) != nil
+                    // Unreadable counts as naming the root: when in doubt, rebuild.
+                    guard let bytes = try? PosixFile(opening: unit + "/" + name, flags: O_RDONLY).readAll(limit: 64 << 20) else {
+                        return true
+                    }
+                    return bytes.firstRange(of: needle) != nil
                 }
-                if mentionsRoot, (try? FileSystem.removeTree(unit)) != nil { removed += 1 }
+                guard mentionsRoot else { continue }
+                do throws(FileError) { try FileSystem.removeTree(unit) } catch {
+                    throw .repairFailed(path: unit, reason: error.description)
+                }
+                removed += 1
             }
         }
         return removed
+    }
+
+    // MARK: Step 3, after the swap
+
+    /// Stamps the checkout, then shows the fingerprints again. `now` must be at least a second past the newest
+    /// restored output (`CargoRestoring` waits for that), so that the floor is newer than every output even on a
+    /// filesystem with one-second timestamps. Any failure leaves the fingerprints hidden: cargo then rebuilds
+    /// everything rather than trust a half-repaired checkout.
+    public func finish(_ plan: Plan, now: UInt64) throws(CargoError) -> Report {
+        var report = plan.report
+        report.floor = now
+        let floor = now
+        let failure = Mutex<CargoError?>(nil)
+        ParallelWork.forEach(plan.files) { (_: Int, stamp: Stamp) in
+            // Edited since the plan looked: it is changed now, whatever it was then.
+            let time = stamp.seen == FileIdentity(stamp.path) ? (stamp.time ?? floor) : floor
+            if !setModificationTime(stamp.path, time) && errno != ENOENT {
+                let error = CargoError.repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
+                failure.withLock { if $0 == nil { $0 = error } }
+            }
+        }
+        if let error = failure.withLock({ $0 }) { throw error }
+        for path in plan.untracked {
+            guard let mtime = modificationTime(path), mtime < floor else { continue }
+            guard setModificationTime(path, floor) || errno == ENOENT else {
+                throw .repairFailed(path: path, reason: String(cString: strerror(errno)))
+            }
+            report.untrackedTouched += 1
+        }
+        for stamp in plan.directories {
+            guard setModificationTime(stamp.path, stamp.time ?? floor) || errno == ENOENT else {
+                throw .repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
+            }
+        }
+        for profile in record.profileDirectories {
+            let hidden = targetDirectory + "/" + profile + "/" + Self.hiddenFingerprints
+            guard FileSystem.exists(hidden) else { continue }
+            guard rename(hidden, targetDirectory + "/" + profile + "/.fingerprint") == 0 else {
+                throw .repairFailed(path: hidden, reason: String(cString: strerror(errno)))
+            }
+        }
+        return report
     }
 }

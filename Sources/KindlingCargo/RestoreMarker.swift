@@ -8,13 +8,25 @@ public struct RestoreMarker: Codable, Sendable {
 
     public var manifest: String
     public var commit: String
-    /// Nanoseconds since the epoch, when the restore finished.
+    /// Nanoseconds since the epoch, when the restore finished (or, while `complete` is false, when it was staged).
     public var restoredAt: UInt64
+    /// False from the swap until the freshness repair has finished: a target left like that by a crash holds
+    /// nothing of the user's and may be restored over.
+    public var complete: Bool
 
-    public init(manifest: String, commit: String, restoredAt: UInt64) {
+    public init(manifest: String, commit: String, restoredAt: UInt64, complete: Bool = true) {
         self.manifest = manifest
         self.commit = commit
         self.restoredAt = restoredAt
+        self.complete = complete
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        manifest = try container.decode(String.self, forKey: .manifest)
+        commit = try container.decode(String.self, forKey: .commit)
+        restoredAt = try container.decode(UInt64.self, forKey: .restoredAt)
+        complete = try container.decodeIfPresent(Bool.self, forKey: .complete) ?? true
     }
 
     public static func read(targetDirectory: String) -> RestoreMarker? {
@@ -31,13 +43,23 @@ public struct RestoreMarker: Codable, Sendable {
         case missingOrEmpty
         /// Restored and not built into since.
         case pristine(RestoreMarker)
+        /// A restore swapped in but its repair never finished (a crash), and nothing was built since.
+        case interrupted(RestoreMarker)
         /// Built into after a restore, or never restored.
         case localWork(marker: RestoreMarker?)
+
+        /// True when a restore may replace the target without `--replace`: nothing in it is the user's.
+        public var isReplaceable: Bool {
+            switch self {
+            case .missingOrEmpty, .pristine, .interrupted: return true
+            case .localWork: return false
+            }
+        }
 
         public static func == (lhs: TargetState, rhs: TargetState) -> Bool {
             switch (lhs, rhs) {
             case (.missingOrEmpty, .missingOrEmpty): return true
-            case (.pristine(let a), .pristine(let b)): return a.manifest == b.manifest
+            case (.pristine(let a), .pristine(let b)), (.interrupted(let a), .interrupted(let b)): return a.manifest == b.manifest
             case (.localWork(let a), .localWork(let b)): return a?.manifest == b?.manifest
             default: return false
             }
@@ -60,6 +82,7 @@ public struct RestoreMarker: Codable, Sendable {
                 }
             }
         }
-        return .pristine(marker)
+        return marker.complete ? .pristine(marker) : .interrupted(marker)
     }
+
 }

@@ -11,6 +11,8 @@ public enum SnapshotError: Error, Sendable, CustomStringConvertible {
     case store(StoreError)
     case file(FileError)
     case format(FormatError)
+    /// The caller's preparation of the staging folder failed (its own error, described).
+    case preparation(String)
 
     public var description: String {
         switch self {
@@ -28,6 +30,8 @@ public enum SnapshotError: Error, Sendable, CustomStringConvertible {
             return error.description
         case .file(let error):
             return error.description
+        case .preparation(let detail):
+            return detail
         case .format(let error):
             return error.description
         }

@@ -30,9 +30,11 @@ public struct TreeRestore: Sendable {
     }
 
     /// Restores `manifest` into `destination`. Without `replace`, refuses a destination that is not empty.
+    /// `prepare` runs on the filled staging folder just before it is swapped in: what it changes arrives with the
+    /// rest, atomically, and when it throws nothing is swapped in.
     public func restore(
         _ manifest: Manifest, from store: ChunkStore, into destination: String, replace: Bool,
-        progress: ProgressHandler? = nil
+        progress: ProgressHandler? = nil, prepare: ((_ staging: String) throws -> Void)? = nil
     ) throws(SnapshotError) -> RestoreSummary {
         let clock = ContinuousClock.now
         let destination = Self.normalised(destination)
@@ -63,6 +65,9 @@ public struct TreeRestore: Sendable {
         var summary = RestoreSummary()
         do throws(SnapshotError) {
             summary = try write(manifest, from: store, into: staging, progress: progress)
+            if let prepare {
+                do { try prepare(staging) } catch { throw .preparation(String(describing: error)) }
+            }
             // The staging directory was private while being filled; the result gets an ordinary directory mode.
             let mask = umask(0o022)
             umask(mask)

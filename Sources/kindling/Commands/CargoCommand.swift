@@ -56,10 +56,20 @@ struct CargoCommand: AsyncParsableCommand {
         switch state {
         case .missingOrEmpty:
             break
-        case .pristine(let marker), .localWork(let marker?):
-            let history = (try? workspace.checkout.firstParentHistory(limit: Self.farBehind + 1)) ?? []
-            guard !history.contains(marker.commit) else { return }
+        case .interrupted:
+            // A restore that crashed before its repair finished: nothing in it is the user's.
             replace = true
+        case .pristine(let marker):
+            guard isFarBehind(marker, workspace: workspace) else { return }
+            replace = true
+        case .localWork(let marker?):
+            // Never thrown away on the user's behalf: say what would help instead.
+            if isFarBehind(marker, workspace: workspace) {
+                Terminal.printNote(
+                    "target/ was restored from \(marker.commit.prefix(12)), more than \(Self.farBehind) commits behind HEAD, "
+                        + "and has local builds since; 'kindling restore --cargo --replace' would bring a nearer snapshot")
+            }
+            return
         case .localWork(nil):
             return
         }
@@ -73,6 +83,11 @@ struct CargoCommand: AsyncParsableCommand {
         } catch {
             Terminal.printWarning("not restoring a snapshot: \(error)")
         }
+    }
+
+    private func isFarBehind(_ marker: RestoreMarker, workspace: CargoWorkspace) -> Bool {
+        let history = (try? workspace.checkout.firstParentHistory(limit: Self.farBehind + 1)) ?? []
+        return !history.contains(marker.commit)
     }
 
     private func optionValue(_ name: String) -> String? {
@@ -131,8 +146,13 @@ func restoreCargoSnapshot(
     guard let manifest = try store.manifest(candidate.id) else {
         throw CommandFailure("manifest \(candidate.id.short) is missing from the store after the fetch")
     }
-    // The trust gate again, on the complete manifest, with this user's trust file.
+    // The trust gate again, on the complete manifest, with this user's trust file; and it must be the snapshot
+    // chosen (a candidate's key and commit came from the node, the manifest's are signed).
     _ = try policy.verify(manifest)
+    guard manifest.header.cacheKey == key.entries, manifest.header.commit == candidate.commit else {
+        throw CommandFailure(
+            "manifest \(candidate.id.short) does not have the cache key and commit it was announced with; it was not used")
+    }
     let (bar, progress) = ProgressBar.handler(label: "restoring")
     let outcome = try restoring.restore(manifest, from: store, replace: replace, progress: progress)
     bar?.finish()
