@@ -12,18 +12,29 @@ enum BuildInputs {
         /// The profile folder it belongs to ("debug", "<triple>/debug").
         var profile: String
         var isBuildScriptRun: Bool
+        /// Absolute, normalised paths: rustc's relative ones resolved against the workspace root it ran in.
         var absoluteInputs: [String]
+        /// A build-script run that names inputs relative to its package (not resolved: the package is not known).
+        var hasRelativeInputs = false
+
+        /// The package of a build-script run: `build/<package>-<hash>/output`.
+        var buildScriptPackage: String? {
+            guard isBuildScriptRun else { return nil }
+            let folder = URL(fileURLWithPath: file).deletingLastPathComponent().lastPathComponent
+            return folder.lastIndex(of: "-").map { String(folder[..<$0]) }
+        }
     }
 
     /// Compiled units from their dep files (`deps/*.d`, and `build/<package>-<hash>/*.d` for build scripts), and
     /// build-script runs from their `rerun-if-changed` lines (`build/<package>-<hash>/output`).
-    static func units(targetDirectory: String, profileDirectories: [String]) -> [Unit] {
+    /// `workspaceRoot` is where cargo ran rustc (the workspace root at the build root): rustc names the files of
+    /// workspace members relative to it.
+    static func units(targetDirectory: String, profileDirectories: [String], workspaceRoot: String) -> [Unit] {
         var units: [Unit] = []
         func addCompiled(_ relative: String, profile: String) {
             guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { return }
-            units.append(
-                Unit(file: relative, profile: profile, isBuildScriptRun: false,
-                     absoluteInputs: dependencies(inMakefile: text).filter { $0.hasPrefix("/") }))
+            let inputs = dependencies(inMakefile: text).map { normalised($0.hasPrefix("/") ? $0 : workspaceRoot + "/" + $0) }
+            units.append(Unit(file: relative, profile: profile, isBuildScriptRun: false, absoluteInputs: inputs))
         }
         for profile in profileDirectories {
             let deps = profile + "/deps"
@@ -45,10 +56,27 @@ enum BuildInputs {
                     return nil
                 }
                 units.append(
-                    Unit(file: relative, profile: profile, isBuildScriptRun: true, absoluteInputs: paths.filter { $0.hasPrefix("/") }))
+                    Unit(
+                        file: relative, profile: profile, isBuildScriptRun: true,
+                        absoluteInputs: paths.filter { $0.hasPrefix("/") }.map(normalised),
+                        hasRelativeInputs: paths.contains { !$0.hasPrefix("/") }))
             }
         }
         return units
+    }
+
+    /// `path` without `.` and `..` components (lexically: the way rustc and cargo compare paths).
+    static func normalised(_ path: String) -> String {
+        var parts: [Substring] = []
+        for part in path.split(separator: "/", omittingEmptySubsequences: true) {
+            if part == "." { continue }
+            if part == ".." {
+                if !parts.isEmpty { parts.removeLast() }
+                continue
+            }
+            parts.append(part)
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     /// The prerequisites of a make-style dep file (rustc's `--emit=dep-info`), with `\ ` unescaped.

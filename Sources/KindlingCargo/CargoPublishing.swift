@@ -80,7 +80,9 @@ public struct CargoPublishing: Sendable {
 
     /// Hashes of the inputs outside the build root that the target's dep files and build scripts name.
     func recordExternalInputs() -> [CargoRecord.ExternalInput] {
-        let units = BuildInputs.units(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
+        let units = BuildInputs.units(
+            targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories,
+            workspaceRoot: root.workspaceRoot(relative: workspace.relativeRoot))
         let paths = BuildInputs.externalInputs(of: units, root: root, sysroot: BuildInputs.sysroot(directory: workspace.root))
         return paths.map { CargoRecord.ExternalInput(path: $0, digest: hashFile($0)?.digest) }
     }

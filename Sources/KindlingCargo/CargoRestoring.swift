@@ -94,7 +94,9 @@ public struct CargoRestoring: Sendable {
         let summary = try TreeRestore().restore(manifest, from: store, into: target, replace: true, progress: progress) { staging in
             try repair.prepareTarget(staging, plan: &plan)
             try pending.write(targetDirectory: staging)
+            Failpoint.hit("before-swap")
         }
+        Failpoint.hit("after-swap")
         let report = try repair.finish(plan, now: Self.now)
         var done = pending
         done.complete = true

@@ -52,6 +52,11 @@ public struct BuildRoot: Hashable, Sendable {
     }
 
     public var workspace: String { path + "/ws" }
+
+    /// Where the cargo workspace sits at the build root, given its folder relative to the checkout.
+    public func workspaceRoot(relative: String) -> String {
+        relative.isEmpty ? workspace : workspace + "/" + relative
+    }
     public var target: String { path + "/target" }
     public var cargoHome: String { path + "/cargo-home" }
 }

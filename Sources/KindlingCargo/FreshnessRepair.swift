@@ -171,7 +171,9 @@ public struct FreshnessRepair: Sendable {
 
     /// Invalidates the units whose inputs the mtimes cannot speak for, then hides the fingerprints until `finish`.
     public func prepareTarget(_ staging: String, plan: inout Plan) throws(CargoError) {
-        let units = BuildInputs.units(targetDirectory: staging, profileDirectories: record.profileDirectories)
+        let units = BuildInputs.units(
+            targetDirectory: staging, profileDirectories: record.profileDirectories,
+            workspaceRoot: root.workspaceRoot(relative: record.workspaceDirectory))
         let (externalChanged, invalidatedExternal) = try invalidateChangedExternalInputs(units, in: staging)
         plan.report.externalChanged = externalChanged
         var invalidated = invalidatedExternal + (try invalidateChangedLinks(units, plan: plan, in: staging))
@@ -211,15 +213,37 @@ public struct FreshnessRepair: Sendable {
 
     /// Cargo follows symlinks when it compares mtimes, so a tracked link whose target's content changed can't be
     /// made to look changed by its own mtime: the units naming it rebuild. Build scripts name their inputs
-    /// relative to their package, which is not known here, so with any such link every build script reruns.
+    /// relative to their package, which is not resolved here, so with any such link the build scripts of the
+    /// checkout's own packages that watch relative paths rerun (registry packages cannot watch our files).
     private func invalidateChangedLinks(_ units: [BuildInputs.Unit], plan: Plan, in target: String) throws(CargoError) -> Int {
         guard !plan.changedLinks.isEmpty else { return 0 }
-        let paths = Set(plan.changedLinks.map { root.workspace + "/" + $0 })
+        let paths = Set(plan.changedLinks.map { BuildInputs.normalised(root.workspace + "/" + $0) })
+        let ownPackages = checkoutPackageNames()
         var invalidated = 0
-        for unit in units where unit.isBuildScriptRun || unit.absoluteInputs.contains(where: paths.contains) {
-            invalidated += try invalidate(unit, in: target)
+        for unit in units {
+            let watches = unit.hasRelativeInputs && unit.buildScriptPackage.map(ownPackages.contains) == true
+            if watches || unit.absoluteInputs.contains(where: paths.contains) {
+                invalidated += try invalidate(unit, in: target)
+            }
         }
         return invalidated
+    }
+
+    /// The names of the packages whose manifests are in the checkout (`name = "..."` under `[package]`).
+    private func checkoutPackageNames() -> Set<String> {
+        var names = Set<String>()
+        let manifests = ((try? checkout.trackedFiles()) ?? []).filter { $0 == "Cargo.toml" || $0.hasSuffix("/Cargo.toml") }
+        for manifest in manifests {
+            guard let text = try? String(contentsOfFile: checkout.toplevel + "/" + manifest, encoding: .utf8) else { continue }
+            var inPackage = false
+            for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
+                if line.hasPrefix("[") { inPackage = line == "[package]" }
+                guard inPackage, line.hasPrefix("name"), let quote = line.firstIndex(of: "\"") else { continue }
+                let rest = line[line.index(after: quote)...]
+                if let end = rest.firstIndex(of: "\"") { names.insert(String(rest[..<end])) }
+            }
+        }
+        return names
     }
 
     /// Removes what makes cargo consider a unit fresh: a build script's `output` (the script reruns), or the

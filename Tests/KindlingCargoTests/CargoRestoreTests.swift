@@ -22,6 +22,10 @@ struct CargoRestoreTests {
         let unchanged = try world.devBuild()
         #expect(unchanged.compiled.isEmpty, "\(unchanged)")
         #expect(unchanged.fresh.count >= 15)
+        // Inside the checkout, status lists this repository's snapshots.
+        let status = try world.kindling(["status"], in: world.dev, environment: world.devEnvironment)
+        let published = try world.git(["rev-parse", "HEAD"], in: world.bors).stdout.prefix(12)
+        #expect(status.stdout.contains("snapshots  1 of ") && status.stdout.contains("@" + published), "\(status)")
 
         // One line of one module of the big member.
         try CargoEdits.changeCoreConstant(in: world.dev, to: 7)
@@ -125,6 +129,26 @@ struct CargoRestoreTests {
         let build = try world.devBuild()
         #expect(Set(build.compiled) == ["envy", "gen", "app"], "\(build)")
         #expect(try world.app(in: world.dev) == (try world.cleanBuild()).app)
+        // The walk is bounded: two commits back is not far enough.
+        let bounded = try world.devRestore(["--replace", "--max-distance", "2"])
+        #expect(bounded.status != 0 && bounded.stderr.contains("last 3 commits"), "\(bounded)")
+
+        // Far behind: 51 commits later bors has published again. A target with local builds is never replaced on
+        // the user's behalf (a note says what would help); a pristine restore is.
+        for index in 0..<51 { try world.commit("later \(index)") { _ in } }
+        try world.borsPublish()
+        try world.devCheckout()
+        let kept = try world.kindling(["cargo", "build", "-v"], in: world.dev, environment: world.devEnvironment)
+        #expect(kept.status == 0, "\(kept)")
+        #expect(kept.stderr.contains("commits behind HEAD, and has local builds since"), "\(kept)")
+        #expect(!kept.stderr.contains("kindling: restored"), "\(kept)")
+        try world.devCheckout("HEAD~51")
+        #expect(try world.devRestore(["--replace"]).status == 0)
+        try world.devCheckout()
+        let replaced = try world.kindling(["cargo", "build", "-v"], in: world.dev, environment: world.devEnvironment)
+        #expect(replaced.status == 0, "\(replaced)")
+        #expect(replaced.stderr.contains("kindling: restored") && replaced.stderr.contains("(0 commits behind HEAD)"), "\(replaced)")
+        #expect(BuildLog(replaced.stderr).compiled.isEmpty, "\(BuildLog(replaced.stderr))")
     }
 
     @Test("kindling cargo restores on its own into an empty target")
