@@ -34,7 +34,50 @@ public struct CargoCacheKey: Hashable, Sendable {
             .sorted()
             .map { "\($0)=\(environment[$0] ?? "")" }
         entries["cargo-env"] = cargoEnvironment.isEmpty ? "" : Blake2b.hash(Array(cargoEnvironment.joined(separator: "\n").utf8)).short
+        let cargoHome = environment["CARGO_HOME"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cargo")
+        entries["cargo-config"] = configDigest(files: configFiles(cargoHome: cargoHome, root: root))
         return CargoCacheKey(entries: entries)
+    }
+
+    /// The cargo config files outside the checkout that a build at the build root reads: those of the root's
+    /// ancestors, then CARGO_HOME's. (The checkout's own are tracked files, so part of the commit.)
+    static func configFiles(cargoHome: String, root: BuildRoot) -> [String] {
+        var directories: [String] = []
+        var parent = URL(fileURLWithPath: root.path).deletingLastPathComponent().path
+        while true {
+            directories.append(parent)
+            if parent == "/" { break }
+            parent = URL(fileURLWithPath: parent).deletingLastPathComponent().path
+        }
+        let ancestors = directories.flatMap { [$0 + "/.cargo/config.toml", $0 + "/.cargo/config"] }
+            .map { $0.replacingOccurrences(of: "//", with: "/") }
+        return ancestors + [cargoHome + "/config.toml", cargoHome + "/config"]
+    }
+
+    /// A short hash of what in these config files can change build output: the `build`, `target`, `profile`,
+    /// `env` and `unstable` tables (but not `build.jobs` or `build.target-dir`), or "" when there is none.
+    /// A personal `[net]` or `[registries]` setting must not make every snapshot miss.
+    static func configDigest(files: [String]) -> String {
+        var relevant: [String] = []
+        for path in files {
+            guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { continue }
+            var table = ""
+            for rawLine in text.split(separator: "\n") {
+                let line = rawLine.trimmingCharacters(in: .whitespaces)
+                if line.isEmpty || line.hasPrefix("#") { continue }
+                if line.hasPrefix("[") {
+                    table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
+                    continue
+                }
+                let key = line.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                let dotted = table.isEmpty ? key : table + "." + key
+                let section = dotted.split(separator: ".").first.map(String.init) ?? ""
+                guard ["build", "target", "profile", "env", "unstable"].contains(section) else { continue }
+                if dotted == "build.jobs" || dotted == "build.target-dir" { continue }
+                relevant.append((table.isEmpty ? "" : "[\(table)] ") + line)
+            }
+        }
+        return relevant.isEmpty ? "" : Blake2b.hash(Array(relevant.joined(separator: "\n").utf8)).short
     }
 
     /// The folder name cargo uses for a profile ("dev" and "test" build into "debug").

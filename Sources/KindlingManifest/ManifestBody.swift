@@ -94,6 +94,8 @@ public struct ManifestBody: Hashable, Sendable {
                 guard !value.isEmpty, !value.utf8.contains(0) else {
                     throw .invalid(field: "symlink target", reason: "empty or contains NUL for '\(path)'")
                 }
+                // One encoding per tree: a link's mode means nothing on Linux, so it is always 0o777.
+                guard mode == 0o777 else { throw .invalid(field: "mode", reason: "symlink '\(path)' must carry 0o777") }
                 target = value
             case .directory:
                 break
@@ -110,7 +112,11 @@ public struct ManifestBody: Hashable, Sendable {
             let name = try reader.readString("extra field name", maxCount: ManifestLimits.maxExtraNameBytes)
             guard !name.isEmpty else { throw .invalid(field: "extra field name", reason: "empty") }
             try requireStrictlyAscending(name, after: &previous, field: "extra field names")
-            extra[name] = try reader.readBytes("extra field '\(name)'", maxCount: ManifestLimits.maxBodyBytes)
+            let value = try reader.readBytes("extra field '\(name)'", maxCount: ManifestLimits.maxBodyBytes)
+            // As for cache key names: canonically equivalent names would collapse into one.
+            guard extra.updateValue(value, forKey: name) == nil else {
+                throw .invalid(field: "extra field names", reason: "two names are the same text in different Unicode forms")
+            }
         }
         try reader.expectEnd("manifest body")
         self.entries = entries

@@ -89,7 +89,11 @@ public struct ManifestHeader: Hashable, Sendable {
             let value = try reader.readString("cache key value", maxCount: ManifestLimits.maxCacheKeyValueBytes)
             guard !name.isEmpty else { throw .invalid(field: "cache key name", reason: "empty") }
             try requireStrictlyAscending(name, after: &previous, field: "cache key names")
-            cacheKey[name] = value
+            // Swift's String equality is Unicode-canonical: two names with different bytes could share a key, and
+            // re-encoding would then differ from the signed bytes.
+            guard cacheKey.updateValue(value, forKey: name) == nil else {
+                throw .invalid(field: "cache key names", reason: "two names are the same text in different Unicode forms")
+            }
         }
         self.cacheKey = cacheKey
         bodyDigest = try reader.readDigest("body digest")
@@ -100,7 +104,7 @@ public struct ManifestHeader: Hashable, Sendable {
         try reader.expectEnd("manifest header")
     }
 
-    /// Lower-case, digits and `._-/`, no leading or trailing '/', like "rust-lang/rust".
+    /// Letters, digits and `._-/`, no leading or trailing '/' and no empty segment, like "rust-lang/rust".
     public static func validateRepository(_ name: String) throws(FormatError) {
         guard !name.isEmpty, name.utf8.count <= ManifestLimits.maxRepositoryBytes else {
             throw .invalid(field: "repository", reason: "must be 1 to \(ManifestLimits.maxRepositoryBytes) bytes")

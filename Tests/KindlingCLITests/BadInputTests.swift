@@ -144,6 +144,40 @@ struct BadInputTests {
         }
         let importGarbage = try world.kindling(["manifest", "import", "--store", world.store, "--trust", world.trust, world.path("garbage")])
         expectCleanFailure(importGarbage, mentioning: "is unusable")
+        // A file larger than any manifest is refused before it is read (sparse: it takes no disk).
+        let huge = world.path("huge.kdf")
+        #expect(FileManager.default.createFile(atPath: huge, contents: nil))
+        #expect(truncate(huge, 1 << 30) == 0)
+        let tooLarge = try world.kindling(
+            ["restore", "--store", world.store, "--trust", world.trust, "--manifest", huge, "--into", world.path("out")])
+        expectCleanFailure(tooLarge, mentioning: "larger than any manifest")
+    }
+
+    @Test("Read-only commands on a store that does not exist say so, and create nothing")
+    func missingStore() throws {
+        let world = try CLIWorld()
+        let typo = world.path("no-such-store")
+        for command in [["store", "stats"], ["verify"], ["list"], ["gc", "--max-size", "1G"]] {
+            let result = try world.kindling(command + ["--store", typo])
+            expectCleanFailure(result, mentioning: "there is no store at")
+        }
+        #expect(!FileManager.default.fileExists(atPath: typo))
+    }
+
+    @Test("A trust file naming one public key twice is refused: which scope applies would depend on order")
+    func duplicateTrustedKey() throws {
+        let world = try CLIWorld()
+        let text = try String(contentsOfFile: world.trust, encoding: .utf8)
+        let document = try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+        let keys = try #require(document["keys"] as? [[String: Any]])
+        var twin = try #require(keys.first)
+        twin["name"] = "bors-again"
+        twin["repositories"] = ["**"]
+        var doubled = document
+        doubled["keys"] = keys + [twin]
+        try JSONSerialization.data(withJSONObject: doubled).write(to: URL(fileURLWithPath: world.trust))
+        let list = try world.kindling(["trust", "list", "--file", world.trust])
+        expectCleanFailure(list, mentioning: "repeats the public key")
     }
 
     @Test("A missing secret key, or one others can read, is refused before any work")
@@ -224,7 +258,10 @@ struct BadInputTests {
             kill(publish.processIdentifier, SIGKILL)
             publish.waitUntilExit()
             let verify = try world.kindling(["verify", "--store", world.store])
-            #expect(verify.status == 0, "after kill at \(delay) s: \(verify)")
+            // A kill before the index was created leaves no store at all, which verify says.
+            let noStoreYet = !FileManager.default.fileExists(atPath: world.store + "/index.sqlite")
+                && verify.stderr.contains("there is no store")
+            #expect(verify.status == 0 || noStoreYet, "after kill at \(delay) s: \(verify)")
         }
         _ = try world.publish(world.path("big"), commit: "k")
 

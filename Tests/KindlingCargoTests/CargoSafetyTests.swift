@@ -155,3 +155,28 @@ struct CargoSafetyTests {
         #expect(CargoRecord.namesDigest(["a", "b"]) != CargoRecord.namesDigest(["a"]))
     }
 }
+
+@Suite("Cargo: cache key")
+struct CargoCacheKeyTests {
+    @Test("Cargo config outside the checkout counts in the key when it can change the build, not otherwise")
+    func configOutsideTheCheckout() throws {
+        let directory = TemporaryDirectory("cargo-config")
+        let home = directory.file("cargo-home")
+        try FileManager.default.createDirectory(atPath: home, withIntermediateDirectories: true)
+        let root = BuildRoot(path: directory.file("roots/owner--repo"))
+        let files = CargoCacheKey.configFiles(cargoHome: home, root: root)
+        #expect(files.contains(home + "/config.toml"))
+        #expect(files.contains(directory.file("roots/.cargo/config.toml")))
+        #expect(files.contains("/.cargo/config.toml"))
+
+        #expect(CargoCacheKey.configDigest(files: files).isEmpty, "no config: nothing in the key")
+        try "[net]\ngit-fetch-with-cli = true\n[build]\njobs = 2\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)
+        #expect(CargoCacheKey.configDigest(files: files).isEmpty, "network settings and job counts change no output")
+        try "[build]\njobs = 2\nrustflags = [\"-C\", \"target-cpu=native\"]\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)
+        let flags = CargoCacheKey.configDigest(files: files)
+        #expect(!flags.isEmpty)
+        try "profile.dev.opt-level = 1\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)
+        let profile = CargoCacheKey.configDigest(files: files)
+        #expect(!profile.isEmpty && profile != flags)
+    }
+}

@@ -43,6 +43,36 @@ struct ManifestEncodingTests {
         #expect(shuffled.encoded() == body.encoded())
     }
 
+    @Test("Two map keys that differ in bytes but are the same Unicode text are rejected, not merged")
+    func canonicallyEquivalentKeys() throws {
+        var writer = CanonicalWriter()
+        writer.writeVarint(0)  // no entries
+        writer.writeVarint(2)
+        // "e" + combining acute (65 CC 81) sorts before the precomposed "é" (C3 A9); Swift calls them equal.
+        writer.writeString("e\u{301}")
+        writer.writeBytes([1])
+        writer.writeString("\u{E9}")
+        writer.writeBytes([2])
+        #expect(throws: FormatError.self) { try ManifestBody(decoding: writer.bytes) }
+    }
+
+    @Test("A symlink with a mode other than 0o777 is rejected (one encoding per tree)")
+    func symlinkMode() throws {
+        func body(linkMode: UInt64) -> [UInt8] {
+            var writer = CanonicalWriter()
+            writer.writeVarint(1)
+            writer.writeString("link")
+            writer.writeByte(2)
+            writer.writeVarint(linkMode)
+            writer.writeVarint(5)
+            writer.writeString("target")
+            writer.writeVarint(0)
+            return writer.bytes
+        }
+        #expect(throws: FormatError.self) { try ManifestBody(decoding: body(linkMode: 0o755)) }
+        #expect(try ManifestBody(decoding: body(linkMode: 0o777)).entries.first?.mode == 0o777)
+    }
+
     @Test("Every truncation of a manifest file is rejected with an error, never a crash")
     func truncations() throws {
         let bytes = ManifestFile.encode(try Self.sampleManifest())

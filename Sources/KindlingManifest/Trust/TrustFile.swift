@@ -60,6 +60,7 @@ public struct TrustFile: Hashable, Sendable {
         }
         var keys: [TrustedKey] = []
         var names = Set<String>()
+        var publicKeys = Set<PublicKey>()
         for entry in document.keys {
             guard !entry.name.isEmpty, names.insert(entry.name).inserted else {
                 throw .malformed(path: path, reason: "key names must be non-empty and unique ('\(entry.name)')")
@@ -69,6 +70,10 @@ public struct TrustFile: Hashable, Sendable {
                 publicKey = try PublicKey(text: entry.publicKey)
             } catch {
                 throw .malformed(path: path, reason: "key '\(entry.name)': \(error)")
+            }
+            // One entry per key: with two, which scope and validity applies would depend on their order.
+            guard publicKeys.insert(publicKey).inserted else {
+                throw .malformed(path: path, reason: "key '\(entry.name)' repeats the public key of an earlier entry")
             }
             guard !entry.repositories.isEmpty else {
                 throw .malformed(path: path, reason: "key '\(entry.name)' lists no repositories")

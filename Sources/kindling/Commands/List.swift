@@ -18,7 +18,8 @@ struct List: AsyncParsableCommand {
         var createdAt: String
         var publisher: String
         var cacheKey: [String: String]
-        var files: Int
+        /// Entries of the tree: files, directories and symlinks.
+        var entries: Int
         var bytes: Int
         var hasBody: Bool
         var pinned: Bool
@@ -26,13 +27,13 @@ struct List: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let store = try storeOptions.open()
+            let store = try storeOptions.openExisting()
             let rows = try store.manifestSummaries(repository: repo, commit: commit).map { summary in
                 Row(
                     id: summary.id.hex, repository: summary.header.repository, commit: summary.header.commit,
                     createdAt: Format.date(nanoseconds: summary.header.createdAt),
                     publisher: summary.header.publisher.text, cacheKey: summary.header.cacheKey,
-                    files: summary.header.entryCount, bytes: summary.header.fileByteCount, hasBody: summary.hasBody,
+                    entries: summary.header.entryCount, bytes: summary.header.fileByteCount, hasBody: summary.hasBody,
                     pinned: summary.pinned)
             }
             if json {

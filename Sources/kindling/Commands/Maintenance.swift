@@ -14,7 +14,7 @@ struct Verify: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            let store = try storeOptions.open()
+            let store = try storeOptions.openExisting()
             let (bar, progress) = ProgressBar.handler(label: "verifying")
             let report = try store.verify(repair: repair, progress: progress)
             bar?.finish()
@@ -54,7 +54,7 @@ struct GarbageCollect: AsyncParsableCommand {
             guard let limit = ByteSize.parse(maxSize) else {
                 throw ValidationError("--max-size '\(maxSize)' is not a size like 500M or 20G")
             }
-            let store = try storeOptions.open()
+            let store = try storeOptions.openExisting()
             var report = try store.collectGarbage(maxStoredBytes: limit, waitForLeases: false)
             if report.skippedWhileLeased {
                 Terminal.printNote("a publish, restore or fetch is using the store; gc waits for it to finish")
@@ -88,7 +88,7 @@ struct StoreCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let stats = try storeOptions.open().statistics()
+                let stats = try storeOptions.openExisting().statistics()
                 if json {
                     print(Format.json(stats))
                     return

@@ -45,7 +45,7 @@ struct ManifestCommand: AsyncParsableCommand {
                 if FileManager.default.fileExists(atPath: manifest) {
                     value = try loadManifestFile(manifest, policy: nil)
                 } else {
-                    let store = try storeOptions.open()
+                    let store = try storeOptions.openExisting()
                     let id = try resolveManifestID(manifest, in: store)
                     guard let found = try store.manifest(id) else {
                         throw CommandFailure("the store has only the header of \(id.short)")
@@ -94,7 +94,7 @@ struct ManifestCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingErrors {
-                let store = try storeOptions.open()
+                let store = try storeOptions.openExisting()
                 let id = try resolveManifestID(manifest, in: store)
                 guard let found = try store.manifest(id) else {
                     throw CommandFailure("the store has only the header of \(id.short)")

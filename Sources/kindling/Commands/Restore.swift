@@ -115,12 +115,18 @@ struct Restore: AsyncParsableCommand {
 
 /// Reads a manifest file and passes it through the trust gate.
 func loadManifestFile(_ path: String, policy: TrustPolicy?, store: ChunkStore? = nil) throws -> Manifest {
-    guard let data = FileManager.default.contents(atPath: path) else {
-        throw CommandFailure("cannot read manifest file \(path)")
+    // Bounded before decoding: a manifest file is at most a header, a signature and a body, with their lengths.
+    let limit = ManifestLimits.maxHeaderBytes + ManifestLimits.maxBodyBytes + 1024
+    let data: [UInt8]
+    do {
+        data = try PosixFile(opening: path, flags: O_RDONLY).readAll(limit: limit)
+    } catch {
+        if error.code == EFBIG { throw CommandFailure("manifest file \(path) is larger than any manifest can be (\(limit) bytes)") }
+        throw CommandFailure("cannot read manifest file \(path): \(error)")
     }
     let manifest: Manifest
     do {
-        manifest = try ManifestFile.decode(Array(data))
+        manifest = try ManifestFile.decode(data)
     } catch {
         throw CommandFailure("manifest file \(path) is unusable: \(error)")
     }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import KindlingCrypto
 import KindlingManifest
 import KindlingStore
@@ -12,6 +13,16 @@ struct StoreOptions: ParsableArguments {
 
     func open() throws -> ChunkStore {
         try ChunkStore(root: path)
+    }
+
+    /// For commands that only read or tidy a store: a mistyped --store must not create an empty store and
+    /// report it healthy.
+    func openExisting() throws -> ChunkStore {
+        guard FileManager.default.fileExists(atPath: path + "/index.sqlite") else {
+            throw CommandFailure(
+                "there is no store at \(path) (nothing was published or fetched into it); check --store or $KINDLING_HOME")
+        }
+        return try ChunkStore(root: path)
     }
 }
 
