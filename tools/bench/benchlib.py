@@ -62,8 +62,9 @@ def fresh(path):
     return path
 
 
-def make_workspace(directory, modules, functions, git=True):
-    args = [ROOT / "tools/workspace/generate.py", directory, "--modules", modules, "--functions", functions]
+def make_workspace(directory, modules, functions, git=True, big_members=1):
+    args = [ROOT / "tools/workspace/generate.py", directory, "--modules", modules, "--functions", functions,
+            "--big-members", big_members]
     if git:
         args.append("--git")
     sh("python3", *args)

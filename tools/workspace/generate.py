@@ -7,8 +7,10 @@ include_str! of a file outside its package), and the `app` binary using all of t
 Crates come from /usr/share/cargo/registry (Debian's librust-*-dev) through source replacement in the
 workspace's .cargo/config.toml, so no network is needed and every checkout sees the same registry path.
 
-Usage: generate.py DIR [--modules N] [--functions F] [--git] [--vendor VENDOR]
+Usage: generate.py DIR [--modules N] [--functions F] [--big-members K] [--git] [--vendor VENDOR]
   --modules/--functions scale `core` (the default builds in seconds; 120/60 takes minutes).
+  --big-members K adds K-1 more crates like `core` (core2, core3, ...), independent of each other, all used by app:
+  a change in one of them rebuilds it and app only, as in a real workspace of several large members.
   --git also makes DIR a git repository with one commit.
   --vendor makes VENDOR a directory source (Debian's crates, linked, plus a tiny crate `relocmark` at 0.1.0 and
   0.1.1, so that tests can change Cargo.lock) and has `envy` depend on relocmark.
@@ -68,11 +70,42 @@ def make_vendor(vendor):
         (crate / ".cargo-checksum.json").write_text(json.dumps({"files": {}, "package": digest}))
 
 
-def generate(root, modules, functions, vendor=None):
+def big_member(root, name, modules, functions):
+    """Another large crate shaped like core (its own generated modules), depending on memchr only."""
+    write(root, f"crates/{name}/Cargo.toml", f"""
+        [package]
+        name = "{name}"
+        version = "0.1.0"
+        edition = "2021"
+
+        [dependencies]
+        memchr = "2"
+        """)
+    mods = "\n".join(f"pub mod m{i};" for i in range(modules))
+    alls = " ^ ".join(f"m{i}::all(input)" for i in range(modules)) or "0"
+    write(root, f"crates/{name}/src/lib.rs", f"""
+        {mods}
+
+        pub struct Scanner;
+
+        impl Scanner {{
+            pub fn count(haystack: &str, needle: u8) -> u64 {{
+                memchr::memchr_iter(needle, haystack.as_bytes()).count() as u64
+            }}
+        }}
+
+        pub fn checksum(input: &str) -> u64 {{ {alls} }}
+        """)
+    for i in range(modules):
+        write(root, f"crates/{name}/src/m{i}.rs", core_module(i, functions))
+
+
+def generate(root, modules, functions, vendor=None, big_members=1):
+    extra = [f"core{k}" for k in range(2, big_members + 1)]
     root.mkdir(parents=True, exist_ok=True)
-    write(root, "Cargo.toml", """
+    write(root, "Cargo.toml", f"""
         [workspace]
-        members = ["crates/core", "crates/gen", "crates/macros", "crates/model", "crates/envy", "crates/app"]
+        members = ["crates/core", "crates/gen", "crates/macros", "crates/model", "crates/envy", "crates/app"{"".join(f', "crates/{n}"' for n in extra)}]
         resolver = "2"
         """)
     write(root, ".cargo/config.toml", f"""
@@ -222,12 +255,15 @@ def generate(root, modules, functions, vendor=None):
         macros = { path = "../macros" }
         model = { path = "../model" }
         envy = { path = "../envy" }
-        """)
+        """ + "".join(f'{n} = {{ path = "../{n}" }}\n' for n in extra))
+    for name in extra:
+        big_member(root, name, modules, functions)
+    extra_sum = "".join(f' ^ {n}::checksum("kindling")' for n in extra)
     write(root, "crates/app/src/main.rs", """
         macros::make_answer!();
 
         fn summary() -> String {
-            let report = model::report("app", core_lib::checksum("kindling warm start v1 v22"));
+            let report = model::report("app", core_lib::checksum("kindling warm start v1 v22")__EXTRA__);
             format!(
                 "core={} sum={} flavor={} answer={} msg={} banner={} words={} relocmark={} report={}:{}",
                 core_lib::CORE_TAG,
@@ -259,7 +295,7 @@ def generate(root, modules, functions, vendor=None):
                 assert!(super::summary().contains("core="));
             }
         }
-        """)
+        """.replace("__EXTRA__", extra_sum))
 
 
 def main():
@@ -269,12 +305,13 @@ def main():
     parser.add_argument("--functions", type=int, default=12)
     parser.add_argument("--git", action="store_true")
     parser.add_argument("--vendor")
+    parser.add_argument("--big-members", type=int, default=1)
     args = parser.parse_args()
     root = pathlib.Path(args.dir)
     vendor = pathlib.Path(args.vendor).resolve() if args.vendor else None
     if vendor:
         make_vendor(vendor)
-    generate(root, args.modules, args.functions, vendor)
+    generate(root, args.modules, args.functions, vendor, args.big_members)
     subprocess.run(["cargo", "generate-lockfile", "--offline", "--quiet"], cwd=root, check=True)
     if args.git:
         run = lambda *cmd: subprocess.run(cmd, cwd=root, check=True, capture_output=True)
