@@ -40,3 +40,7 @@ int ckindling_rename_noreplace(const char *from, const char *to) {
 int ckindling_syncfs(int fd) {
     return syncfs(fd);
 }
+
+int ckindling_start_writeback(int fd) {
+    return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
+}

@@ -156,6 +156,8 @@ public struct TreeRestore: Sendable {
         guard fchmod(file.descriptor, mode_t(entry.mode)) == 0 else { throw .file(FileError("setting mode of", path)) }
         var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
         guard futimens(file.descriptor, &times) == 0 else { throw .file(FileError("setting times of", path)) }
+        // The disk works while the other files are decompressed: the flush before the swap then waits far less.
+        _ = ckindling_start_writeback(file.descriptor)
     }
 
     /// Creates missing parents of `relative` (a manifest need not list every directory).

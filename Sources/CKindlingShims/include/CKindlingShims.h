@@ -21,4 +21,8 @@ int ckindling_rename_noreplace(const char *from, const char *to);
 /// Flushes the whole filesystem holding `fd` (syncfs). Returns 0 or -1 with errno set.
 int ckindling_syncfs(int fd);
 
+/// Starts writing `fd`'s dirty pages to disk without waiting (sync_file_range WRITE), so that the final flush has
+/// less left to wait for. Advisory: returns 0 or -1 with errno set.
+int ckindling_start_writeback(int fd);
+
 #endif
