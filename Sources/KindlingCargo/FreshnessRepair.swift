@@ -151,7 +151,8 @@ public struct FreshnessRepair: Sendable {
                     plan.report.directoriesChanged += 1
                 }
             }
-            for name in names where !(relative.isEmpty && name == ".git") {
+            // Not .git, nor the staging folder a killed restore left (the restore removes it).
+            for name in names where !(relative.isEmpty && name == ".git") && !name.contains(".kindling-staging-") {
                 let path = relative.isEmpty ? name : relative + "/" + name
                 let full = checkout.toplevel + "/" + path
                 var info = stat()

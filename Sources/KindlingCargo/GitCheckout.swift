@@ -35,9 +35,19 @@ public struct GitCheckout: Sendable {
         try git(["ls-files", "-z", "--cached"]).split(separator: "\0").map(String.init)
     }
 
-    /// A repository name from the `origin` remote ("owner/name"), else the checkout's folder name.
+    /// The repository's name in the mesh ("owner/name"): `$KINDLING_REPO`, else this checkout's
+    /// `git config kindling.repository` (set by `restore --cargo --repo`), else from the `upstream` remote (a fork's
+    /// upstream is what bors builds), else the `origin` remote, else the checkout's folder name.
     public func repositoryName() -> String {
-        let url = (try? git(["remote", "get-url", "origin"]))?.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        if let name = ProcessInfo.processInfo.environment["KINDLING_REPO"], !name.isEmpty { return name }
+        if let name = (try? git(["config", "--get", Self.repositoryConfigKey]))?.trimmingCharacters(in: .whitespacesAndNewlines),
+            !name.isEmpty
+        {
+            return name
+        }
+        let url = ["upstream", "origin"].lazy
+            .compactMap { (try? self.git(["remote", "get-url", $0]))?.trimmingCharacters(in: .whitespacesAndNewlines) }
+            .first { !$0.isEmpty } ?? ""
         var name = url
         if name.hasSuffix(".git") { name.removeLast(4) }
         let parts = name.split(whereSeparator: { $0 == "/" || $0 == ":" }).map(String.init)
@@ -46,5 +56,13 @@ public struct GitCheckout: Sendable {
             ch.isLetter || ch.isNumber || "._-/".contains(ch) ? ch : "-"
         }
         return String(cleaned).trimmingCharacters(in: CharacterSet(charactersIn: "/"))
+    }
+
+    public static let repositoryConfigKey = "kindling.repository"
+
+    /// Remembers the repository name for this checkout, so that `kindling cargo` builds at the same build root as
+    /// the restore that named it.
+    public func rememberRepositoryName(_ name: String) throws(CargoError) {
+        _ = try git(["config", Self.repositoryConfigKey, name])
     }
 }

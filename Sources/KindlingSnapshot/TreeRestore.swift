@@ -72,7 +72,7 @@ public struct TreeRestore: Sendable {
             let mask = umask(0o022)
             umask(mask)
             guard chmod(staging, 0o777 & ~mask) == 0 else { throw .file(FileError("setting mode of", staging)) }
-            try Self.syncFileSystem(of: staging)
+            try Self.makeDurable(staging, workers: workers)
             if destinationExists {
                 guard ckindling_exchange_paths(staging, destination) == 0 else {
                     throw .file(FileError("swapping in", destination))
@@ -175,11 +175,43 @@ public struct TreeRestore: Sendable {
         }
     }
 
-    private static func syncFileSystem(of path: String) throws(SnapshotError) {
-        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    /// Makes what the restore wrote durable before the swap, and only that: every file under the staging folder
+    /// (as `prepare` left it), its writeback started as it was written so that this mostly waits for what is still
+    /// in flight, then every directory, deepest first. A syncfs would do it in one call, but it also waits for every
+    /// other dirty page on the filesystem, such as those of a build running next to the restore.
+    static func makeDurable(_ staging: String, workers: Int) throws(SnapshotError) {
+        var files: [String] = []
+        var directories: [String] = [staging]
+        var index = 0
+        while index < directories.count {
+            let directory = directories[index]
+            index += 1
+            let names: [String]
+            do throws(FileError) { names = try FileSystem.contents(of: directory) } catch { throw .file(error) }
+            for name in names {
+                let path = directory + "/" + name
+                var info = stat()
+                guard lstat(path, &info) == 0 else { throw .file(FileError("inspecting", path)) }
+                switch info.st_mode & S_IFMT {
+                case S_IFDIR: directories.append(path)
+                case S_IFREG: files.append(path)
+                default: break  // symlinks: their directory's flush covers them
+                }
+            }
+        }
+        try ParallelWork.forEach(files, workers: workers) { (_: Int, path: String) throws(SnapshotError) in
+            try flush(path, flags: O_RDONLY | O_NOFOLLOW)
+        }
+        for directory in directories.reversed() {
+            try flush(directory, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+        }
+    }
+
+    private static func flush(_ path: String, flags: Int32) throws(SnapshotError) {
+        let descriptor = open(path, flags | O_CLOEXEC)
         guard descriptor >= 0 else { throw .file(FileError("opening", path)) }
         defer { close(descriptor) }
-        guard ckindling_syncfs(descriptor) == 0 else { throw .file(FileError("syncing", path)) }
+        guard fsync(descriptor) == 0 else { throw .file(FileError("flushing", path)) }
     }
 
     /// Staging directories of restores that were killed: their process is gone.

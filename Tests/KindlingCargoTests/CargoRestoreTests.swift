@@ -163,6 +163,33 @@ struct CargoRestoreTests {
     }
 }
 
+@Suite("Cargo: repository names")
+struct RepositoryNameTests {
+    @Test("A fork's checkout finds bors's snapshots through its upstream remote, or a name given once with --repo")
+    func forks() throws {
+        let world = try CargoWorld()
+        try world.borsPublish()
+        let listed = try world.kindling(["list", "--store", world.borsStore, "--json"], in: world.bors, environment: world.environment)
+        let rows = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
+        let name = try #require(rows.first?["repository"] as? String)
+        try world.devCheckout()
+        try world.git(["remote", "set-url", "origin", "https://example.invalid/someone/fork.git"], in: world.dev)
+        let unknown = try world.devRestore()
+        #expect(unknown.status != 0 && unknown.stderr.contains("no snapshot"), "\(unknown)")
+
+        try world.git(["remote", "add", "upstream", world.origin], in: world.dev)
+        #expect(try world.devRestore().status == 0, "the upstream remote names the repository")
+        try world.git(["remote", "remove", "upstream"], in: world.dev)
+
+        let named = try world.devRestore(["--repo", name, "--replace"])
+        #expect(named.status == 0, "\(named)")
+        #expect(named.stderr.contains("this checkout is now known as \(name)"), "\(named)")
+        // kindling cargo now builds at the same build root: nothing compiles.
+        let build = try world.devBuild()
+        #expect(build.compiled.isEmpty, "\(build)")
+    }
+}
+
 /// The kinds of change the issue names, how to make them, and which units each may rebuild.
 enum CargoEdits {
     enum Kind: String, CaseIterable, CustomTestStringConvertible {

@@ -14,7 +14,9 @@ struct Publish: AsyncParsableCommand {
 
     @OptionGroup var storeOptions: StoreOptions
     @Option(name: .long, help: "The publisher's secret key file (from 'kindling keygen').") var secretKey: String
-    @Option(name: .long, help: "The repository name, such as rust-lang/rust (with --cargo: from the origin remote).")
+    @Option(
+        name: .long,
+        help: "The repository name, such as rust-lang/rust (with --cargo: $KINDLING_REPO, git config kindling.repository, else the upstream or origin remote).")
     var repo: String?
     @Option(name: .long, help: "The commit (or other revision name) this is the build state of.") var commit: String?
     @Option(name: .long, help: "The directory to capture.") var dir: String?
@@ -54,6 +56,13 @@ struct Publish: AsyncParsableCommand {
             if cargo {
                 let workspace = try CargoWorkspace.locate(
                     directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
+                // The build ran at the build root of the name `kindling cargo` derived; another name is another root.
+                if let repo, repo != workspace.checkout.repositoryName() {
+                    throw CommandFailure(
+                        "--repo \(repo) is not the name this checkout builds as (\(workspace.checkout.repositoryName())), so the "
+                            + "target was built at another build root; run 'git config \(GitCheckout.repositoryConfigKey) \(repo)' "
+                            + "(or set KINDLING_REPO), build with 'kindling cargo build', then publish")
+                }
                 let prepared = try CargoPublishing(
                     workspace: workspace, root: BuildRoot.forRepository(workspace.repository), profile: profile, targetTriple: target
                 ).prepare(allowDirty: allowDirty, pin: pin)

@@ -59,6 +59,11 @@ struct Restore: AsyncParsableCommand {
                         workspace: workspace, root: BuildRoot.forRepository(workspace.repository), storeRoot: storeOptions.path,
                         trustPath: trust, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
                         fetch: !noFetch))
+                // `kindling cargo` must build at the same build root, or the restored state is of no use.
+                if let repo, repo != workspace.checkout.repositoryName() {
+                    try workspace.checkout.rememberRepositoryName(repo)
+                    Terminal.printNote("this checkout is now known as \(repo) (git config \(GitCheckout.repositoryConfigKey))")
+                }
                 return
             }
             guard let into else { throw ValidationError("give --into DIR") }
