@@ -23,8 +23,11 @@ struct ConnectionRunner {
         }
     }
 
-    func run() async {
+    /// Runs the connection to its end; returns whether the peer was authenticated and admitted.
+    @discardableResult
+    func run() async -> Bool {
         let remote = channel.channel.remoteAddress?.ipAddress ?? "?"
+        var admitted = false
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
@@ -52,6 +55,7 @@ struct ConnectionRunner {
                     try? await outbound.write(seal(WireMessage.error(code: refusal.code, message: refusal.description).encoded(), framing?.sealer))
                     return
                 }
+                admitted = true
                 defer { peer.close() }
                 await serve(peer: peer, frames: &frames, outbound: outbound, framing: framing)
                 await node.remove(peer)
@@ -59,6 +63,7 @@ struct ConnectionRunner {
         } catch {
             node.logger.debug("connection ended", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
+        return admitted
     }
 
     // MARK: Handshake

@@ -39,8 +39,12 @@ public struct MeshConfiguration: Sendable {
     public var nodeKey: SigningKey
     public var mesh: MeshIdentity
     public var listen: HostPort
-    /// Peers to keep connected to (re-dialled with backoff).
+    /// Peers to keep connected to. One that cannot be reached (or refuses us) is re-dialled after
+    /// `redialBaseDelay`, doubling with each failure up to `redialMaxDelay`; one that drops after a good
+    /// connection is re-dialled after `redialBaseDelay`.
     public var bootstrapPeers: [HostPort]
+    public var redialBaseDelay: Duration = .seconds(1)
+    public var redialMaxDelay: Duration = .seconds(60)
     public var trust: TrustPolicy
     /// Repositories whose new snapshots are fetched as soon as they are announced.
     public var follow: [RepositoryGlob]

@@ -47,6 +47,8 @@ public actor MeshNode {
     private var bans: [PublicKey: ContinuousClock.Instant] = [:]
     private var knownAddresses: Set<HostPort> = []
     private var dialing: Set<HostPort> = []
+    /// When each address may be dialled again (only addresses in `knownAddresses`).
+    private var redial: [HostPort: RedialState] = [:]
     private var downloads: [Digest: DownloadRecord] = [:]
     /// Bumped whenever what peers hold changes; readable without a hop onto the actor.
     nonisolated let holdingsVersion = VersionCounter()
@@ -56,6 +58,11 @@ public actor MeshNode {
     private var closedUploaded = 0
     private var closedDownloaded = 0
     private var shuttingDown = false
+
+    struct RedialState {
+        var failures: Int
+        var notBefore: ContinuousClock.Instant
+    }
 
     struct DownloadRecord {
         var waiters: [CheckedContinuation<FetchResult, any Error>] = []
@@ -181,26 +188,51 @@ public actor MeshNode {
         return false
     }
 
-    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to.
+    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to, whose redial
+    /// backoff has passed.
     func dialCandidates() -> [HostPort] {
         guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
+        let now = ContinuousClock.now
         let connected = Set(peers.values.compactMap { $0.listenAddress.map { HostPort(host: $0.host, port: Int($0.port)) } })
         let ownAddresses = Set([HostPort(host: "127.0.0.1", port: Int(listenPort)), HostPort(host: "::1", port: Int(listenPort)), HostPort(host: "localhost", port: Int(listenPort))])
         var candidates = Array(knownAddresses.subtracting(connected).subtracting(dialing).subtracting(ownAddresses))
+            .filter { redial[$0].map { $0.notBefore <= now } ?? true }
         candidates.shuffle()
         return Array(candidates.prefix(max(0, configuration.maxPeers - peers.count)))
     }
 
     func requestDial(_ address: HostPort) {
         guard !dialing.contains(address), !shuttingDown else { return }
+        if let backoff = redial[address], backoff.notBefore > .now { return }
         dialing.insert(address)
         workQueue.yield(.dial(address))
     }
 
-    func dialFinished(_ address: HostPort, failed: Bool) {
+    /// A dial ended: the connection could not be made or was refused (`admitted` false), or it ran and closed.
+    /// Failures back off exponentially (with 20 % jitter) up to `redialMaxDelay`; learned addresses that fail are
+    /// forgotten, bootstrap peers stay and are retried.
+    func dialFinished(_ address: HostPort, admitted: Bool) {
         dialing.remove(address)
-        // Learned addresses that fail are forgotten; bootstrap peers stay and are retried.
-        if failed && !configuration.bootstrapPeers.contains(address) { knownAddresses.remove(address) }
+        let now = ContinuousClock.now
+        if admitted {
+            redial[address] = RedialState(failures: 0, notBefore: now + configuration.redialBaseDelay)
+            return
+        }
+        guard configuration.bootstrapPeers.contains(address) else {
+            knownAddresses.remove(address)
+            redial[address] = nil
+            return
+        }
+        let failures = min((redial[address]?.failures ?? 0) + 1, 30)
+        redial[address] = RedialState(failures: failures, notBefore: now + Self.redialDelay(failures: failures, configuration: configuration))
+    }
+
+    /// The wait before the next dial after `failures` failures in a row: base × 2^(failures − 1), at most the
+    /// maximum, with ±20 % jitter so that nodes restarted together do not dial in step.
+    static func redialDelay(failures: Int, configuration: MeshConfiguration) -> Duration {
+        let base = configuration.redialBaseDelay.seconds
+        let delay = min(configuration.redialMaxDelay.seconds, base * pow(2, Double(max(0, failures - 1))))
+        return .milliseconds(Int(delay * Double.random(in: 0.8...1.2) * 1000))
     }
 
     public var connectedPeers: [PeerConnection] { Array(peers.values) }

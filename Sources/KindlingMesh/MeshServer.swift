@@ -106,11 +106,12 @@ public struct MeshServer: Sendable {
                 .connect(host: address.host, port: address.port) { channel in
                     ConnectionRunner.configure(channel, limit: limit)
                 }
-            await node.dialFinished(address, failed: false)
-            await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
+            // The address stays in `dialing` while the connection runs, so it is not dialled twice.
+            let admitted = await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
+            await node.dialFinished(address, admitted: admitted)
         } catch {
             node.logger.debug("dial failed", metadata: ["address": "\(address)", "error": "\(error)"])
-            await node.dialFinished(address, failed: true)
+            await node.dialFinished(address, admitted: false)
         }
     }
 
@@ -120,7 +121,8 @@ public struct MeshServer: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
             await node.flushHaves()
             tick += 1
-            // Dial once a second; bootstrap peers that dropped come back this way.
+            // Look for dial candidates once a second; bootstrap peers that dropped come back this way, after
+            // their backoff.
             if tick % 10 == 1 {
                 for address in await node.dialCandidates() { await node.requestDial(address) }
             }
