@@ -48,6 +48,7 @@ struct ConnectionRunner {
                 }
                 let (identity, framing) = established
                 limit.raiseToMessageLimit(sealed: framing != nil)
+                channel.channel.resumeFrameDecoding()
                 let socket = channel.channel
                 let peer = PeerConnection(
                     identity: identity, remoteHost: remote, role: role, closeChannel: { socket.close(promise: nil) })
@@ -151,9 +152,13 @@ struct ConnectionRunner {
                 if let wireError, case .closedByPeer = wireError {
                     node.logger.info("peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(wireError)"])
                     peer.close()
+                } else if let wireError, wireError.isOffence {
+                    // Garbage after the handshake, or a reply naming another chunk than asked: a ban (Specs/wire.md,
+                    // "Transfers"). The Error frame says why; the timer hangs up if the peer does not read it.
+                    await node.ban(peer, reason: "protocol error: \(wireError)", code: wireError.code)
+                    channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else if let wireError {
-                    // Say why, then hang up; the timer hangs up anyway if the peer does not read.
-                    node.logger.warning("protocol error, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
+                    node.logger.info("connection broken, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
                     peer.closeAfterSending(.error(code: wireError.code, message: wireError.description))
                     channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else {
@@ -178,7 +183,7 @@ struct ConnectionRunner {
                 peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
                 return
             }
-            guard peer.beginServing(limit: configuration.maxServingPerPeer) else {
+            guard peer.beginServing(request: request, limit: configuration.maxServingPerPeer) else {
                 node.servingTotal.release()
                 peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
                 return
@@ -212,7 +217,7 @@ struct ConnectionRunner {
         let read = try? decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
-            peer.endServing(uploaded: 0)
+            peer.endServing(request: request, uploaded: 0)
             node.servingTotal.release()
             return
         }
@@ -220,7 +225,7 @@ struct ConnectionRunner {
         peer.send(
             .chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed),
             onWritten: {
-                peer.endServing(uploaded: compressed.count)
+                peer.endServing(request: request, uploaded: compressed.count)
                 node.servingTotal.release()
             })
     }

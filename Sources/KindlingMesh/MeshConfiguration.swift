@@ -65,8 +65,23 @@ public struct MeshConfiguration: Sendable {
     public var banDuration: Duration
     /// LAN discovery by multicast; nil turns it off.
     public var lan: LANConfiguration?
-    /// Forged or malformed announcements tolerated from one peer before it is banned.
+    /// Protocol offences (an untrusted announcement, availability beyond a manifest's chunks) tolerated from one
+    /// node id before it is banned. Strikes are kept per node id, not per connection, for `banDuration`.
     public var maxStrikes: Int
+    /// Ban and strike records kept at most (expired ones go first, then those that expire soonest).
+    public var maxBanRecords = 4096
+    /// Partial availability tracked per peer: at most this many manifests and this many bitfield bytes in all
+    /// (complete holders cost a few bytes each and are bounded by the catalog). Beyond it, new partial
+    /// availability from that peer is ignored.
+    public var maxPartialHoldingsPerPeer = 64
+    public var maxPartialHoldingBytesPerPeer = 1 << 20
+    /// Addresses learned from peer exchange, holder notices and the LAN, at most (bootstrap peers come on top).
+    public var maxKnownAddresses = 1024
+    /// Holder notices kept per manifest (first come; others are neither kept nor relayed), and how long each lives.
+    public var maxHoldersPerManifest = 16
+    public var holderNoticeLifetime: Duration = .seconds(1800)
+    /// How often a node below its peer limit asks its peers for more (GetPeers).
+    public var peerExchangeInterval: Duration = .seconds(60)
     public var agent: String
 
     public init(

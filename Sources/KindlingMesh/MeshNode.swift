@@ -40,11 +40,20 @@ public actor MeshNode {
     private var peers: [PublicKey: PeerConnection] = [:]
     private var catalog: [Digest: SignedHeader] = [:]
     private var holdings: [Digest: [PublicKey: PeerHoldings]] = [:]
+    /// Partial availability tracked per peer (manifests, bitfield bytes): bounded by the configuration.
+    private var partialUsage: [PublicKey: (entries: Int, bytes: Int)] = [:]
     private var local: [Digest: LocalHolding] = [:]
     private var indexes: [Digest: ChunkIndex] = [:]
-    private var holderNotices: [Digest: [PublicKey: PeerAddress]] = [:]
+    /// Who holds which trusted manifest, heard from peers: at most `maxHoldersPerManifest` per manifest, each
+    /// forgotten after `holderNoticeLifetime`.
+    private var holderNotices: [Digest: [PublicKey: HolderRecord]] = [:]
+    /// Manifests whose holder notices a newly connected peer has yet to be sent (in batches, by `flushHaves`).
+    private var holderReplay: [PublicKey: [Digest]] = [:]
     private var pendingHaves: [Digest: [UInt32]] = [:]
     private var bans: [PublicKey: ContinuousClock.Instant] = [:]
+    /// Protocol offences per node id (not per connection: reconnecting does not reset them), forgotten after
+    /// `banDuration`.
+    private var strikes: [PublicKey: StrikeRecord] = [:]
     private var knownAddresses: Set<HostPort> = []
     private var dialing: Set<HostPort> = []
     /// When each address may be dialled again (only addresses in `knownAddresses`).
@@ -58,6 +67,16 @@ public actor MeshNode {
     private var closedUploaded = 0
     private var closedDownloaded = 0
     private var shuttingDown = false
+
+    struct HolderRecord {
+        var address: PeerAddress
+        var expires: ContinuousClock.Instant
+    }
+
+    struct StrikeRecord {
+        var count: Int
+        var expires: ContinuousClock.Instant
+    }
 
     struct RedialState {
         var failures: Int
@@ -142,7 +161,7 @@ public actor MeshNode {
         if peers[peer.nodeID] != nil { return .closedByPeer(code: 7, message: "already connected") }
         if peers.count >= configuration.maxPeers { return .closedByPeer(code: 6, message: "too many peers") }
         peers[peer.nodeID] = peer
-        if let address = peer.listenAddress { knownAddresses.insert(HostPort(host: address.host, port: Int(address.port))) }
+        if let address = peer.listenAddress { learnAddress(HostPort(host: address.host, port: Int(address.port))) }
         logger.info("peer connected", metadata: ["peer": "\(peer)", "direction": "\(peer.role)"])
         // Anti-entropy: compare catalogs, tell what we hold, ask for more peers.
         peer.send(.catalogDigest(count: catalog.count, digest: catalogDigest()))
@@ -152,13 +171,10 @@ public actor MeshNode {
             case .partial(let bits): peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
             }
         }
-        // Who else holds what: a peer that joins after a notice went round learns it here.
-        for (manifest, holders) in holderNotices {
-            for address in holders.values.prefix(64) where address.nodeID != peer.nodeID {
-                peer.send(.holder(HolderNotice(manifest: manifest, nodeID: address.nodeID, host: address.host, port: address.port)))
-            }
-        }
-        if configuration.peerExchange { peer.send(.getPeers) }
+        // Who else holds what: a peer that joins after a notice went round learns it, in batches (`flushHaves`)
+        // so that a large catalog does not flood its queue.
+        if !holderNotices.isEmpty { holderReplay[peer.nodeID] = Array(holderNotices.keys) }
+        if configuration.peerExchange { peer.requestPeers() }
         holdingsVersion.bump()
         return nil
     }
@@ -169,23 +185,88 @@ public actor MeshNode {
         let stats = peer.statistics
         closedUploaded += stats.uploaded
         closedDownloaded += stats.downloaded
-        for id in holdings.keys { holdings[id]?[peer.nodeID] = nil }
+        for id in Array(holdings.keys) {
+            holdings[id]?[peer.nodeID] = nil
+            if holdings[id]?.isEmpty == true { holdings[id] = nil }
+        }
+        partialUsage[peer.nodeID] = nil
+        holderReplay[peer.nodeID] = nil
         holdingsVersion.bump()
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
     }
 
-    /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage).
-    func ban(_ peer: PeerConnection, reason: String) {
-        bans[peer.nodeID] = .now + configuration.banDuration
+    /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage). The Error frame
+    /// carries `code` (5, banned, unless the offence has a code of its own) and says for how long.
+    func ban(_ peer: PeerConnection, reason: String, code: Int = 5) {
+        let now = ContinuousClock.now
+        Self.insertBounded(&bans, key: peer.nodeID, value: now + configuration.banDuration, limit: configuration.maxBanRecords) { $0 > now }
+        strikes[peer.nodeID] = nil
         counters.bans += 1
-        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-        peer.closeAfterSending(.error(code: 5, message: "banned: \(reason)"))
+        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "seconds": "\(Int(configuration.banDuration.seconds))"])
+        peer.closeAfterSending(.error(code: code, message: "banned for \(Int(configuration.banDuration.seconds)) s: \(reason)"))
         remove(peer)
     }
 
-    func isBanned(_ nodeID: PublicKey) -> Bool {
-        if let until = bans[nodeID], until > .now { return true }
+    /// Counts a protocol offence against the peer's node id; the `maxStrikes`-th bans it. True when banned.
+    @discardableResult
+    func strike(_ peer: PeerConnection, reason: String) -> Bool {
+        let now = ContinuousClock.now
+        var record = strikes[peer.nodeID].flatMap { $0.expires > now ? $0 : nil } ?? StrikeRecord(count: 0, expires: now)
+        record.count += 1
+        record.expires = now + configuration.banDuration
+        counters.strikes += 1
+        logger.notice("strike against peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "strikes": "\(record.count)"])
+        if record.count >= configuration.maxStrikes {
+            ban(peer, reason: "\(reason) (\(record.count) offences)")
+            return true
+        }
+        Self.insertBounded(&strikes, key: peer.nodeID, value: record, limit: configuration.maxBanRecords) { $0.expires > now }
         return false
+    }
+
+    func isBanned(_ nodeID: PublicKey) -> Bool {
+        guard let until = bans[nodeID] else { return false }
+        if until > .now { return true }
+        bans[nodeID] = nil
+        return false
+    }
+
+    /// Inserts into a map of at most `limit` records: when full, drops the records that are no longer `live`, and
+    /// if none is, an arbitrary one (a flood of offenders cannot grow the map; the cost is an early pardon).
+    static func insertBounded<Value>(
+        _ map: inout [PublicKey: Value], key: PublicKey, value: Value, limit: Int, live: (Value) -> Bool
+    ) {
+        if map[key] == nil && map.count >= limit {
+            map = map.filter { live($0.value) }
+            if map.count >= limit, let victim = map.keys.first { map[victim] = nil }
+        }
+        map[key] = value
+    }
+
+    /// Forgets expired bans and strikes. Called by the maintenance loop.
+    func purgeExpired() {
+        let now = ContinuousClock.now
+        bans = bans.filter { $0.value > now }
+        strikes = strikes.filter { $0.value.expires > now }
+        for (id, holders) in holderNotices {
+            let live = holders.filter { $0.value.expires > now }
+            holderNotices[id] = live.isEmpty ? nil : live
+        }
+    }
+
+    /// Remembers an address to dial later, up to `maxKnownAddresses` learned ones. False when it is full.
+    @discardableResult
+    private func learnAddress(_ address: HostPort) -> Bool {
+        if knownAddresses.contains(address) { return true }
+        guard knownAddresses.count < configuration.maxKnownAddresses + configuration.bootstrapPeers.count else { return false }
+        knownAddresses.insert(address)
+        return true
+    }
+
+    /// Asks every peer for more peers, when below the peer limit. Called by the maintenance loop.
+    func exchangePeers() {
+        guard configuration.peerExchange, !shuttingDown, peers.count < configuration.maxPeers else { return }
+        for peer in peers.values { peer.requestPeers() }
     }
 
     /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to, whose redial
@@ -241,7 +322,8 @@ public actor MeshNode {
     func learnLANPeer(_ id: PublicKey, host: String, port: UInt16) {
         guard id != nodeID, peers[id] == nil, !isBanned(id) else { return }
         let address = HostPort(host: host, port: Int(port))
-        if knownAddresses.insert(address).inserted {
+        guard !knownAddresses.contains(address) else { return requestDial(address) }
+        if learnAddress(address) {
             counters.lanDiscovered += 1
             logger.info("found a peer on the LAN", metadata: ["address": "\(address)"])
         }
@@ -256,15 +338,25 @@ public actor MeshNode {
         case .announce(let signed):
             await receiveAnnouncement(signed, from: peer)
         case .have(let id, let availability):
+            // Availability of a manifest that is not in our catalog (another publisher's) is of no use: ignored.
+            guard let limit = chunkLimit(id) else { return }
             switch availability {
             case .complete:
-                holdings[id, default: [:]][peer.nodeID] = .complete
+                setHolding(.complete, of: id, by: peer)
                 if let address = peer.listenAddress { noteHolder(HolderNotice(manifest: id, nodeID: peer.nodeID, host: address.host, port: address.port), from: peer) }
             case .partial(let bitfield):
-                holdings[id, default: [:]][peer.nodeID] = .partial(Bitset(bytes: bitfield))
+                guard let bits = Self.validatedBitfield(bitfield, positions: limit) else {
+                    strike(peer, reason: "availability bitfield beyond the manifest's \(limit) chunks")
+                    return
+                }
+                setHolding(bits.count == 0 ? nil : .partial(bits), of: id, by: peer)
             }
-            holdingsVersion.bump()
         case .haveChunks(let id, let indices):
+            guard let limit = chunkLimit(id) else { return }
+            if let bad = indices.first(where: { Int($0) >= limit }) {
+                strike(peer, reason: "HaveChunks index \(bad) beyond the manifest's \(limit) chunks")
+                return
+            }
             var bits: Bitset
             switch holdings[id]?[peer.nodeID] {
             case .complete?: return
@@ -272,8 +364,7 @@ public actor MeshNode {
             case nil: bits = Bitset()
             }
             for index in indices { bits.insert(Int(index)) }
-            holdings[id, default: [:]][peer.nodeID] = .partial(bits)
-            holdingsVersion.bump()
+            setHolding(.partial(bits), of: id, by: peer)
         case .holder(let notice):
             noteHolder(notice, from: peer)
         case .catalogDigest(let count, let digest):
@@ -292,18 +383,28 @@ public actor MeshNode {
                 peer.send(.announceRequest(ids: Array(unknown[start..<min(unknown.count, start + WireLimits.maxAnnounceRequestIDs)])))
             }
         case .announceRequest(let ids):
-            for id in ids {
+            var seen = Set<Digest>()
+            for id in ids where seen.insert(id).inserted {
                 guard let signed = catalog[id] else { continue }
                 peer.send(.announce(signed))
-                if case .complete? = local[id] { peer.send(.have(manifest: id, availability: .complete)) }
+                // Availability sent before the peer knew the manifest was ignored there: say it again now.
+                switch local[id] {
+                case .complete?: peer.send(.have(manifest: id, availability: .complete))
+                case .partial(let bits)?: peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
+                case nil: break
+                }
+                for address in liveHolders(id) where address.nodeID != peer.nodeID {
+                    peer.send(.holder(HolderNotice(manifest: id, nodeID: address.nodeID, host: address.host, port: address.port)))
+                }
             }
         case .getPeers:
             let addresses = peers.values.filter { $0 !== peer }.compactMap(\.listenAddress)
             peer.send(.peers(Array(addresses.shuffled().prefix(WireLimits.maxPeersPerFrame))))
         case .peers(let addresses):
-            guard configuration.peerExchange else { return }
-            for address in addresses where address.nodeID != nodeID && !isBanned(address.nodeID) {
-                knownAddresses.insert(HostPort(host: address.host, port: Int(address.port)))
+            // Only an answer to our GetPeers is taken: unsolicited lists could fill the address book.
+            guard configuration.peerExchange, peer.takePeersAnswer() else { return }
+            for address in addresses where address.nodeID != nodeID && !isBanned(address.nodeID) && peers[address.nodeID] == nil {
+                learnAddress(HostPort(host: address.host, port: Int(address.port)))
             }
         default:
             break
@@ -328,8 +429,8 @@ public actor MeshNode {
                 // A forged signature is a lie; an unknown key may just be another team's bors, so only strike.
                 if case .badSignature = error {
                     ban(peer, reason: "forged announcement")
-                } else if peer.strike() >= configuration.maxStrikes {
-                    ban(peer, reason: "too many untrusted announcements")
+                } else {
+                    strike(peer, reason: "untrusted announcement")
                 }
             }
             return
@@ -356,20 +457,105 @@ public actor MeshNode {
         }
     }
 
+    /// How many chunk positions manifest `id` has: exact with its body, else the header's count of chunk
+    /// references (an upper bound, signed by the publisher). Nil when the manifest is not in the catalog.
+    private func chunkLimit(_ id: Digest) -> Int? {
+        if let index = indexes[id] { return index.count }
+        return catalog[id]?.header.chunkReferenceCount
+    }
+
+    /// A peer's bitfield over `positions` chunks, without trailing zero bytes; nil when it names a position
+    /// beyond them.
+    static func validatedBitfield(_ bitfield: [UInt8], positions: Int) -> Bitset? {
+        var bytes = bitfield
+        while bytes.last == 0 { bytes.removeLast() }
+        guard bytes.count <= (positions + 7) / 8 else { return nil }
+        if let last = bytes.last, positions % 8 != 0, last >> UInt8(positions % 8) != 0 { return nil }
+        return Bitset(bytes: bytes)
+    }
+
+    /// Records what a peer holds of a manifest (nil: nothing), within the peer's partial-availability budget.
+    /// Partial availability beyond the budget is ignored (the peer then looks as if it held what it said before).
+    private func setHolding(_ holding: PeerHoldings?, of id: Digest, by peer: PeerConnection) {
+        guard peers[peer.nodeID] === peer else { return }
+        var usage = partialUsage[peer.nodeID] ?? (0, 0)
+        if case .partial(let old)? = holdings[id]?[peer.nodeID] {
+            usage.entries -= 1
+            usage.bytes -= old.bytes.count
+        }
+        if case .partial(let bits)? = holding {
+            guard usage.entries < configuration.maxPartialHoldingsPerPeer,
+                usage.bytes + bits.bytes.count <= configuration.maxPartialHoldingBytesPerPeer
+            else {
+                logger.debug("partial availability over the peer's budget, ignored", metadata: ["peer": "\(peer)", "manifest": "\(id.short)"])
+                return
+            }
+            usage.entries += 1
+            usage.bytes += bits.bytes.count
+        }
+        partialUsage[peer.nodeID] = usage
+        if let holding {
+            holdings[id, default: [:]][peer.nodeID] = holding
+        } else {
+            holdings[id]?[peer.nodeID] = nil
+            if holdings[id]?.isEmpty == true { holdings[id] = nil }
+        }
+        holdingsVersion.bump()
+    }
+
+    /// Records and relays (once) that a node holds a manifest. Only for manifests in our catalog, at most
+    /// `maxHoldersPerManifest` live notices each; a notice straight from the holder refreshes its lifetime.
     private func noteHolder(_ notice: HolderNotice, from peer: PeerConnection?) {
-        guard notice.nodeID != nodeID, holderNotices[notice.manifest]?[notice.nodeID] == nil else { return }
+        guard notice.nodeID != nodeID, catalog[notice.manifest] != nil else { return }
+        let now = ContinuousClock.now
+        let expires = now + configuration.holderNoticeLifetime
+        if let existing = holderNotices[notice.manifest]?[notice.nodeID], existing.expires > now {
+            if peer?.nodeID == notice.nodeID { holderNotices[notice.manifest]?[notice.nodeID]?.expires = expires }
+            return
+        }
+        var holders = (holderNotices[notice.manifest] ?? [:]).filter { $0.value.expires > now }
+        guard holders.count < configuration.maxHoldersPerManifest else { return }
         let address = PeerAddress(nodeID: notice.nodeID, host: notice.host, port: notice.port)
-        holderNotices[notice.manifest, default: [:]][notice.nodeID] = address
+        holders[notice.nodeID] = HolderRecord(address: address, expires: expires)
+        holderNotices[notice.manifest] = holders
         for other in peers.values where other !== peer && other.nodeID != notice.nodeID {
             other.send(.holder(notice))
         }
         // Someone we are not connected to holds what we are downloading: worth a connection.
         if downloads[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
             let hostPort = HostPort(host: notice.host, port: Int(notice.port))
-            knownAddresses.insert(hostPort)
-            requestDial(hostPort)
+            if learnAddress(hostPort) { requestDial(hostPort) }
         }
     }
+
+    /// Live holder notices of a manifest.
+    private func liveHolders(_ id: Digest) -> [PeerAddress] {
+        let now = ContinuousClock.now
+        return (holderNotices[id] ?? [:]).values.filter { $0.expires > now }.map(\.address)
+    }
+
+    /// Sends newly connected peers the next batch of holder notices.
+    private func replayHolders() {
+        for (peerID, pending) in holderReplay {
+            guard let peer = peers[peerID] else {
+                holderReplay[peerID] = nil
+                continue
+            }
+            var sent = 0
+            var remaining = pending
+            while let manifest = remaining.last, sent < Self.holderReplayBatch {
+                remaining.removeLast()
+                for address in liveHolders(manifest) where address.nodeID != peerID {
+                    peer.send(.holder(HolderNotice(manifest: manifest, nodeID: address.nodeID, host: address.host, port: address.port)))
+                    sent += 1
+                }
+            }
+            holderReplay[peerID] = remaining.isEmpty ? nil : remaining
+        }
+    }
+
+    /// Holder notices replayed to one new peer per 100 ms at most.
+    static let holderReplayBatch = 256
 
     /// BLAKE2b-256 over the sorted ids of the catalog: equal digests mean equal catalogs.
     private func catalogDigest() -> Digest {
@@ -414,29 +600,35 @@ public actor MeshNode {
     /// Fetches a snapshot through the mesh into the store; returns once every chunk is stored and verified.
     /// Concurrent fetches of the same manifest share one download.
     public func fetch(_ id: Digest, progress: (@Sendable (FetchProgress) -> Void)? = nil) async throws -> FetchResult {
+        guard !shuttingDown else { throw MeshError.shuttingDown }
         guard catalog[id] != nil else { throw MeshError.unknownManifest(id) }
         if case .complete? = local[id], let index = indexes[id] {
             return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
         }
         return try await withCheckedThrowingContinuation { continuation in
-            startDownload(id)
+            guard startDownload(id) else {
+                // Never leave a caller waiting on a download that will not run.
+                return continuation.resume(throwing: MeshError.shuttingDown)
+            }
             downloads[id]?.waiters.append(continuation)
             if let progress { downloads[id]?.progress.append(progress) }
         }
     }
 
-    private func startDownload(_ id: Digest) {
-        guard downloads[id] == nil, !shuttingDown else { return }
-        if case .complete? = local[id] { return }
+    /// Starts a download unless one runs already; false when none runs (the node is shutting down).
+    @discardableResult
+    private func startDownload(_ id: Digest) -> Bool {
+        guard !shuttingDown else { return false }
+        guard downloads[id] == nil else { return true }
         downloads[id] = DownloadRecord()
         try? store.setWanted(id, wanted: true)
         // Holders we heard of but are not connected to are worth a connection now.
-        for address in (holderNotices[id] ?? [:]).values where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
+        for address in liveHolders(id) where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
             let hostPort = HostPort(host: address.host, port: Int(address.port))
-            knownAddresses.insert(hostPort)
-            requestDial(hostPort)
+            if learnAddress(hostPort) { requestDial(hostPort) }
         }
         workQueue.yield(.download(id))
+        return true
     }
 
     func reportProgress(_ progress: FetchProgress) {
@@ -492,6 +684,7 @@ public actor MeshNode {
 
     /// Sends batched HaveChunks to peers that do not hold the manifest completely.
     func flushHaves() {
+        replayHolders()
         guard !pendingHaves.isEmpty else { return }
         let batches = pendingHaves
         pendingHaves.removeAll()
@@ -505,6 +698,32 @@ public actor MeshNode {
     }
 
     // MARK: Status
+
+    /// How big the node's bookkeeping is: every one of these is bounded (Specs/wire.md, "Limits"), and tests
+    /// check that hostile peers cannot grow them.
+    struct StateSizes: Sendable, Equatable {
+        var holdingEntries = 0
+        var partialBitfieldBytes = 0
+        var holderNotices = 0
+        var knownAddresses = 0
+        var bans = 0
+        var strikes = 0
+        var redial = 0
+    }
+
+    func stateSizes() -> StateSizes {
+        var sizes = StateSizes()
+        for (_, byPeer) in holdings {
+            sizes.holdingEntries += byPeer.count
+            for case .partial(let bits) in byPeer.values { sizes.partialBitfieldBytes += bits.bytes.count }
+        }
+        sizes.holderNotices = holderNotices.values.reduce(0) { $0 + $1.count }
+        sizes.knownAddresses = knownAddresses.count
+        sizes.bans = bans.count
+        sizes.strikes = strikes.count
+        sizes.redial = redial.count
+        return sizes
+    }
 
     public func status() -> MeshStatus {
         MeshStatus(
@@ -531,6 +750,8 @@ public struct GossipCounters: Sendable, Codable {
     public var duplicates = 0
     public var rejected = 0
     public var bans = 0
+    /// Protocol offences counted (untrusted announcements, availability beyond a manifest).
+    public var strikes = 0
     public var lanDiscovered = 0
 }
 

@@ -22,7 +22,7 @@ public struct MeshServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
-                let limit = FrameLimit()
+                let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
                 return ConnectionRunner.configure(channel, limit: limit).map { (channel: $0, limit: limit) }
             }
         let port = server.channel.localAddress?.port ?? 0
@@ -98,7 +98,7 @@ public struct MeshServer: Sendable {
 
     /// Opens an outgoing connection and runs it to the end.
     func dial(_ address: HostPort) async {
-        let limit = FrameLimit()
+        let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
@@ -126,6 +126,9 @@ public struct MeshServer: Sendable {
             if tick % 10 == 1 {
                 for address in await node.dialCandidates() { await node.requestDial(address) }
             }
+            if tick % 100 == 50 { await node.purgeExpired() }
+            let exchangeTicks = max(10, Int(node.configuration.peerExchangeInterval.seconds * 10))
+            if tick % exchangeTicks == 0 { await node.exchangePeers() }
         }
         // Cancelled: close every connection and stop the work loop, so that the task group can finish.
         await node.beginShutdown()
