@@ -77,6 +77,11 @@ public struct MeshConfiguration: Sendable {
     public var maxPartialHoldingBytesPerPeer = 1 << 20
     /// Addresses learned from peer exchange, holder notices and the LAN, at most (bootstrap peers come on top).
     public var maxKnownAddresses = 1024
+    /// Manifest body pieces served to one peer at once (more get an empty Body, "not now").
+    public var maxBodyServesPerPeer = 2
+    /// Bytes queued for one peer and not yet written, Chunk replies excepted (the serving limit bounds those): a
+    /// peer that lets more pile up is not reading and is disconnected as a slow consumer.
+    public var maxQueuedBytesPerPeer = 16 << 20
     /// Holder notices kept per manifest (first come; others are neither kept nor relayed), and how long each lives.
     public var maxHoldersPerManifest = 16
     public var holderNoticeLifetime: Duration = .seconds(1800)

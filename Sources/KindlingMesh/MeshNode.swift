@@ -31,6 +31,7 @@ public actor MeshNode {
     nonisolated let uploadLimiter: TokenBucket?
     /// Chunk requests being served right now, across all peers (bounded by `maxServingTotal`).
     nonisolated let servingTotal = ServingGauge()
+    nonisolated let bodyCache = BodyCache()
     public nonisolated let nodeID: PublicKey
 
     nonisolated let work: AsyncStream<NodeWork>
@@ -261,6 +262,10 @@ public actor MeshNode {
         guard knownAddresses.count < configuration.maxKnownAddresses + configuration.bootstrapPeers.count else { return false }
         knownAddresses.insert(address)
         return true
+    }
+
+    func noteSlowConsumer() {
+        counters.slowConsumers += 1
     }
 
     /// Asks every peer for more peers, when below the peer limit. Called by the maintenance loop.
@@ -752,6 +757,8 @@ public struct GossipCounters: Sendable, Codable {
     public var bans = 0
     /// Protocol offences counted (untrusted announcements, availability beyond a manifest).
     public var strikes = 0
+    /// Peers disconnected because they did not read what was queued for them.
+    public var slowConsumers = 0
     public var lanDiscovered = 0
 }
 

@@ -21,6 +21,8 @@ public struct ChunkReply: Sendable {
 struct OutboundItem: Sendable {
     var frame: [UInt8]
     var onWritten: (@Sendable () -> Void)?
+    /// Bytes this frame counts against the queue's byte cap (0 for Chunk replies, bounded by serving slots).
+    var counted: Int
 }
 
 /// One authenticated connection to a peer: its identity, its outbound queue, and the requests in flight.
@@ -38,6 +40,7 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
     private let queue: AsyncStream<OutboundItem>.Continuation
     private let state = Mutex(State())
     private let maxQueuedFrames: Int
+    private let maxQueuedBytes: Int
 
     struct PendingChunk {
         var continuation: CheckedContinuation<ChunkReply, any Error>
@@ -61,6 +64,9 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         /// We sent GetPeers and wait for the answer: Peers frames nobody asked for are ignored.
         var peersRequested = false
         var queued = 0
+        var queuedBytes = 0
+        /// Closed because it let more than the byte cap pile up unread.
+        var droppedAsSlow = false
         var bytesUploaded = 0
         var bytesDownloaded = 0
         var lastReceived = ContinuousClock.now
@@ -77,8 +83,9 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     init(
         identity: PeerIdentity, remoteHost: String, role: HandshakeRole, maxQueuedFrames: Int = 100_000,
-        closeChannel: @escaping @Sendable () -> Void
+        maxQueuedBytes: Int = 16 << 20, closeChannel: @escaping @Sendable () -> Void
     ) {
+        self.maxQueuedBytes = maxQueuedBytes
         self.identity = identity
         self.remoteHost = remoteHost
         self.role = role
@@ -100,11 +107,20 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: Sending
 
-    /// Queues a message; never waits. A peer that lets its queue grow past the limit is too slow and is dropped.
+    /// Queues a message; never waits. A peer that lets its queue grow past the limits (frames, or bytes other
+    /// than Chunk replies, which the serving limit bounds) is not reading: it is dropped as a slow consumer.
     public func send(_ message: WireMessage, onWritten: (@Sendable () -> Void)? = nil) {
+        let frame = message.encoded()
+        let counted: Int
+        if case .chunk = message { counted = 0 } else { counted = frame.count }
         let accepted = state.withLock { state -> Bool in
-            guard !state.closed, state.queued < maxQueuedFrames else { return false }
+            guard !state.closed else { return false }
+            guard state.queued < maxQueuedFrames, state.queuedBytes + counted <= maxQueuedBytes else {
+                state.droppedAsSlow = true
+                return false
+            }
             state.queued += 1
+            state.queuedBytes += counted
             state.lastSent = .now
             return true
         }
@@ -113,12 +129,21 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
             if !isClosed { close() }
             return
         }
-        queue.yield(OutboundItem(frame: message.encoded(), onWritten: onWritten))
+        queue.yield(OutboundItem(frame: frame, onWritten: onWritten, counted: counted))
     }
 
-    func didWrite() {
-        state.withLock { $0.queued -= 1 }
+    func didWrite(_ item: OutboundItem) {
+        state.withLock { state in
+            state.queued -= 1
+            state.queuedBytes -= item.counted
+        }
     }
+
+    /// True when the connection was closed because the peer did not read what we queued for it.
+    var wasDroppedAsSlow: Bool { state.withLock { $0.droppedAsSlow } }
+
+    /// Bytes queued for the peer (Chunk replies excepted), for tests and status.
+    var queuedBytes: Int { state.withLock { $0.queuedBytes } }
 
     // MARK: Requests
 

@@ -1,0 +1,122 @@
+import Foundation
+import KindlingCrypto
+import KindlingManifest
+@testable import KindlingMesh
+import KindlingSnapshot
+import KindlingStore
+import KindlingTesting
+import KindlingWire
+import NIOCore
+import Synchronization
+import Testing
+
+@Suite("Mesh: serving limits", .serialized)
+struct ServingTests {
+    @Test("A peer that never reads is disconnected as a slow consumer once the queued bytes pass the cap")
+    func slowReaderDisconnected() async throws {
+        let target = try await TestNode(name: "target") { $0.maxQueuedBytesPerPeer = 256 << 10 }
+        let data = TemporaryDirectory("data")
+        // A large header (a 60 KB cache key): each AnnounceRequest for it costs the node 60 KB of queue.
+        var cacheKey: [String: String] = [:]
+        for index in 0..<60 { cacheKey["key\(index)"] = String(repeating: "v", count: 1000) }
+        let (manifest, _) = try Publisher(store: target.store, key: TestTrust.bors).publish(
+            PublishRequest(repository: "demo/ws", commit: "c1", directory: try makeTree(data, files: 1, bytesPerFile: 1000), cacheKey: cacheKey))
+        try await target.node.announceLocal(manifest.id)
+        #expect(manifest.signed.headerBytes.count > 50_000)
+        try await withRunningNodes([target]) {
+            let rogue = try await RogueClient.connect(to: target.port)
+            let sent = try await rogue.run { _, outbound in
+                // 2000 requests: 120 MB of answers, 4000 frames (far below the frame cap). We never read.
+                var sent = 0
+                for _ in 0..<2000 {
+                    do {
+                        try await outbound.write(WireMessage.announceRequest(ids: [manifest.id]).encoded())
+                    } catch {
+                        break
+                    }
+                    sent += 1
+                    if await target.node.status().gossip.slowConsumers > 0 { break }
+                }
+                try await eventually("the node drops the slow reader") { await target.node.connectedPeers.isEmpty }
+                return sent
+            }
+            #expect(sent < 2000, "the node was still accepting requests after 120 MB of unread answers")
+            #expect(await target.node.status().gossip.slowConsumers == 1)
+            try await HostilePeerTests.assertStillServing(target)
+        }
+    }
+
+    @Test("The pieces of a manifest body are served from one read of it")
+    func bodyServedFromOneRead() async throws {
+        let seed = try await TestNode(name: "seed")
+        // A body of about 1.4 MB (three pieces): 400 files of 100 chunk references each.
+        var entries: [ManifestEntry] = []
+        for file in 0..<400 {
+            let chunks = (0..<100).map { ChunkReference(id: Blake2b.hash(Array("\(file)-\($0)".utf8)), length: 1000) }
+            entries.append(.file(path: String(format: "f%05d", file), mode: 0o644, modificationTime: 0, chunks: chunks))
+        }
+        let manifest = try Manifest.sign(
+            repository: "demo/ws", commit: "big-body", createdAt: 1, cacheKey: [:], body: ManifestBody(entries: entries), with: TestTrust.bors)
+        #expect(manifest.bodyBytes.count > 2 * WireLimits.maxBodyPieceBytes)
+        try seed.store.saveManifest(try TestTrust.policy.verify(manifest))
+        try await seed.node.announceLocal(manifest.id)
+        try await withRunningNodes([seed]) {
+            let rogue = try await RogueClient.connect(to: seed.port)
+            let body = try await rogue.run { frames, outbound in
+                var body: [UInt8] = []
+                while body.count < manifest.bodyBytes.count {
+                    try await outbound.write(
+                        WireMessage.getBody(manifest: manifest.id, offset: body.count, length: WireLimits.maxBodyPieceBytes).encoded())
+                    var piece: [UInt8]?
+                    while piece == nil, let frame = try await frames.next(isolation: #isolation) {
+                        if case .body(_, let offset, let bytes)? = try WireMessage.decode(frame), offset == body.count { piece = bytes }
+                    }
+                    guard let piece, !piece.isEmpty else { break }
+                    body += piece
+                }
+                return body
+            }
+            #expect(body == manifest.bodyBytes)
+            #expect(seed.node.bodyCache.loads.load(ordering: .relaxed) == 1, "every piece re-read the whole body")
+        }
+    }
+}
+
+@Suite("Mesh: private meshes, refusals", .serialized)
+struct PrivateRefusalTests {
+    @Test("In a private mesh, an Error frame that ends a failed handshake after the stream headers is sealed")
+    func errorAfterStreamHeaderIsSealed() async throws {
+        let secret = [UInt8](repeating: 7, count: 32)
+        let mesh = MeshIdentity.private(secret: secret)
+        let key = SigningKey.generate()
+        let target = try await TestNode(name: "target", mesh: mesh, key: key)
+        try await withRunningNodes([target]) {
+            // A client with the secret but the target's own node key: the target refuses it as itself (code 7)
+            // after the stream headers, so the refusal must come sealed.
+            let client = try await RogueClient.connect(to: target.port, key: key)
+            let outcome = try await client.run(handshake: false) { frames, outbound -> (opened: [WireMessage], clear: [WireMessage]) in
+                var session = HandshakeSession(
+                    role: .initiator, configuration: HandshakeConfiguration(nodeKey: key, mesh: mesh, listenPort: 0, agent: "test"))
+                try await outbound.write(session.helloFrame())
+                guard let hello = try await frames.next(isolation: #isolation) else { throw WireError.connectionClosed }
+                guard let header = try session.receiveHello(frame: hello) else { throw WireError.unexpectedMessage("no stream header") }
+                try await outbound.write(header)
+                guard let theirs = try await frames.next(isolation: #isolation) else { throw WireError.connectionClosed }
+                let framing = try session.receiveStreamHeader(frame: theirs)
+                try await outbound.write(framing.sealer.seal(session.authFrame()))
+                var opened: [WireMessage] = []
+                var clear: [WireMessage] = []
+                while let frame = try? await frames.next(isolation: #isolation) {
+                    if let plain = try? framing.opener.open(frame), let message = try? WireMessage.decode(plain) {
+                        opened.append(message)
+                    } else if let message = try? WireMessage.decode(frame) {
+                        clear.append(message)
+                    }
+                }
+                return (opened, clear)
+            }
+            #expect(outcome.opened.contains { if case .error(7, _) = $0 { true } else { false } }, "\(outcome)")
+            #expect(outcome.clear.isEmpty, "frames in the clear after the stream headers: \(outcome.clear)")
+        }
+    }
+}
