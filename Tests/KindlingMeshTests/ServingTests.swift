@@ -120,3 +120,69 @@ struct PrivateRefusalTests {
         }
     }
 }
+
+@Suite("Mesh: timeouts and retries", .serialized)
+struct RetryTests {
+    @Test("A peer that stops answering chunk requests is not asked for them again; the fetch completes from another peer in bounded time")
+    func reRequestAfterTimeout() async throws {
+        // The seed is fast enough never to time out itself (its queue drains well within a request timeout), and
+        // the snapshot large enough that the fetch outlasts a few timeouts of the stalling peer.
+        let seed = try await TestNode(name: "seed", uploadLimit: 8 << 20)
+        let downloader = try await TestNode(name: "dev", peers: [seed.address], peerExchange: false)
+        let data = TemporaryDirectory("data")
+        let manifest = try await seed.publish(try makeTree(data, files: 6, bytesPerFile: 4_000_000), commit: "c1")
+        let answered = Counter()
+        let silentRequests = DigestLog()
+        try await withRunningNodes([seed, downloader]) {
+            try await eventually("the downloader knows the snapshot") { await downloader.catalogContains(manifest.id) }
+            let stalling = try await RogueClient.connect(to: downloader.port)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask {
+                    // Fast for its first 8 chunks (so the downloader prefers it), then silent: it reads every request
+                    // and answers none.
+                    try? await stalling.run { frames, outbound in
+                        try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .complete).encoded())
+                        while let frame = try await frames.next(isolation: #isolation) {
+                            switch try WireMessage.decode(frame) {
+                            case .getBody(let id, let offset, let length)?:
+                                let body = manifest.bodyBytes
+                                try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
+                            case .getChunk(let request, let chunk)? where answered.value < 8:
+                                answered.increment()
+                                let (compressed, plainSize) = try seed.store.readVerifiedCompressedChunk(chunk, decompressor: ZstdDecompressor())
+                                try await outbound.write(WireMessage.chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed).encoded())
+                            case .getChunk(_, let chunk)?:
+                                silentRequests.append(chunk)
+                            default:
+                                continue
+                            }
+                        }
+                    }
+                }
+                group.addTask {
+                    try await eventually("the stalling peer is connected") { await downloader.node.connectedPeers.count == 2 }
+                    let started = ContinuousClock.now
+                    let result = try await downloader.node.fetch(manifest.id)
+                    #expect(result.fetchedBytes == manifest.header.fileByteCount)
+                    #expect(ContinuousClock.now - started < .seconds(30))
+                    #expect(result.retries > 0)
+                    // Done: hang up on the stalling peer so that its task ends.
+                    for peer in await downloader.node.connectedPeers where peer.nodeID == stalling.key.publicKey { peer.close() }
+                }
+                try await group.next()
+                try await group.next()
+            }
+            let asked = silentRequests.all
+            #expect(answered.value == 8)
+            #expect(!asked.isEmpty, "the peer was never asked while silent, so the test proved nothing")
+            #expect(Set(asked).count == asked.count, "a chunk that timed out was asked of the same peer again: \(asked.count) requests, \(Set(asked).count) chunks")
+        }
+    }
+}
+
+/// Digests seen by a test peer, in order.
+final class DigestLog: Sendable {
+    private let items = Mutex<[Digest]>([])
+    func append(_ digest: Digest) { items.withLock { $0.append(digest) } }
+    var all: [Digest] { items.withLock { $0 } }
+}
