@@ -77,6 +77,10 @@ public struct MeshConfiguration: Sendable {
     public var maxPartialHoldingBytesPerPeer = 1 << 20
     /// Addresses learned from peer exchange, holder notices and the LAN, at most (bootstrap peers come on top).
     public var maxKnownAddresses = 1024
+    /// A failed download (a `--follow` prefetch, a resumed one) is retried after this, doubling up to the
+    /// maximum; a new holder of it brings the retry forward to within a second.
+    public var downloadRetryBaseDelay: Duration = .seconds(5)
+    public var downloadRetryMaxDelay: Duration = .seconds(300)
     /// Manifest body pieces served to one peer at once (more get an empty Body, "not now").
     public var maxBodyServesPerPeer = 2
     /// Bytes queued for one peer and not yet written, Chunk replies excepted (the serving limit bounds those): a

@@ -60,6 +60,8 @@ public actor MeshNode {
     /// When each address may be dialled again (only addresses in `knownAddresses`).
     private var redial: [HostPort: RedialState] = [:]
     private var downloads: [Digest: DownloadRecord] = [:]
+    /// Failed downloads (still wanted) and when to try again; only manifests in the catalog.
+    private var retries: [Digest: RetryState] = [:]
     /// Bumped whenever what peers hold changes; readable without a hop onto the actor.
     nonisolated let holdingsVersion = VersionCounter()
     var availabilityVersion: Int { holdingsVersion.value }
@@ -72,6 +74,11 @@ public actor MeshNode {
     struct HolderRecord {
         var address: PeerAddress
         var expires: ContinuousClock.Instant
+    }
+
+    struct RetryState {
+        var attempts: Int
+        var notBefore: ContinuousClock.Instant
     }
 
     struct StrikeRecord {
@@ -500,6 +507,7 @@ public actor MeshNode {
         }
         partialUsage[peer.nodeID] = usage
         if let holding {
+            if holdings[id]?[peer.nodeID] == nil { noteNewHolder(of: id) }
             holdings[id, default: [:]][peer.nodeID] = holding
         } else {
             holdings[id]?[peer.nodeID] = nil
@@ -527,7 +535,8 @@ public actor MeshNode {
             other.send(.holder(notice))
         }
         // Someone we are not connected to holds what we are downloading: worth a connection.
-        if downloads[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
+        noteNewHolder(of: notice.manifest)
+        if downloads[notice.manifest] != nil || retries[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
             let hostPort = HostPort(host: notice.host, port: Int(notice.port))
             if learnAddress(hostPort) { requestDial(hostPort) }
         }
@@ -626,7 +635,6 @@ public actor MeshNode {
         guard !shuttingDown else { return false }
         guard downloads[id] == nil else { return true }
         downloads[id] = DownloadRecord()
-        try? store.setWanted(id, wanted: true)
         // Holders we heard of but are not connected to are worth a connection now.
         for address in liveHolders(id) where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
             let hostPort = HostPort(host: address.host, port: Int(address.port))
@@ -640,10 +648,45 @@ public actor MeshNode {
         for callback in downloads[progress.manifest]?.progress ?? [] { callback(progress) }
     }
 
+    /// A download ended. A failed one stays wanted (in the store) and is retried: after `downloadRetryBaseDelay`,
+    /// doubling up to `downloadRetryMaxDelay`, or sooner when a new holder of it appears.
     func finishDownload(_ id: Digest, result: Result<FetchResult, any Error>) {
         guard let record = downloads.removeValue(forKey: id) else { return }
-        if case .success = result { try? store.setWanted(id, wanted: false) }
+        switch result {
+        case .success:
+            retries[id] = nil
+        case .failure(let error):
+            if !shuttingDown, catalog[id] != nil, !(error is CancellationError) {
+                let attempts = min((retries[id]?.attempts ?? 0) + 1, 30)
+                let base = configuration.downloadRetryBaseDelay.seconds
+                let delay = min(configuration.downloadRetryMaxDelay.seconds, base * pow(2, Double(attempts - 1)))
+                retries[id] = RetryState(attempts: attempts, notBefore: .now + .milliseconds(Int(delay * 1000)))
+                logger.info(
+                    "will retry the fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(attempts)", "in seconds": "\(Int(delay))"])
+            }
+        }
         for waiter in record.waiters { waiter.resume(with: result) }
+    }
+
+    /// Restarts failed downloads whose retry time has come. Called by the maintenance loop.
+    func retryDueDownloads() {
+        guard !shuttingDown else { return }
+        let now = ContinuousClock.now
+        for (id, state) in retries where state.notBefore <= now && downloads[id] == nil {
+            guard catalog[id] != nil else {
+                retries[id] = nil
+                continue
+            }
+            logger.info("retrying fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(state.attempts + 1)"])
+            startDownload(id)
+        }
+    }
+
+    /// Someone new holds (some of) a manifest whose download failed: retry it within a second.
+    private func noteNewHolder(of id: Digest) {
+        guard let state = retries[id] else { return }
+        let soon = ContinuousClock.now + .seconds(1)
+        if state.notBefore > soon { retries[id]?.notBefore = soon }
     }
 
     /// What peers hold of a manifest, for the scheduler. Bumps when anything changes.
@@ -714,6 +757,7 @@ public actor MeshNode {
         var bans = 0
         var strikes = 0
         var redial = 0
+        var downloadRetries = 0
     }
 
     func stateSizes() -> StateSizes {
@@ -727,6 +771,7 @@ public actor MeshNode {
         sizes.bans = bans.count
         sizes.strikes = strikes.count
         sizes.redial = redial.count
+        sizes.downloadRetries = retries.count
         return sizes
     }
 

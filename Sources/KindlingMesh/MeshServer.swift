@@ -1,4 +1,5 @@
 import KindlingCrypto
+import KindlingStore
 import KindlingWire
 import Logging
 import NIOCore
@@ -84,7 +85,10 @@ public struct MeshServer: Sendable {
                     tasks.addTask {
                         let result: Result<FetchResult, any Error>
                         do {
-                            result = .success(try await SwarmDownload(id: id, node: node).run())
+                            let fetched = try await SwarmDownload(id: id, node: node).run()
+                            let store = node.store
+                            try? await node.pool.runIfActive { try store.setWanted(id, wanted: false) }
+                            result = .success(fetched)
                         } catch {
                             node.logger.warning("fetch failed", metadata: ["manifest": "\(id.short)", "error": "\(error)"])
                             result = .failure(error)
@@ -127,6 +131,7 @@ public struct MeshServer: Sendable {
                 for address in await node.dialCandidates() { await node.requestDial(address) }
             }
             if tick % 100 == 50 { await node.purgeExpired() }
+            if tick % 10 == 5 { await node.retryDueDownloads() }
             let exchangeTicks = max(10, Int(node.configuration.peerExchangeInterval.seconds * 10))
             if tick % exchangeTicks == 0 { await node.exchangePeers() }
         }

@@ -46,6 +46,9 @@ struct SwarmDownload {
     func run() async throws -> FetchResult {
         let started = ContinuousClock.now
         guard let signed = await node.signedHeader(id) else { throw MeshError.unknownManifest(id) }
+        // Wanted until it completes: a restarted node resumes it, and gc spares its chunks meanwhile.
+        let wantedStore = store
+        try await node.pool.runIfActive { try wantedStore.setWanted(id, wanted: true) }
         let manifest = try await obtainManifest(signed)
         let index = ChunkIndex(manifest: manifest)
         await node.setIndex(index, for: id)

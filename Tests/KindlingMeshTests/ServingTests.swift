@@ -180,6 +180,41 @@ struct RetryTests {
     }
 }
 
+extension RetryTests {
+    @Test("A follow prefetch that failed (no holder) is retried by itself once a holder appears")
+    func failedPrefetchRetried() async throws {
+        let data = TemporaryDirectory("data")
+        let tree = try makeTree(data, files: 2, bytesPerFile: 500_000)
+        // One node holds the manifest and its body but none of its chunks.
+        let bodyOnly = try await TestNode(name: "body-only")
+        let follower = try await TestNode(name: "follower", peers: [bodyOnly.address], follow: ["demo/*"], stallTimeout: .seconds(2)) {
+            $0.downloadRetryBaseDelay = .seconds(60)
+        }
+        // The seed that will come late holds everything.
+        let late = try await TestNode(name: "late-seed", peers: [follower.address])
+        let manifest = try TransferTests.seed([late], tree: tree)
+        try bodyOnly.store.saveManifest(try TestTrust.policy.verify(manifest))
+        try await withRunningNodes([bodyOnly, follower]) {
+            try await eventually("the follower hears of the snapshot") { await follower.catalogContains(manifest.id) }
+            // Nobody holds a chunk: the prefetch stalls, fails, and waits for a retry (60 s away).
+            try await eventually("the prefetch fails and is scheduled again") {
+                let retrying = await follower.node.stateSizes().downloadRetries == 1
+                let running = await follower.node.status().downloads.isEmpty == false
+                return retrying && !running
+            }
+            // A holder appears: the retry comes within seconds, without anyone asking for a fetch.
+            try await withRunningNodes([late]) {
+                try await eventually("the follower completes the snapshot", timeout: .seconds(20)) {
+                    guard let stored = try follower.store.manifest(manifest.id) else { return false }
+                    return try follower.store.missingChunks(of: stored).isEmpty
+                }
+            }
+            #expect(await follower.node.stateSizes().downloadRetries == 0)
+            #expect(try follower.store.wantedManifests().isEmpty)
+        }
+    }
+}
+
 /// Digests seen by a test peer, in order.
 final class DigestLog: Sendable {
     private let items = Mutex<[Digest]>([])
