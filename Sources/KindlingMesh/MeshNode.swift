@@ -595,6 +595,62 @@ public actor MeshNode {
         }
     }
 
+    /// Runs the store's gc (off the actor) and, when it evicted chunks, recomputes what we hold and tells peers:
+    /// a snapshot that lost chunks is advertised as partial (or withdrawn), not as complete.
+    public func collectGarbage(maxStoredBytes: Int?) async throws -> GarbageReport {
+        let store = self.store
+        let report = try await pool.runIfActive { try store.collectGarbage(maxStoredBytes: maxStoredBytes, waitForLeases: false) }
+        if report.evictedChunks > 0 { await refreshLocalHoldings() }
+        return report
+    }
+
+    /// Recomputes what we hold of every manifest we hold something of, from the store, and re-advertises those
+    /// that changed (a Have with the new bitfield, empty if nothing is left).
+    func refreshLocalHoldings() async {
+        let store = self.store
+        let held = local.compactMap { id, holding in indexes[id].map { (id, $0, holding) } }
+        let fresh: [(Digest, LocalHolding?)]
+        do {
+            fresh = try await pool.runIfActive {
+                try held.map { id, index, _ in (id, try Self.holding(of: index, in: store)) }
+            }
+        } catch {
+            logger.error("could not recompute what the store holds", metadata: ["error": "\(error)"])
+            return
+        }
+        for (id, holding) in fresh {
+            // A download of it may have stored more meanwhile; it reports its own progress.
+            guard downloads[id] == nil else { continue }
+            let before = local[id]
+            switch (before, holding) {
+            case (.complete?, .complete?): continue
+            case (.partial(let old)?, .partial(let new)?) where old == new: continue
+            default: break
+            }
+            local[id] = holding
+            pendingHaves[id] = nil
+            let bitfield: [UInt8]
+            switch holding {
+            case .complete?:
+                for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
+                continue
+            case .partial(let bits)?: bitfield = bits.bytes
+            case nil: bitfield = []
+            }
+            logger.info("snapshot no longer complete here", metadata: ["manifest": "\(id.short)", "chunks held": "\(holding.map { if case .partial(let b) = $0 { b.count } else { 0 } } ?? 0)"])
+            for peer in peers.values { peer.send(.have(manifest: id, availability: .partial(bitfield: bitfield))) }
+        }
+    }
+
+    /// What the store holds of a manifest's chunks.
+    static func holding(of index: ChunkIndex, in store: ChunkStore) throws(StoreError) -> LocalHolding? {
+        let present = try store.presentChunks(among: index.chunks.map(\.id))
+        if present.count == index.count { return .complete }
+        var bits = Bitset(capacity: index.count)
+        for (position, chunk) in index.chunks.enumerated() where present.contains(chunk.id) { bits.insert(position) }
+        return bits.count > 0 ? .partial(bits) : nil
+    }
+
     /// Headers of trusted snapshots this node knows, newest first, optionally for one repository.
     public func knownSnapshots(repository: String? = nil) -> [(signed: SignedHeader, local: Bool, holders: Int)] {
         catalog.values
@@ -617,8 +673,15 @@ public actor MeshNode {
         guard !shuttingDown else { throw MeshError.shuttingDown }
         guard catalog[id] != nil else { throw MeshError.unknownManifest(id) }
         if case .complete? = local[id], let index = indexes[id] {
-            return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
+            // The store may have lost chunks since (a gc by another process): check before saying so.
+            let store = self.store
+            if case .complete? = try await pool.runIfActive({ try Self.holding(of: index, in: store) }) {
+                return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
+            }
+            local[id] = nil
+            logger.info("snapshot lost chunks since it was complete; fetching again", metadata: ["manifest": "\(id.short)"])
         }
+        guard !shuttingDown else { throw MeshError.shuttingDown }
         return try await withCheckedThrowingContinuation { continuation in
             guard startDownload(id) else {
                 // Never leave a caller waiting on a download that will not run.
@@ -725,6 +788,7 @@ public actor MeshNode {
 
     /// Every chunk is stored: tell every peer (each of them relays a holder notice with our address).
     func markComplete(_ id: Digest) {
+        retries[id] = nil
         local[id] = .complete
         pendingHaves[id] = nil
         for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }

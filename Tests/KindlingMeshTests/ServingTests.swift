@@ -221,3 +221,35 @@ final class DigestLog: Sendable {
     func append(_ digest: Digest) { items.withLock { $0.append(digest) } }
     var all: [Digest] { items.withLock { $0 } }
 }
+
+@Suite("Mesh: store upkeep", .serialized)
+struct UpkeepTests {
+    @Test("After gc evicts a snapshot's chunks, the node stops advertising it as complete and fetches it again when asked")
+    func gcUpdatesAdvertisements() async throws {
+        let holder = try await TestNode(name: "holder")
+        let other = try await TestNode(name: "other-seed", peers: [holder.address], peerExchange: false)
+        let watcher = try await TestNode(name: "watcher", peers: [holder.address], peerExchange: false)
+        let data = TemporaryDirectory("data")
+        let manifest = try TransferTests.seed([holder, other], tree: try makeTree(data, files: 3, bytesPerFile: 400_000))
+        try await withRunningNodes([holder, other, watcher]) {
+            try await eventually("the watcher sees the holder holding it completely, the holder the other seed") {
+                let watched = await watcher.node.holdersSnapshot(manifest.id).holders.contains { $0.0.nodeID == holder.node.nodeID && $0.1 == .complete }
+                let seen = await holder.node.holdersSnapshot(manifest.id).holders.contains { $0.0.nodeID == other.node.nodeID }
+                return watched && seen
+            }
+            #expect(await holder.node.knownSnapshots().first?.local == true)
+            // The node's gc (as its store upkeep runs it): nothing pinned or wanted, so everything goes.
+            let report = try await holder.node.collectGarbage(maxStoredBytes: 0)
+            #expect(report.evictedChunks > 0)
+            #expect(await holder.node.knownSnapshots().first?.local == false)
+            try await eventually("the watcher no longer counts the holder as a holder") {
+                !(await watcher.node.holdersSnapshot(manifest.id).holders.contains { $0.0.nodeID == holder.node.nodeID })
+            }
+            // Asked again, the holder really fetches (from the other seed) instead of answering "already local".
+            #expect(await holder.node.holdersSnapshot(manifest.id).holders.contains { $0.0.nodeID == other.node.nodeID })
+            let result = try await holder.node.fetch(manifest.id)
+            #expect(result.fetchedBytes == manifest.header.fileByteCount)
+            #expect(try holder.store.missingChunks(of: manifest).isEmpty)
+        }
+    }
+}
