@@ -225,8 +225,10 @@ struct ConnectionRunner {
     private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
         let store = node.store
         let decompressors = node.decompressors
-        // Read and re-hashed on this task: short, page-cache-bound work, cheaper than a hop to the I/O pool.
-        let read = try? decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        // Read, decompressed and re-hashed on the I/O pool: file and CPU work stays off Swift's cooperative threads.
+        let read = try? await node.pool.runIfActive {
+            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
             peer.endServing(request: request, uploaded: 0)

@@ -138,7 +138,8 @@ public actor MeshNode {
         }
         for peer in configuration.bootstrapPeers { knownAddresses.insert(peer) }
         // Resume downloads that a restart interrupted.
-        for id in try store.wantedManifests() where catalog[id] != nil {
+        let wanted = try await pool.runIfActive { try store.wantedManifests() }
+        for id in wanted where catalog[id] != nil {
             startDownload(id)
         }
         logger.info("catalog loaded", metadata: ["manifests": "\(catalog.count)", "held": "\(local.count)"])
@@ -580,13 +581,18 @@ public actor MeshNode {
 
     /// Announces a manifest that was published into our store by the local CLI.
     public func announceLocal(_ id: Digest) async throws {
-        guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
-        let trusted = try configuration.trust.verify(manifest)
-        let index = ChunkIndex(manifest: manifest)
-        indexes[id] = index
-        if try store.missingChunks(of: manifest).isEmpty { local[id] = .complete }
-        if catalog[id] == nil {
+        let store = self.store
+        let policy = configuration.trust
+        // Store reads and writes on the I/O pool, not on the actor.
+        let (manifest, index, complete) = try await pool.runIfActive { () throws -> (Manifest, ChunkIndex, Bool) in
+            guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
+            let trusted = try policy.verify(manifest)
             try store.saveHeader(trusted.header)
+            return (manifest, ChunkIndex(manifest: manifest), try store.missingChunks(of: manifest).isEmpty)
+        }
+        indexes[id] = index
+        if complete { local[id] = .complete }
+        if catalog[id] == nil {
             catalog[id] = manifest.signed
             for peer in peers.values { peer.send(.announce(manifest.signed)) }
         }

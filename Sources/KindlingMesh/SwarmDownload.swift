@@ -131,6 +131,9 @@ struct SwarmDownload {
         var order: [Int] = []
         /// How many partial holders (other downloaders) have each position: a seed is not asked for those.
         var partialCounts = [Int](repeating: 0, count: total)
+        /// Positions whose first reply found the chunk already written (by a concurrent request, or a download of
+        /// another snapshot sharing it).
+        var storedByOther = Set<Int>()
         /// Peers that let a request for the position time out.
         var timedOutBy: [Int: Set<PublicKey>] = [:]
         /// Failed requests per position: after two, a seed may serve it after all (its other holders are failing).
@@ -242,13 +245,17 @@ struct SwarmDownload {
                         peers[peer.nodeID] = state
                     }
                     result.wireBytesByPeer[peer.nodeID.text, default: 0] += wireBytes
-                    guard remaining.remove(position) != nil else { continue }
-                    requested[position] = nil
-                    timedOutBy[position] = nil
-                    if new {
+                    let first = remaining.remove(position) != nil
+                    // Two requests for one chunk (the endgame) may finish in either order: the one that wrote it
+                    // counts it as fetched even when the other, which found it written, came back first.
+                    if new && (first || storedByOther.remove(position) != nil) {
                         result.fetchedBytes += plainBytes
                         result.chunksFetched += 1
                     }
+                    guard first else { continue }
+                    if !new { storedByOther.insert(position) }
+                    requested[position] = nil
+                    timedOutBy[position] = nil
                     doneBytes += plainBytes
                     uncommitted += 1
                     lastProgress = .now
@@ -321,9 +328,12 @@ struct SwarmDownload {
             return .corrupt(peer, position: position, reason: "sent a chunk of the wrong length")
         }
         do {
-            // Verified and written right here: a 64 KiB write to the page cache is shorter than a hop to a pool.
-            let new = try decompressors.with { decompressor in
-                try store.storeCompressedChunk(reply.compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+            // Verified and written on the I/O pool, off Swift's cooperative threads.
+            let compressed = reply.compressed
+            let new = try await pool.runIfActive {
+                try decompressors.with { decompressor in
+                    try store.storeCompressedChunk(compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+                }
             }
             return .stored(
                 peer, position: position, wireBytes: reply.compressed.count, plainBytes: chunk.length, new: new,
