@@ -157,7 +157,9 @@ struct RetryTests {
                     }
                 }
                 group.addTask {
-                    try await eventually("the stalling peer is connected") { await downloader.node.connectedPeers.count == 2 }
+                    try await eventually("the stalling peer is known to hold the snapshot") {
+                        await downloader.node.holdersSnapshot(manifest.id).holders.contains { $0.0.nodeID == stalling.key.publicKey }
+                    }
                     let started = ContinuousClock.now
                     let result = try await downloader.node.fetch(manifest.id)
                     #expect(result.fetchedBytes == manifest.header.fileByteCount)
