@@ -5,6 +5,7 @@ import KindlingWire
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// Runs one TCP connection from the first byte to the last: handshake, then the reader, writer and watchdog.
 struct ConnectionRunner {
@@ -23,8 +24,11 @@ struct ConnectionRunner {
         }
     }
 
-    func run() async {
+    /// Runs the connection to its end; returns whether the peer was authenticated and admitted.
+    @discardableResult
+    func run() async -> Bool {
         let remote = channel.channel.remoteAddress?.ipAddress ?? "?"
+        var admitted = false
         do {
             try await channel.executeThenClose { inbound, outbound in
                 var frames = inbound.makeAsyncIterator()
@@ -33,38 +37,51 @@ struct ConnectionRunner {
                     channel.channel.close(promise: nil)
                 }
                 let established: (PeerIdentity, SecureFraming?)
+                /// Set once our StreamHeader is on its way: from then on every frame we send is sealed (wire.md §1).
+                var keyedSealer: FrameSealer?
                 do {
-                    established = try await handshake(&frames, outbound)
+                    established = try await handshake(&frames, outbound, keyedSealer: &keyedSealer)
                     deadline.cancel()
                 } catch {
                     deadline.cancel()
                     let wireError = (error as? WireError) ?? .timeout("the handshake")
                     node.logger.info("handshake failed", metadata: ["remote": "\(remote)", "error": "\(wireError)"])
-                    try? await outbound.write(WireMessage.error(code: wireError.code, message: wireError.description).encoded())
+                    try? await outbound.write(seal(WireMessage.error(code: wireError.code, message: wireError.description).encoded(), keyedSealer))
                     return
                 }
                 let (identity, framing) = established
                 limit.raiseToMessageLimit(sealed: framing != nil)
+                channel.channel.resumeFrameDecoding()
                 let socket = channel.channel
                 let peer = PeerConnection(
-                    identity: identity, remoteHost: remote, role: role, closeChannel: { socket.close(promise: nil) })
+                    identity: identity, remoteHost: remote, role: role, maxQueuedBytes: configuration.maxQueuedBytesPerPeer,
+                    closeChannel: { socket.close(promise: nil) })
                 if let refusal = await node.admit(peer) {
                     try? await outbound.write(seal(WireMessage.error(code: refusal.code, message: refusal.description).encoded(), framing?.sealer))
                     return
                 }
+                admitted = true
                 defer { peer.close() }
                 await serve(peer: peer, frames: &frames, outbound: outbound, framing: framing)
+                if peer.wasDroppedAsSlow {
+                    node.logger.warning(
+                        "peer does not read what we send it: disconnected as a slow consumer",
+                        metadata: ["peer": "\(peer)", "limit": "\(configuration.maxQueuedBytesPerPeer) bytes queued"])
+                    await node.noteSlowConsumer()
+                }
                 await node.remove(peer)
             }
         } catch {
             node.logger.debug("connection ended", metadata: ["remote": "\(remote)", "error": "\(error)"])
         }
+        return admitted
     }
 
     // MARK: Handshake
 
     private func handshake(
-        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
+        keyedSealer: inout FrameSealer?
     ) async throws -> (PeerIdentity, SecureFraming?) {
         var session = HandshakeSession(
             role: role,
@@ -75,6 +92,7 @@ struct ConnectionRunner {
         let streamHeader = try session.receiveHello(frame: try await next(&frames, expecting: "hello"))
         var framing: SecureFraming?
         if let streamHeader {
+            keyedSealer = session.streamSealer
             try await outbound.write(streamHeader)
             framing = try session.receiveStreamHeader(frame: try await next(&frames, expecting: "stream header"))
         }
@@ -113,7 +131,7 @@ struct ConnectionRunner {
                     } catch {
                         peer.close()
                     }
-                    peer.didWrite()
+                    peer.didWrite(item)
                     item.onWritten?()
                 }
             }
@@ -146,9 +164,13 @@ struct ConnectionRunner {
                 if let wireError, case .closedByPeer = wireError {
                     node.logger.info("peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(wireError)"])
                     peer.close()
+                } else if let wireError, wireError.isOffence {
+                    // Garbage after the handshake, or a reply naming another chunk than asked: a ban (Specs/wire.md,
+                    // "Transfers"). The Error frame says why; the timer hangs up if the peer does not read it.
+                    await node.ban(peer, reason: "protocol error: \(wireError)", code: wireError.code)
+                    channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else if let wireError {
-                    // Say why, then hang up; the timer hangs up anyway if the peer does not read.
-                    node.logger.warning("protocol error, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
+                    node.logger.info("connection broken, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
                     peer.closeAfterSending(.error(code: wireError.code, message: wireError.description))
                     channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else {
@@ -173,7 +195,7 @@ struct ConnectionRunner {
                 peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
                 return
             }
-            guard peer.beginServing(limit: configuration.maxServingPerPeer) else {
+            guard peer.beginServing(request: request, limit: configuration.maxServingPerPeer) else {
                 node.servingTotal.release()
                 peer.send(.noChunk(request: request, chunk: chunk, reason: .busy))
                 return
@@ -203,11 +225,13 @@ struct ConnectionRunner {
     private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
         let store = node.store
         let decompressors = node.decompressors
-        // Read and re-hashed on this task: short, page-cache-bound work, cheaper than a hop to the I/O pool.
-        let read = try? decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        // Read, decompressed and re-hashed on the I/O pool: file and CPU work stays off Swift's cooperative threads.
+        let read = try? await node.pool.runIfActive {
+            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
-            peer.endServing(uploaded: 0)
+            peer.endServing(request: request, uploaded: 0)
             node.servingTotal.release()
             return
         }
@@ -215,19 +239,50 @@ struct ConnectionRunner {
         peer.send(
             .chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed),
             onWritten: {
-                peer.endServing(uploaded: compressed.count)
+                peer.endServing(request: request, uploaded: compressed.count)
                 node.servingTotal.release()
             })
     }
 
+    /// Serves a piece of a manifest body: at most `maxBodyServesPerPeer` at once per peer (more get an empty
+    /// Body: "not now"), from the node's cache of the last body served, so that the pieces of one body cost one
+    /// read of it, not one each.
     private static func serveBody(manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode) async {
-        let store = node.store
-        let body = try? await node.pool.runIfActive { try store.manifest(manifest)?.bodyBytes }
-        guard let body, offset < body.count else {
+        guard peer.beginServingBody(limit: node.configuration.maxBodyServesPerPeer) else {
             peer.send(.body(manifest: manifest, offset: offset, bytes: []))
             return
         }
-        peer.send(.body(manifest: manifest, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])))
+        // Only bodies of manifests the trust gate accepts now are served (a revoked key's are not).
+        guard await node.signedHeader(manifest) != nil, let body = await node.bodyCache.body(of: manifest, node: node), offset < body.count else {
+            peer.send(.body(manifest: manifest, offset: offset, bytes: []))
+            peer.endServingBody()
+            return
+        }
+        let piece = Array(body[offset..<min(body.count, offset + length)])
+        await node.uploadLimiter?.take(piece.count)
+        peer.send(.body(manifest: manifest, offset: offset, bytes: piece), onWritten: { peer.endServingBody() })
+    }
+}
+
+/// The manifest body served last, kept for the next pieces of it, and a bound on bodies being loaded at once.
+final class BodyCache: Sendable {
+    private let cached = Mutex<(id: Digest, bytes: [UInt8])?>(nil)
+    private let loading = ServingGauge()
+    /// Bodies read from the store since the node started (tests check that pieces share one read).
+    let loads = Atomic<Int>(0)
+    static let maxConcurrentLoads = 2
+
+    /// The body from the cache, or read from the store on the I/O pool (nil when the store lacks it, or when
+    /// `maxConcurrentLoads` reads are running: the requester then asks again or asks another peer).
+    func body(of id: Digest, node: MeshNode) async -> [UInt8]? {
+        if let hit = cached.withLock({ $0?.id == id ? $0?.bytes : nil }) { return hit }
+        guard loading.acquire(limit: Self.maxConcurrentLoads) else { return nil }
+        defer { loading.release() }
+        let store = node.store
+        loads.wrappingAdd(1, ordering: .relaxed)
+        guard let bytes = try? await node.pool.runIfActive({ try store.manifest(id)?.bodyBytes }) else { return nil }
+        cached.withLock { $0 = (id, bytes) }
+        return bytes
     }
 }
 

@@ -39,8 +39,12 @@ public struct MeshConfiguration: Sendable {
     public var nodeKey: SigningKey
     public var mesh: MeshIdentity
     public var listen: HostPort
-    /// Peers to keep connected to (re-dialled with backoff).
+    /// Peers to keep connected to. One that cannot be reached (or refuses us) is re-dialled after
+    /// `redialBaseDelay`, doubling with each failure up to `redialMaxDelay`; one that drops after a good
+    /// connection is re-dialled after `redialBaseDelay`.
     public var bootstrapPeers: [HostPort]
+    public var redialBaseDelay: Duration = .seconds(1)
+    public var redialMaxDelay: Duration = .seconds(60)
     public var trust: TrustPolicy
     /// Repositories whose new snapshots are fetched as soon as they are announced.
     public var follow: [RepositoryGlob]
@@ -61,8 +65,32 @@ public struct MeshConfiguration: Sendable {
     public var banDuration: Duration
     /// LAN discovery by multicast; nil turns it off.
     public var lan: LANConfiguration?
-    /// Forged or malformed announcements tolerated from one peer before it is banned.
+    /// Protocol offences (an untrusted announcement, availability beyond a manifest's chunks) tolerated from one
+    /// node id before it is banned. Strikes are kept per node id, not per connection, for `banDuration`.
     public var maxStrikes: Int
+    /// Ban and strike records kept at most (expired ones go first, then those that expire soonest).
+    public var maxBanRecords = 4096
+    /// Partial availability tracked per peer: at most this many manifests and this many bitfield bytes in all
+    /// (complete holders cost a few bytes each and are bounded by the catalog). Beyond it, new partial
+    /// availability from that peer is ignored.
+    public var maxPartialHoldingsPerPeer = 64
+    public var maxPartialHoldingBytesPerPeer = 1 << 20
+    /// Addresses learned from peer exchange, holder notices and the LAN, at most (bootstrap peers come on top).
+    public var maxKnownAddresses = 1024
+    /// A failed download (a `--follow` prefetch, a resumed one) is retried after this, doubling up to the
+    /// maximum; a new holder of it brings the retry forward to within a second.
+    public var downloadRetryBaseDelay: Duration = .seconds(5)
+    public var downloadRetryMaxDelay: Duration = .seconds(300)
+    /// Manifest body pieces served to one peer at once (more get an empty Body, "not now").
+    public var maxBodyServesPerPeer = 2
+    /// Bytes queued for one peer and not yet written, Chunk replies excepted (the serving limit bounds those): a
+    /// peer that lets more pile up is not reading and is disconnected as a slow consumer.
+    public var maxQueuedBytesPerPeer = 16 << 20
+    /// Holder notices kept per manifest (first come; others are neither kept nor relayed), and how long each lives.
+    public var maxHoldersPerManifest = 16
+    public var holderNoticeLifetime: Duration = .seconds(1800)
+    /// How often a node below its peer limit asks its peers for more (GetPeers).
+    public var peerExchangeInterval: Duration = .seconds(60)
     public var agent: String
 
     public init(

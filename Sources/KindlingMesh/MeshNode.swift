@@ -31,6 +31,7 @@ public actor MeshNode {
     nonisolated let uploadLimiter: TokenBucket?
     /// Chunk requests being served right now, across all peers (bounded by `maxServingTotal`).
     nonisolated let servingTotal = ServingGauge()
+    nonisolated let bodyCache = BodyCache()
     public nonisolated let nodeID: PublicKey
 
     nonisolated let work: AsyncStream<NodeWork>
@@ -40,14 +41,27 @@ public actor MeshNode {
     private var peers: [PublicKey: PeerConnection] = [:]
     private var catalog: [Digest: SignedHeader] = [:]
     private var holdings: [Digest: [PublicKey: PeerHoldings]] = [:]
+    /// Partial availability tracked per peer (manifests, bitfield bytes): bounded by the configuration.
+    private var partialUsage: [PublicKey: (entries: Int, bytes: Int)] = [:]
     private var local: [Digest: LocalHolding] = [:]
     private var indexes: [Digest: ChunkIndex] = [:]
-    private var holderNotices: [Digest: [PublicKey: PeerAddress]] = [:]
+    /// Who holds which trusted manifest, heard from peers: at most `maxHoldersPerManifest` per manifest, each
+    /// forgotten after `holderNoticeLifetime`.
+    private var holderNotices: [Digest: [PublicKey: HolderRecord]] = [:]
+    /// Manifests whose holder notices a newly connected peer has yet to be sent (in batches, by `flushHaves`).
+    private var holderReplay: [PublicKey: [Digest]] = [:]
     private var pendingHaves: [Digest: [UInt32]] = [:]
     private var bans: [PublicKey: ContinuousClock.Instant] = [:]
+    /// Protocol offences per node id (not per connection: reconnecting does not reset them), forgotten after
+    /// `banDuration`.
+    private var strikes: [PublicKey: StrikeRecord] = [:]
     private var knownAddresses: Set<HostPort> = []
     private var dialing: Set<HostPort> = []
+    /// When each address may be dialled again (only addresses in `knownAddresses`).
+    private var redial: [HostPort: RedialState] = [:]
     private var downloads: [Digest: DownloadRecord] = [:]
+    /// Failed downloads (still wanted) and when to try again; only manifests in the catalog.
+    private var retries: [Digest: RetryState] = [:]
     /// Bumped whenever what peers hold changes; readable without a hop onto the actor.
     nonisolated let holdingsVersion = VersionCounter()
     var availabilityVersion: Int { holdingsVersion.value }
@@ -56,6 +70,26 @@ public actor MeshNode {
     private var closedUploaded = 0
     private var closedDownloaded = 0
     private var shuttingDown = false
+
+    struct HolderRecord {
+        var address: PeerAddress
+        var expires: ContinuousClock.Instant
+    }
+
+    struct RetryState {
+        var attempts: Int
+        var notBefore: ContinuousClock.Instant
+    }
+
+    struct StrikeRecord {
+        var count: Int
+        var expires: ContinuousClock.Instant
+    }
+
+    struct RedialState {
+        var failures: Int
+        var notBefore: ContinuousClock.Instant
+    }
 
     struct DownloadRecord {
         var waiters: [CheckedContinuation<FetchResult, any Error>] = []
@@ -104,7 +138,8 @@ public actor MeshNode {
         }
         for peer in configuration.bootstrapPeers { knownAddresses.insert(peer) }
         // Resume downloads that a restart interrupted.
-        for id in try store.wantedManifests() where catalog[id] != nil {
+        let wanted = try await pool.runIfActive { try store.wantedManifests() }
+        for id in wanted where catalog[id] != nil {
             startDownload(id)
         }
         logger.info("catalog loaded", metadata: ["manifests": "\(catalog.count)", "held": "\(local.count)"])
@@ -135,7 +170,7 @@ public actor MeshNode {
         if peers[peer.nodeID] != nil { return .closedByPeer(code: 7, message: "already connected") }
         if peers.count >= configuration.maxPeers { return .closedByPeer(code: 6, message: "too many peers") }
         peers[peer.nodeID] = peer
-        if let address = peer.listenAddress { knownAddresses.insert(HostPort(host: address.host, port: Int(address.port))) }
+        if let address = peer.listenAddress { learnAddress(HostPort(host: address.host, port: Int(address.port))) }
         logger.info("peer connected", metadata: ["peer": "\(peer)", "direction": "\(peer.role)"])
         // Anti-entropy: compare catalogs, tell what we hold, ask for more peers.
         peer.send(.catalogDigest(count: catalog.count, digest: catalogDigest()))
@@ -145,13 +180,10 @@ public actor MeshNode {
             case .partial(let bits): peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
             }
         }
-        // Who else holds what: a peer that joins after a notice went round learns it here.
-        for (manifest, holders) in holderNotices {
-            for address in holders.values.prefix(64) where address.nodeID != peer.nodeID {
-                peer.send(.holder(HolderNotice(manifest: manifest, nodeID: address.nodeID, host: address.host, port: address.port)))
-            }
-        }
-        if configuration.peerExchange { peer.send(.getPeers) }
+        // Who else holds what: a peer that joins after a notice went round learns it, in batches (`flushHaves`)
+        // so that a large catalog does not flood its queue.
+        if !holderNotices.isEmpty { holderReplay[peer.nodeID] = Array(holderNotices.keys) }
+        if configuration.peerExchange { peer.requestPeers() }
         holdingsVersion.bump()
         return nil
     }
@@ -162,45 +194,139 @@ public actor MeshNode {
         let stats = peer.statistics
         closedUploaded += stats.uploaded
         closedDownloaded += stats.downloaded
-        for id in holdings.keys { holdings[id]?[peer.nodeID] = nil }
+        for id in Array(holdings.keys) {
+            holdings[id]?[peer.nodeID] = nil
+            if holdings[id]?.isEmpty == true { holdings[id] = nil }
+        }
+        partialUsage[peer.nodeID] = nil
+        holderReplay[peer.nodeID] = nil
         holdingsVersion.bump()
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
     }
 
-    /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage).
-    func ban(_ peer: PeerConnection, reason: String) {
-        bans[peer.nodeID] = .now + configuration.banDuration
+    /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage). The Error frame
+    /// carries `code` (5, banned, unless the offence has a code of its own) and says for how long.
+    func ban(_ peer: PeerConnection, reason: String, code: Int = 5) {
+        let now = ContinuousClock.now
+        Self.insertBounded(&bans, key: peer.nodeID, value: now + configuration.banDuration, limit: configuration.maxBanRecords) { $0 > now }
+        strikes[peer.nodeID] = nil
         counters.bans += 1
-        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)"])
-        peer.closeAfterSending(.error(code: 5, message: "banned: \(reason)"))
+        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "seconds": "\(Int(configuration.banDuration.seconds))"])
+        peer.closeAfterSending(.error(code: code, message: "banned for \(Int(configuration.banDuration.seconds)) s: \(reason)"))
         remove(peer)
     }
 
-    func isBanned(_ nodeID: PublicKey) -> Bool {
-        if let until = bans[nodeID], until > .now { return true }
+    /// Counts a protocol offence against the peer's node id; the `maxStrikes`-th bans it. True when banned.
+    @discardableResult
+    func strike(_ peer: PeerConnection, reason: String) -> Bool {
+        let now = ContinuousClock.now
+        var record = strikes[peer.nodeID].flatMap { $0.expires > now ? $0 : nil } ?? StrikeRecord(count: 0, expires: now)
+        record.count += 1
+        record.expires = now + configuration.banDuration
+        counters.strikes += 1
+        logger.notice("strike against peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "strikes": "\(record.count)"])
+        if record.count >= configuration.maxStrikes {
+            ban(peer, reason: "\(reason) (\(record.count) offences)")
+            return true
+        }
+        Self.insertBounded(&strikes, key: peer.nodeID, value: record, limit: configuration.maxBanRecords) { $0.expires > now }
         return false
     }
 
-    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to.
+    func isBanned(_ nodeID: PublicKey) -> Bool {
+        guard let until = bans[nodeID] else { return false }
+        if until > .now { return true }
+        bans[nodeID] = nil
+        return false
+    }
+
+    /// Inserts into a map of at most `limit` records: when full, drops the records that are no longer `live`, and
+    /// if none is, an arbitrary one (a flood of offenders cannot grow the map; the cost is an early pardon).
+    static func insertBounded<Value>(
+        _ map: inout [PublicKey: Value], key: PublicKey, value: Value, limit: Int, live: (Value) -> Bool
+    ) {
+        if map[key] == nil && map.count >= limit {
+            map = map.filter { live($0.value) }
+            if map.count >= limit, let victim = map.keys.first { map[victim] = nil }
+        }
+        map[key] = value
+    }
+
+    /// Forgets expired bans and strikes. Called by the maintenance loop.
+    func purgeExpired() {
+        let now = ContinuousClock.now
+        bans = bans.filter { $0.value > now }
+        strikes = strikes.filter { $0.value.expires > now }
+        for (id, holders) in holderNotices {
+            let live = holders.filter { $0.value.expires > now }
+            holderNotices[id] = live.isEmpty ? nil : live
+        }
+    }
+
+    /// Remembers an address to dial later, up to `maxKnownAddresses` learned ones. False when it is full.
+    @discardableResult
+    private func learnAddress(_ address: HostPort) -> Bool {
+        if knownAddresses.contains(address) { return true }
+        guard knownAddresses.count < configuration.maxKnownAddresses + configuration.bootstrapPeers.count else { return false }
+        knownAddresses.insert(address)
+        return true
+    }
+
+    func noteSlowConsumer() {
+        counters.slowConsumers += 1
+    }
+
+    /// Asks every peer for more peers, when below the peer limit. Called by the maintenance loop.
+    func exchangePeers() {
+        guard configuration.peerExchange, !shuttingDown, peers.count < configuration.maxPeers else { return }
+        for peer in peers.values { peer.requestPeers() }
+    }
+
+    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to, whose redial
+    /// backoff has passed.
     func dialCandidates() -> [HostPort] {
         guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
+        let now = ContinuousClock.now
         let connected = Set(peers.values.compactMap { $0.listenAddress.map { HostPort(host: $0.host, port: Int($0.port)) } })
         let ownAddresses = Set([HostPort(host: "127.0.0.1", port: Int(listenPort)), HostPort(host: "::1", port: Int(listenPort)), HostPort(host: "localhost", port: Int(listenPort))])
         var candidates = Array(knownAddresses.subtracting(connected).subtracting(dialing).subtracting(ownAddresses))
+            .filter { redial[$0].map { $0.notBefore <= now } ?? true }
         candidates.shuffle()
         return Array(candidates.prefix(max(0, configuration.maxPeers - peers.count)))
     }
 
     func requestDial(_ address: HostPort) {
         guard !dialing.contains(address), !shuttingDown else { return }
+        if let backoff = redial[address], backoff.notBefore > .now { return }
         dialing.insert(address)
         workQueue.yield(.dial(address))
     }
 
-    func dialFinished(_ address: HostPort, failed: Bool) {
+    /// A dial ended: the connection could not be made or was refused (`admitted` false), or it ran and closed.
+    /// Failures back off exponentially (with 20 % jitter) up to `redialMaxDelay`; learned addresses that fail are
+    /// forgotten, bootstrap peers stay and are retried.
+    func dialFinished(_ address: HostPort, admitted: Bool) {
         dialing.remove(address)
-        // Learned addresses that fail are forgotten; bootstrap peers stay and are retried.
-        if failed && !configuration.bootstrapPeers.contains(address) { knownAddresses.remove(address) }
+        let now = ContinuousClock.now
+        if admitted {
+            redial[address] = RedialState(failures: 0, notBefore: now + configuration.redialBaseDelay)
+            return
+        }
+        guard configuration.bootstrapPeers.contains(address) else {
+            knownAddresses.remove(address)
+            redial[address] = nil
+            return
+        }
+        let failures = min((redial[address]?.failures ?? 0) + 1, 30)
+        redial[address] = RedialState(failures: failures, notBefore: now + Self.redialDelay(failures: failures, configuration: configuration))
+    }
+
+    /// The wait before the next dial after `failures` failures in a row: base × 2^(failures − 1), at most the
+    /// maximum, with ±20 % jitter so that nodes restarted together do not dial in step.
+    static func redialDelay(failures: Int, configuration: MeshConfiguration) -> Duration {
+        let base = configuration.redialBaseDelay.seconds
+        let delay = min(configuration.redialMaxDelay.seconds, base * pow(2, Double(max(0, failures - 1))))
+        return .milliseconds(Int(delay * Double.random(in: 0.8...1.2) * 1000))
     }
 
     public var connectedPeers: [PeerConnection] { Array(peers.values) }
@@ -209,7 +335,8 @@ public actor MeshNode {
     func learnLANPeer(_ id: PublicKey, host: String, port: UInt16) {
         guard id != nodeID, peers[id] == nil, !isBanned(id) else { return }
         let address = HostPort(host: host, port: Int(port))
-        if knownAddresses.insert(address).inserted {
+        guard !knownAddresses.contains(address) else { return requestDial(address) }
+        if learnAddress(address) {
             counters.lanDiscovered += 1
             logger.info("found a peer on the LAN", metadata: ["address": "\(address)"])
         }
@@ -224,15 +351,25 @@ public actor MeshNode {
         case .announce(let signed):
             await receiveAnnouncement(signed, from: peer)
         case .have(let id, let availability):
+            // Availability of a manifest that is not in our catalog (another publisher's) is of no use: ignored.
+            guard let limit = chunkLimit(id) else { return }
             switch availability {
             case .complete:
-                holdings[id, default: [:]][peer.nodeID] = .complete
+                setHolding(.complete, of: id, by: peer)
                 if let address = peer.listenAddress { noteHolder(HolderNotice(manifest: id, nodeID: peer.nodeID, host: address.host, port: address.port), from: peer) }
             case .partial(let bitfield):
-                holdings[id, default: [:]][peer.nodeID] = .partial(Bitset(bytes: bitfield))
+                guard let bits = Self.validatedBitfield(bitfield, positions: limit) else {
+                    strike(peer, reason: "availability bitfield beyond the manifest's \(limit) chunks")
+                    return
+                }
+                setHolding(bits.count == 0 ? nil : .partial(bits), of: id, by: peer)
             }
-            holdingsVersion.bump()
         case .haveChunks(let id, let indices):
+            guard let limit = chunkLimit(id) else { return }
+            if let bad = indices.first(where: { Int($0) >= limit }) {
+                strike(peer, reason: "HaveChunks index \(bad) beyond the manifest's \(limit) chunks")
+                return
+            }
             var bits: Bitset
             switch holdings[id]?[peer.nodeID] {
             case .complete?: return
@@ -240,8 +377,7 @@ public actor MeshNode {
             case nil: bits = Bitset()
             }
             for index in indices { bits.insert(Int(index)) }
-            holdings[id, default: [:]][peer.nodeID] = .partial(bits)
-            holdingsVersion.bump()
+            setHolding(.partial(bits), of: id, by: peer)
         case .holder(let notice):
             noteHolder(notice, from: peer)
         case .catalogDigest(let count, let digest):
@@ -260,18 +396,28 @@ public actor MeshNode {
                 peer.send(.announceRequest(ids: Array(unknown[start..<min(unknown.count, start + WireLimits.maxAnnounceRequestIDs)])))
             }
         case .announceRequest(let ids):
-            for id in ids {
+            var seen = Set<Digest>()
+            for id in ids where seen.insert(id).inserted {
                 guard let signed = catalog[id] else { continue }
                 peer.send(.announce(signed))
-                if case .complete? = local[id] { peer.send(.have(manifest: id, availability: .complete)) }
+                // Availability sent before the peer knew the manifest was ignored there: say it again now.
+                switch local[id] {
+                case .complete?: peer.send(.have(manifest: id, availability: .complete))
+                case .partial(let bits)?: peer.send(.have(manifest: id, availability: .partial(bitfield: bits.bytes)))
+                case nil: break
+                }
+                for address in liveHolders(id) where address.nodeID != peer.nodeID {
+                    peer.send(.holder(HolderNotice(manifest: id, nodeID: address.nodeID, host: address.host, port: address.port)))
+                }
             }
         case .getPeers:
             let addresses = peers.values.filter { $0 !== peer }.compactMap(\.listenAddress)
             peer.send(.peers(Array(addresses.shuffled().prefix(WireLimits.maxPeersPerFrame))))
         case .peers(let addresses):
-            guard configuration.peerExchange else { return }
-            for address in addresses where address.nodeID != nodeID && !isBanned(address.nodeID) {
-                knownAddresses.insert(HostPort(host: address.host, port: Int(address.port)))
+            // Only an answer to our GetPeers is taken: unsolicited lists could fill the address book.
+            guard configuration.peerExchange, peer.takePeersAnswer() else { return }
+            for address in addresses where address.nodeID != nodeID && !isBanned(address.nodeID) && peers[address.nodeID] == nil {
+                learnAddress(HostPort(host: address.host, port: Int(address.port)))
             }
         default:
             break
@@ -296,8 +442,8 @@ public actor MeshNode {
                 // A forged signature is a lie; an unknown key may just be another team's bors, so only strike.
                 if case .badSignature = error {
                     ban(peer, reason: "forged announcement")
-                } else if peer.strike() >= configuration.maxStrikes {
-                    ban(peer, reason: "too many untrusted announcements")
+                } else {
+                    strike(peer, reason: "untrusted announcement")
                 }
             }
             return
@@ -324,20 +470,107 @@ public actor MeshNode {
         }
     }
 
+    /// How many chunk positions manifest `id` has: exact with its body, else the header's count of chunk
+    /// references (an upper bound, signed by the publisher). Nil when the manifest is not in the catalog.
+    private func chunkLimit(_ id: Digest) -> Int? {
+        if let index = indexes[id] { return index.count }
+        return catalog[id]?.header.chunkReferenceCount
+    }
+
+    /// A peer's bitfield over `positions` chunks, without trailing zero bytes; nil when it names a position
+    /// beyond them.
+    static func validatedBitfield(_ bitfield: [UInt8], positions: Int) -> Bitset? {
+        var bytes = bitfield
+        while bytes.last == 0 { bytes.removeLast() }
+        guard bytes.count <= (positions + 7) / 8 else { return nil }
+        if let last = bytes.last, positions % 8 != 0, last >> UInt8(positions % 8) != 0 { return nil }
+        return Bitset(bytes: bytes)
+    }
+
+    /// Records what a peer holds of a manifest (nil: nothing), within the peer's partial-availability budget.
+    /// Partial availability beyond the budget is ignored (the peer then looks as if it held what it said before).
+    private func setHolding(_ holding: PeerHoldings?, of id: Digest, by peer: PeerConnection) {
+        guard peers[peer.nodeID] === peer else { return }
+        var usage = partialUsage[peer.nodeID] ?? (0, 0)
+        if case .partial(let old)? = holdings[id]?[peer.nodeID] {
+            usage.entries -= 1
+            usage.bytes -= old.bytes.count
+        }
+        if case .partial(let bits)? = holding {
+            guard usage.entries < configuration.maxPartialHoldingsPerPeer,
+                usage.bytes + bits.bytes.count <= configuration.maxPartialHoldingBytesPerPeer
+            else {
+                logger.debug("partial availability over the peer's budget, ignored", metadata: ["peer": "\(peer)", "manifest": "\(id.short)"])
+                return
+            }
+            usage.entries += 1
+            usage.bytes += bits.bytes.count
+        }
+        partialUsage[peer.nodeID] = usage
+        if let holding {
+            if holdings[id]?[peer.nodeID] == nil { noteNewHolder(of: id) }
+            holdings[id, default: [:]][peer.nodeID] = holding
+        } else {
+            holdings[id]?[peer.nodeID] = nil
+            if holdings[id]?.isEmpty == true { holdings[id] = nil }
+        }
+        holdingsVersion.bump()
+    }
+
+    /// Records and relays (once) that a node holds a manifest. Only for manifests in our catalog, at most
+    /// `maxHoldersPerManifest` live notices each; a notice straight from the holder refreshes its lifetime.
     private func noteHolder(_ notice: HolderNotice, from peer: PeerConnection?) {
-        guard notice.nodeID != nodeID, holderNotices[notice.manifest]?[notice.nodeID] == nil else { return }
+        guard notice.nodeID != nodeID, catalog[notice.manifest] != nil else { return }
+        let now = ContinuousClock.now
+        let expires = now + configuration.holderNoticeLifetime
+        if let existing = holderNotices[notice.manifest]?[notice.nodeID], existing.expires > now {
+            if peer?.nodeID == notice.nodeID { holderNotices[notice.manifest]?[notice.nodeID]?.expires = expires }
+            return
+        }
+        var holders = (holderNotices[notice.manifest] ?? [:]).filter { $0.value.expires > now }
+        guard holders.count < configuration.maxHoldersPerManifest else { return }
         let address = PeerAddress(nodeID: notice.nodeID, host: notice.host, port: notice.port)
-        holderNotices[notice.manifest, default: [:]][notice.nodeID] = address
+        holders[notice.nodeID] = HolderRecord(address: address, expires: expires)
+        holderNotices[notice.manifest] = holders
         for other in peers.values where other !== peer && other.nodeID != notice.nodeID {
             other.send(.holder(notice))
         }
         // Someone we are not connected to holds what we are downloading: worth a connection.
-        if downloads[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
+        noteNewHolder(of: notice.manifest)
+        if downloads[notice.manifest] != nil || retries[notice.manifest] != nil, peers[notice.nodeID] == nil, !isBanned(notice.nodeID) {
             let hostPort = HostPort(host: notice.host, port: Int(notice.port))
-            knownAddresses.insert(hostPort)
-            requestDial(hostPort)
+            if learnAddress(hostPort) { requestDial(hostPort) }
         }
     }
+
+    /// Live holder notices of a manifest.
+    private func liveHolders(_ id: Digest) -> [PeerAddress] {
+        let now = ContinuousClock.now
+        return (holderNotices[id] ?? [:]).values.filter { $0.expires > now }.map(\.address)
+    }
+
+    /// Sends newly connected peers the next batch of holder notices.
+    private func replayHolders() {
+        for (peerID, pending) in holderReplay {
+            guard let peer = peers[peerID] else {
+                holderReplay[peerID] = nil
+                continue
+            }
+            var sent = 0
+            var remaining = pending
+            while let manifest = remaining.last, sent < Self.holderReplayBatch {
+                remaining.removeLast()
+                for address in liveHolders(manifest) where address.nodeID != peerID {
+                    peer.send(.holder(HolderNotice(manifest: manifest, nodeID: address.nodeID, host: address.host, port: address.port)))
+                    sent += 1
+                }
+            }
+            holderReplay[peerID] = remaining.isEmpty ? nil : remaining
+        }
+    }
+
+    /// Holder notices replayed to one new peer per 100 ms at most.
+    static let holderReplayBatch = 256
 
     /// BLAKE2b-256 over the sorted ids of the catalog: equal digests mean equal catalogs.
     private func catalogDigest() -> Digest {
@@ -348,19 +581,80 @@ public actor MeshNode {
 
     /// Announces a manifest that was published into our store by the local CLI.
     public func announceLocal(_ id: Digest) async throws {
-        guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
-        let trusted = try configuration.trust.verify(manifest)
-        let index = ChunkIndex(manifest: manifest)
-        indexes[id] = index
-        if try store.missingChunks(of: manifest).isEmpty { local[id] = .complete }
-        if catalog[id] == nil {
+        let store = self.store
+        let policy = configuration.trust
+        // Store reads and writes on the I/O pool, not on the actor.
+        let (manifest, index, complete) = try await pool.runIfActive { () throws -> (Manifest, ChunkIndex, Bool) in
+            guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
+            let trusted = try policy.verify(manifest)
             try store.saveHeader(trusted.header)
+            return (manifest, ChunkIndex(manifest: manifest), try store.missingChunks(of: manifest).isEmpty)
+        }
+        indexes[id] = index
+        if complete { local[id] = .complete }
+        if catalog[id] == nil {
             catalog[id] = manifest.signed
             for peer in peers.values { peer.send(.announce(manifest.signed)) }
         }
         if case .complete? = local[id] {
             for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
         }
+    }
+
+    /// Runs the store's gc (off the actor) and, when it evicted chunks, recomputes what we hold and tells peers:
+    /// a snapshot that lost chunks is advertised as partial (or withdrawn), not as complete.
+    public func collectGarbage(maxStoredBytes: Int?) async throws -> GarbageReport {
+        let store = self.store
+        let report = try await pool.runIfActive { try store.collectGarbage(maxStoredBytes: maxStoredBytes, waitForLeases: false) }
+        if report.evictedChunks > 0 { await refreshLocalHoldings() }
+        return report
+    }
+
+    /// Recomputes what we hold of every manifest we hold something of, from the store, and re-advertises those
+    /// that changed (a Have with the new bitfield, empty if nothing is left).
+    func refreshLocalHoldings() async {
+        let store = self.store
+        let held = local.compactMap { id, holding in indexes[id].map { (id, $0, holding) } }
+        let fresh: [(Digest, LocalHolding?)]
+        do {
+            fresh = try await pool.runIfActive {
+                try held.map { id, index, _ in (id, try Self.holding(of: index, in: store)) }
+            }
+        } catch {
+            logger.error("could not recompute what the store holds", metadata: ["error": "\(error)"])
+            return
+        }
+        for (id, holding) in fresh {
+            // A download of it may have stored more meanwhile; it reports its own progress.
+            guard downloads[id] == nil else { continue }
+            let before = local[id]
+            switch (before, holding) {
+            case (.complete?, .complete?): continue
+            case (.partial(let old)?, .partial(let new)?) where old == new: continue
+            default: break
+            }
+            local[id] = holding
+            pendingHaves[id] = nil
+            let bitfield: [UInt8]
+            switch holding {
+            case .complete?:
+                for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
+                continue
+            case .partial(let bits)?: bitfield = bits.bytes
+            case nil: bitfield = []
+            }
+            logger.info("snapshot no longer complete here", metadata: ["manifest": "\(id.short)", "chunks held": "\(holding.map { if case .partial(let b) = $0 { b.count } else { 0 } } ?? 0)"])
+            for peer in peers.values { peer.send(.have(manifest: id, availability: .partial(bitfield: bitfield))) }
+        }
+    }
+
+    /// What the store holds of a manifest's chunks.
+    static func holding(of index: ChunkIndex, in store: ChunkStore) throws(StoreError) -> LocalHolding? {
+        let present = try store.presentChunks(among: index.chunks.map(\.id))
+        if present.count == index.count { return .complete }
+        var bits = Bitset(capacity: index.count)
+        for (position, chunk) in index.chunks.enumerated() where present.contains(chunk.id) { bits.insert(position) }
+        return bits.count > 0 ? .partial(bits) : nil
     }
 
     /// Headers of trusted snapshots this node knows, newest first, optionally for one repository.
@@ -382,39 +676,86 @@ public actor MeshNode {
     /// Fetches a snapshot through the mesh into the store; returns once every chunk is stored and verified.
     /// Concurrent fetches of the same manifest share one download.
     public func fetch(_ id: Digest, progress: (@Sendable (FetchProgress) -> Void)? = nil) async throws -> FetchResult {
+        guard !shuttingDown else { throw MeshError.shuttingDown }
         guard catalog[id] != nil else { throw MeshError.unknownManifest(id) }
         if case .complete? = local[id], let index = indexes[id] {
-            return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
+            // The store may have lost chunks since (a gc by another process): check before saying so.
+            let store = self.store
+            if case .complete? = try await pool.runIfActive({ try Self.holding(of: index, in: store) }) {
+                return FetchResult(manifest: id, totalBytes: index.totalBytes, alreadyLocalBytes: index.totalBytes)
+            }
+            local[id] = nil
+            logger.info("snapshot lost chunks since it was complete; fetching again", metadata: ["manifest": "\(id.short)"])
         }
+        guard !shuttingDown else { throw MeshError.shuttingDown }
         return try await withCheckedThrowingContinuation { continuation in
-            startDownload(id)
+            guard startDownload(id) else {
+                // Never leave a caller waiting on a download that will not run.
+                return continuation.resume(throwing: MeshError.shuttingDown)
+            }
             downloads[id]?.waiters.append(continuation)
             if let progress { downloads[id]?.progress.append(progress) }
         }
     }
 
-    private func startDownload(_ id: Digest) {
-        guard downloads[id] == nil, !shuttingDown else { return }
-        if case .complete? = local[id] { return }
+    /// Starts a download unless one runs already; false when none runs (the node is shutting down).
+    @discardableResult
+    private func startDownload(_ id: Digest) -> Bool {
+        guard !shuttingDown else { return false }
+        guard downloads[id] == nil else { return true }
         downloads[id] = DownloadRecord()
-        try? store.setWanted(id, wanted: true)
         // Holders we heard of but are not connected to are worth a connection now.
-        for address in (holderNotices[id] ?? [:]).values where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
+        for address in liveHolders(id) where peers[address.nodeID] == nil && !isBanned(address.nodeID) {
             let hostPort = HostPort(host: address.host, port: Int(address.port))
-            knownAddresses.insert(hostPort)
-            requestDial(hostPort)
+            if learnAddress(hostPort) { requestDial(hostPort) }
         }
         workQueue.yield(.download(id))
+        return true
     }
 
     func reportProgress(_ progress: FetchProgress) {
         for callback in downloads[progress.manifest]?.progress ?? [] { callback(progress) }
     }
 
+    /// A download ended. A failed one stays wanted (in the store) and is retried: after `downloadRetryBaseDelay`,
+    /// doubling up to `downloadRetryMaxDelay`, or sooner when a new holder of it appears.
     func finishDownload(_ id: Digest, result: Result<FetchResult, any Error>) {
         guard let record = downloads.removeValue(forKey: id) else { return }
-        if case .success = result { try? store.setWanted(id, wanted: false) }
+        switch result {
+        case .success:
+            retries[id] = nil
+        case .failure(let error):
+            if !shuttingDown, catalog[id] != nil, !(error is CancellationError) {
+                let attempts = min((retries[id]?.attempts ?? 0) + 1, 30)
+                let base = configuration.downloadRetryBaseDelay.seconds
+                let delay = min(configuration.downloadRetryMaxDelay.seconds, base * pow(2, Double(attempts - 1)))
+                retries[id] = RetryState(attempts: attempts, notBefore: .now + .milliseconds(Int(delay * 1000)))
+                logger.info(
+                    "will retry the fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(attempts)", "in seconds": "\(Int(delay))"])
+            }
+        }
         for waiter in record.waiters { waiter.resume(with: result) }
+    }
+
+    /// Restarts failed downloads whose retry time has come. Called by the maintenance loop.
+    func retryDueDownloads() {
+        guard !shuttingDown else { return }
+        let now = ContinuousClock.now
+        for (id, state) in retries where state.notBefore <= now && downloads[id] == nil {
+            guard catalog[id] != nil else {
+                retries[id] = nil
+                continue
+            }
+            logger.info("retrying fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(state.attempts + 1)"])
+            startDownload(id)
+        }
+    }
+
+    /// Someone new holds (some of) a manifest whose download failed: retry it within a second.
+    private func noteNewHolder(of id: Digest) {
+        guard let state = retries[id] else { return }
+        let soon = ContinuousClock.now + .seconds(1)
+        if state.notBefore > soon { retries[id]?.notBefore = soon }
     }
 
     /// What peers hold of a manifest, for the scheduler. Bumps when anything changes.
@@ -453,6 +794,7 @@ public actor MeshNode {
 
     /// Every chunk is stored: tell every peer (each of them relays a holder notice with our address).
     func markComplete(_ id: Digest) {
+        retries[id] = nil
         local[id] = .complete
         pendingHaves[id] = nil
         for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
@@ -460,6 +802,7 @@ public actor MeshNode {
 
     /// Sends batched HaveChunks to peers that do not hold the manifest completely.
     func flushHaves() {
+        replayHolders()
         guard !pendingHaves.isEmpty else { return }
         let batches = pendingHaves
         pendingHaves.removeAll()
@@ -473,6 +816,34 @@ public actor MeshNode {
     }
 
     // MARK: Status
+
+    /// How big the node's bookkeeping is: every one of these is bounded (Specs/wire.md, "Limits"), and tests
+    /// check that hostile peers cannot grow them.
+    struct StateSizes: Sendable, Equatable {
+        var holdingEntries = 0
+        var partialBitfieldBytes = 0
+        var holderNotices = 0
+        var knownAddresses = 0
+        var bans = 0
+        var strikes = 0
+        var redial = 0
+        var downloadRetries = 0
+    }
+
+    func stateSizes() -> StateSizes {
+        var sizes = StateSizes()
+        for (_, byPeer) in holdings {
+            sizes.holdingEntries += byPeer.count
+            for case .partial(let bits) in byPeer.values { sizes.partialBitfieldBytes += bits.bytes.count }
+        }
+        sizes.holderNotices = holderNotices.values.reduce(0) { $0 + $1.count }
+        sizes.knownAddresses = knownAddresses.count
+        sizes.bans = bans.count
+        sizes.strikes = strikes.count
+        sizes.redial = redial.count
+        sizes.downloadRetries = retries.count
+        return sizes
+    }
 
     public func status() -> MeshStatus {
         MeshStatus(
@@ -499,6 +870,10 @@ public struct GossipCounters: Sendable, Codable {
     public var duplicates = 0
     public var rejected = 0
     public var bans = 0
+    /// Protocol offences counted (untrusted announcements, availability beyond a manifest).
+    public var strikes = 0
+    /// Peers disconnected because they did not read what was queued for them.
+    public var slowConsumers = 0
     public var lanDiscovered = 0
 }
 

@@ -1,4 +1,5 @@
 import KindlingCrypto
+import KindlingStore
 import KindlingWire
 import Logging
 import NIOCore
@@ -22,7 +23,7 @@ public struct MeshServer: Sendable {
             .serverChannelOption(.backlog, value: 256)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
-                let limit = FrameLimit()
+                let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
                 return ConnectionRunner.configure(channel, limit: limit).map { (channel: $0, limit: limit) }
             }
         let port = server.channel.localAddress?.port ?? 0
@@ -84,7 +85,10 @@ public struct MeshServer: Sendable {
                     tasks.addTask {
                         let result: Result<FetchResult, any Error>
                         do {
-                            result = .success(try await SwarmDownload(id: id, node: node).run())
+                            let fetched = try await SwarmDownload(id: id, node: node).run()
+                            let store = node.store
+                            try? await node.pool.runIfActive { try store.setWanted(id, wanted: false) }
+                            result = .success(fetched)
                         } catch {
                             node.logger.warning("fetch failed", metadata: ["manifest": "\(id.short)", "error": "\(error)"])
                             result = .failure(error)
@@ -98,7 +102,7 @@ public struct MeshServer: Sendable {
 
     /// Opens an outgoing connection and runs it to the end.
     func dial(_ address: HostPort) async {
-        let limit = FrameLimit()
+        let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
@@ -106,11 +110,12 @@ public struct MeshServer: Sendable {
                 .connect(host: address.host, port: address.port) { channel in
                     ConnectionRunner.configure(channel, limit: limit)
                 }
-            await node.dialFinished(address, failed: false)
-            await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
+            // The address stays in `dialing` while the connection runs, so it is not dialled twice.
+            let admitted = await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
+            await node.dialFinished(address, admitted: admitted)
         } catch {
             node.logger.debug("dial failed", metadata: ["address": "\(address)", "error": "\(error)"])
-            await node.dialFinished(address, failed: true)
+            await node.dialFinished(address, admitted: false)
         }
     }
 
@@ -120,10 +125,15 @@ public struct MeshServer: Sendable {
             try? await Task.sleep(for: .milliseconds(100))
             await node.flushHaves()
             tick += 1
-            // Dial once a second; bootstrap peers that dropped come back this way.
+            // Look for dial candidates once a second; bootstrap peers that dropped come back this way, after
+            // their backoff.
             if tick % 10 == 1 {
                 for address in await node.dialCandidates() { await node.requestDial(address) }
             }
+            if tick % 100 == 50 { await node.purgeExpired() }
+            if tick % 10 == 5 { await node.retryDueDownloads() }
+            let exchangeTicks = max(10, Int(node.configuration.peerExchangeInterval.seconds * 10))
+            if tick % exchangeTicks == 0 { await node.exchangePeers() }
         }
         // Cancelled: close every connection and stop the work loop, so that the task group can finish.
         await node.beginShutdown()

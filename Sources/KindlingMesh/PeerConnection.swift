@@ -21,6 +21,8 @@ public struct ChunkReply: Sendable {
 struct OutboundItem: Sendable {
     var frame: [UInt8]
     var onWritten: (@Sendable () -> Void)?
+    /// Bytes this frame counts against the queue's byte cap (0 for Chunk replies, bounded by serving slots).
+    var counted: Int
 }
 
 /// One authenticated connection to a peer: its identity, its outbound queue, and the requests in flight.
@@ -38,6 +40,7 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
     private let queue: AsyncStream<OutboundItem>.Continuation
     private let state = Mutex(State())
     private let maxQueuedFrames: Int
+    private let maxQueuedBytes: Int
 
     struct PendingChunk {
         var continuation: CheckedContinuation<ChunkReply, any Error>
@@ -54,15 +57,21 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         var nextRequest: UInt32 = 0
         var chunks: [UInt32: PendingChunk] = [:]
         var bodies: [BodyKey: PendingBody] = [:]
-        var serving = 0
+        /// Request numbers of chunk requests being served; cancels are remembered only for these.
+        var serving: Set<UInt32> = []
         var cancelledServes: Set<UInt32> = []
+        var servingBodies = 0
+        /// We sent GetPeers and wait for the answer: Peers frames nobody asked for are ignored.
+        var peersRequested = false
         var queued = 0
+        var queuedBytes = 0
+        /// Closed because it let more than the byte cap pile up unread.
+        var droppedAsSlow = false
         var bytesUploaded = 0
         var bytesDownloaded = 0
         var lastReceived = ContinuousClock.now
         var lastSent = ContinuousClock.now
         var closed = false
-        var strikes = 0
     }
 
     struct BodyKey: Hashable {
@@ -74,8 +83,9 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     init(
         identity: PeerIdentity, remoteHost: String, role: HandshakeRole, maxQueuedFrames: Int = 100_000,
-        closeChannel: @escaping @Sendable () -> Void
+        maxQueuedBytes: Int = 16 << 20, closeChannel: @escaping @Sendable () -> Void
     ) {
+        self.maxQueuedBytes = maxQueuedBytes
         self.identity = identity
         self.remoteHost = remoteHost
         self.role = role
@@ -97,11 +107,20 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: Sending
 
-    /// Queues a message; never waits. A peer that lets its queue grow past the limit is too slow and is dropped.
+    /// Queues a message; never waits. A peer that lets its queue grow past the limits (frames, or bytes other
+    /// than Chunk replies, which the serving limit bounds) is not reading: it is dropped as a slow consumer.
     public func send(_ message: WireMessage, onWritten: (@Sendable () -> Void)? = nil) {
+        let frame = message.encoded()
+        let counted: Int
+        if case .chunk = message { counted = 0 } else { counted = frame.count }
         let accepted = state.withLock { state -> Bool in
-            guard !state.closed, state.queued < maxQueuedFrames else { return false }
+            guard !state.closed else { return false }
+            guard state.queued < maxQueuedFrames, state.queuedBytes + counted <= maxQueuedBytes else {
+                state.droppedAsSlow = true
+                return false
+            }
             state.queued += 1
+            state.queuedBytes += counted
             state.lastSent = .now
             return true
         }
@@ -110,12 +129,21 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
             if !isClosed { close() }
             return
         }
-        queue.yield(OutboundItem(frame: message.encoded(), onWritten: onWritten))
+        queue.yield(OutboundItem(frame: frame, onWritten: onWritten, counted: counted))
     }
 
-    func didWrite() {
-        state.withLock { $0.queued -= 1 }
+    func didWrite(_ item: OutboundItem) {
+        state.withLock { state in
+            state.queued -= 1
+            state.queuedBytes -= item.counted
+        }
     }
+
+    /// True when the connection was closed because the peer did not read what we queued for it.
+    var wasDroppedAsSlow: Bool { state.withLock { $0.droppedAsSlow } }
+
+    /// Bytes queued for the peer (Chunk replies excepted), for tests and status.
+    var queuedBytes: Int { state.withLock { $0.queuedBytes } }
 
     // MARK: Requests
 
@@ -209,31 +237,62 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     // MARK: Serving
 
-    /// Takes a serving slot; false when the peer already has `limit` requests being served.
-    func beginServing(limit: Int) -> Bool {
+    /// Takes a serving slot for a chunk request; false when the peer already has `limit` requests being served
+    /// (or reuses the number of one in progress).
+    func beginServing(request: UInt32, limit: Int) -> Bool {
         state.withLock { state in
-            guard state.serving < limit else { return false }
-            state.serving += 1
+            guard state.serving.count < limit, !state.serving.contains(request) else { return false }
+            state.serving.insert(request)
             return true
         }
     }
 
-    func endServing(uploaded: Int) {
+    func endServing(request: UInt32, uploaded: Int) {
         state.withLock { state in
-            state.serving -= 1
+            state.serving.remove(request)
+            state.cancelledServes.remove(request)
             state.bytesUploaded += uploaded
         }
     }
 
+    /// Remembers a Cancel for a request being served (others are late or bogus and forgotten), so this set never
+    /// outgrows the serving limit.
     func markCancelled(_ request: UInt32) {
         state.withLock { state in
-            if state.serving > 0 { _ = state.cancelledServes.insert(request) }
+            if state.serving.contains(request) { state.cancelledServes.insert(request) }
         }
     }
 
     /// True (once) when the peer cancelled this request while we were preparing it.
     func takeCancelled(_ request: UInt32) -> Bool {
         state.withLock { $0.cancelledServes.remove(request) != nil }
+    }
+
+    /// Takes a slot for serving a body piece; false when `limit` are in progress for this peer.
+    func beginServingBody(limit: Int) -> Bool {
+        state.withLock { state in
+            guard state.servingBodies < limit else { return false }
+            state.servingBodies += 1
+            return true
+        }
+    }
+
+    func endServingBody() {
+        state.withLock { $0.servingBodies -= 1 }
+    }
+
+    /// Sends GetPeers, remembering that a Peers answer is expected.
+    func requestPeers() {
+        state.withLock { $0.peersRequested = true }
+        send(.getPeers)
+    }
+
+    /// True (once) when a Peers frame answers our GetPeers.
+    func takePeersAnswer() -> Bool {
+        state.withLock { state in
+            defer { state.peersRequested = false }
+            return state.peersRequested
+        }
     }
 
     // MARK: Health
@@ -246,16 +305,8 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         state.withLock { (.now - $0.lastReceived, .now - $0.lastSent) }
     }
 
-    /// Counts a protocol offence (a forged or malformed announcement); returns the total so far.
-    func strike() -> Int {
-        state.withLock { state in
-            state.strikes += 1
-            return state.strikes
-        }
-    }
-
     public var statistics: (uploaded: Int, downloaded: Int, inFlight: Int, serving: Int) {
-        state.withLock { ($0.bytesUploaded, $0.bytesDownloaded, $0.chunks.count, $0.serving) }
+        state.withLock { ($0.bytesUploaded, $0.bytesDownloaded, $0.chunks.count, $0.serving.count) }
     }
 
     public var isClosed: Bool { state.withLock { $0.closed } }

@@ -11,7 +11,9 @@ import NIOPosix
 /// - a bounded window of requests per peer, grown on success and halved on timeout (AIMD), so fast peers end up
 ///   serving most chunks and a slow or overloaded one little;
 /// - rarest first among the peers' holdings, ties broken by a per-download shuffle so downloaders spread out;
-/// - a timed-out, refused or lost request goes back in the queue for someone else;
+/// - a timed-out, refused or lost request goes back in the queue for someone else: a peer that timed out on a
+///   chunk is not asked for it again while another holder has it, and its latency estimate takes the timeout, so
+///   it sorts behind the peers that answer;
 /// - endgame: once every missing chunk is requested, the last ones are also asked of a second peer;
 /// - every chunk is verified before it is stored (a peer that sends bad bytes is banned, the download goes on);
 /// - progress is committed to the store often, so a killed node resumes where it stopped.
@@ -24,7 +26,7 @@ struct SwarmDownload {
 
     enum Outcome: Sendable {
         case stored(PeerConnection, position: Int, wireBytes: Int, plainBytes: Int, new: Bool, latency: Duration)
-        case failed(PeerConnection, position: Int, PeerRequestError)
+        case failed(PeerConnection, position: Int, PeerRequestError, after: Duration)
         case corrupt(PeerConnection, position: Int, reason: String)
         case storeFailed(StoreError)
     }
@@ -44,6 +46,9 @@ struct SwarmDownload {
     func run() async throws -> FetchResult {
         let started = ContinuousClock.now
         guard let signed = await node.signedHeader(id) else { throw MeshError.unknownManifest(id) }
+        // Wanted until it completes: a restarted node resumes it, and gc spares its chunks meanwhile.
+        let wantedStore = store
+        try await node.pool.runIfActive { try wantedStore.setWanted(id, wanted: true) }
         let manifest = try await obtainManifest(signed)
         let index = ChunkIndex(manifest: manifest)
         await node.setIndex(index, for: id)
@@ -126,6 +131,11 @@ struct SwarmDownload {
         var order: [Int] = []
         /// How many partial holders (other downloaders) have each position: a seed is not asked for those.
         var partialCounts = [Int](repeating: 0, count: total)
+        /// Positions whose first reply found the chunk already written (by a concurrent request, or a download of
+        /// another snapshot sharing it).
+        var storedByOther = Set<Int>()
+        /// Peers that let a request for the position time out.
+        var timedOutBy: [Int: Set<PublicKey>] = [:]
         /// Failed requests per position: after two, a seed may serve it after all (its other holders are failing).
         var failures = [UInt8](repeating: 0, count: total)
         var lastProgress = ContinuousClock.now
@@ -137,6 +147,13 @@ struct SwarmDownload {
         let store = self.store
         let pool = node.pool
         let decompressors = node.decompressors
+
+        let requestTimeout = configuration.requestTimeout
+        /// A request's timeout from the peer's latency: 8 × the estimate, within a quarter of and the full
+        /// configured timeout.
+        func timeoutUsed(_ state: PeerState) -> Duration {
+            max(requestTimeout / 4, min(requestTimeout, state.latency * 8))
+        }
 
         try await withThrowingTaskGroup(of: Outcome.self) { group in
             var inFlight = 0
@@ -182,6 +199,15 @@ struct SwarmDownload {
                     while state.inFlight < state.window {
                         let pick = order.first { position in
                             guard remaining.contains(position), holding.has(position), !state.lacks.contains(position) else { return false }
+                            // Not again of a peer that let it time out while a faster holder that has not is around.
+                            if let slow = timedOutBy[position], slow.contains(peer.nodeID),
+                                holders.contains(where: { other, holds in
+                                    !slow.contains(other.nodeID) && holds.has(position) && !banned.contains(other.nodeID)
+                                        && (peers[other.nodeID]?.latency ?? .zero) < state.latency
+                                })
+                            {
+                                return false
+                            }
                             if isSeed && partialCounts[position] > 0 && failures[position] < 2 { return false }
                             let askedOf = requested[position] ?? []
                             return endgame ? (askedOf.count < 2 && !askedOf.contains(peer.nodeID)) : askedOf.isEmpty
@@ -191,7 +217,7 @@ struct SwarmDownload {
                         state.inFlight += 1
                         inFlight += 1
                         let chunk = index.chunks[position]
-                        let timeout = max(configuration.requestTimeout / 4, min(configuration.requestTimeout, state.latency * 8))
+                        let timeout = timeoutUsed(state)
                         group.addTask {
                             await Self.request(
                                 chunk, position: position, from: peer, timeout: timeout, store: store, pool: pool,
@@ -219,17 +245,22 @@ struct SwarmDownload {
                         peers[peer.nodeID] = state
                     }
                     result.wireBytesByPeer[peer.nodeID.text, default: 0] += wireBytes
-                    guard remaining.remove(position) != nil else { continue }
-                    requested[position] = nil
-                    if new {
+                    let first = remaining.remove(position) != nil
+                    // Two requests for one chunk (the endgame) may finish in either order: the one that wrote it
+                    // counts it as fetched even when the other, which found it written, came back first.
+                    if new && (first || storedByOther.remove(position) != nil) {
                         result.fetchedBytes += plainBytes
                         result.chunksFetched += 1
                     }
+                    guard first else { continue }
+                    if !new { storedByOther.insert(position) }
+                    requested[position] = nil
+                    timedOutBy[position] = nil
                     doneBytes += plainBytes
                     uncommitted += 1
                     lastProgress = .now
                     storedSinceReport.append(position)
-                case .failed(let peer, let position, let error):
+                case .failed(let peer, let position, let error, let elapsed):
                     peers[peer.nodeID]?.inFlight -= 1
                     requested[position]?.remove(peer.nodeID)
                     if requested[position]?.isEmpty == true { requested[position] = nil }
@@ -237,7 +268,11 @@ struct SwarmDownload {
                     result.retries += 1
                     if var state = peers[peer.nodeID] {
                         switch error {
-                        case .timeout: state.window = max(1, state.window / 2)
+                        case .timeout:
+                            state.window = max(1, state.window / 2)
+                            // It took at least the timeout: its estimate says so, and this chunk goes elsewhere.
+                            state.latency = max(state.latency, elapsed)
+                            timedOutBy[position, default: []].insert(peer.nodeID)
                         case .notHeld: state.lacks.insert(position)
                         case .busy:
                             state.window = max(1, state.window - 1)
@@ -285,17 +320,20 @@ struct SwarmDownload {
         do {
             reply = try await peer.requestChunk(chunk.id, timeout: timeout)
         } catch let error as PeerRequestError {
-            return .failed(peer, position: position, error)
+            return .failed(peer, position: position, error, after: ContinuousClock.now - started)
         } catch {
-            return .failed(peer, position: position, .closed)
+            return .failed(peer, position: position, .closed, after: ContinuousClock.now - started)
         }
         guard reply.plainLength == chunk.length else {
             return .corrupt(peer, position: position, reason: "sent a chunk of the wrong length")
         }
         do {
-            // Verified and written right here: a 64 KiB write to the page cache is shorter than a hop to a pool.
-            let new = try decompressors.with { decompressor in
-                try store.storeCompressedChunk(reply.compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+            // Verified and written on the I/O pool, off Swift's cooperative threads.
+            let compressed = reply.compressed
+            let new = try await pool.runIfActive {
+                try decompressors.with { decompressor in
+                    try store.storeCompressedChunk(compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+                }
             }
             return .stored(
                 peer, position: position, wireBytes: reply.compressed.count, plainBytes: chunk.length, new: new,
@@ -308,7 +346,7 @@ struct SwarmDownload {
                 return .storeFailed(error)
             }
         } catch {
-            return .failed(peer, position: position, .closed)
+            return .failed(peer, position: position, .closed, after: ContinuousClock.now - started)
         }
     }
 }

@@ -14,16 +14,33 @@ struct ControlServer {
     let logger: Logger
 
     static let maxRequestBytes = 64 << 10
+    /// A client has this long to send its request line (the CLI sends it at once).
+    static let requestTimeout = TimeAmount.seconds(5)
 
+    /// Binds the socket so that no other user can ever connect: it is created inside a fresh 0700 directory,
+    /// made 0600, and only then renamed into place.
     func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
+        let parent = (path as NSString).deletingLastPathComponent
+        var template = Array((parent + "/.ctl-XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw NodeError.cannotListen("cannot create a private directory in \(parent) (\(String(cString: strerror(errno)))); check that the store folder is writable")
+        }
+        let directory = String(cString: made)
+        defer { rmdir(directory) }
+        let staging = directory + "/s"
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(unixDomainSocketPath: path, cleanupExistingSocketFile: true) { channel in
+            .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
                 }
             }
         // Only the node's user may talk to it.
-        chmod(path, 0o600)
+        if chmod(staging, 0o600) != 0 || rename(staging, path) != 0 {
+            let reason = String(cString: strerror(errno))
+            try? await server.executeThenClose { _ in }
+            unlink(staging)
+            throw NodeError.cannotListen("cannot put the control socket at \(path) with mode 0600 (\(reason)); check the store folder's permissions")
+        }
         return server
     }
 
@@ -47,6 +64,9 @@ struct ControlServer {
     }
 
     private func handle(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
+        // A client that connects and sends no request line in time is hung up on.
+        let socket = connection.channel
+        let deadline = socket.eventLoop.scheduleTask(in: Self.requestTimeout) { socket.close(promise: nil) }
         try? await connection.executeThenClose { inbound, outbound in
             var request = ByteBuffer()
             for try await var piece in inbound {
@@ -54,6 +74,7 @@ struct ControlServer {
                 if request.readableBytesView.contains(UInt8(ascii: "\n")) { break }
                 guard request.readableBytes <= Self.maxRequestBytes else { return }
             }
+            deadline.cancel()
             let line = request.readableBytesView.prefix { $0 != UInt8(ascii: "\n") }
             let send: @Sendable (ControlEvent) async -> Void = { event in
                 guard var data = try? JSONEncoder().encode(event) else { return }

@@ -57,7 +57,7 @@ public struct NodeService: Sendable {
             services: [
                 .init(service: FunctionService { try await mesh.run(listener) }),
                 .init(service: FunctionService { await control.run(controlChannel) }),
-                .init(service: FunctionService { await storeUpkeep() }),
+                .init(service: FunctionService { await storeUpkeep(node: node) }),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
@@ -69,15 +69,20 @@ public struct NodeService: Sendable {
         try await group.run()
     }
 
-    /// Keeps the store under its size cap.
-    private func storeUpkeep() async {
+    /// Keeps the store under its size cap: gc on the I/O pool, then the node re-advertises what it still holds.
+    private func storeUpkeep(node: MeshNode) async {
         guard let maxStoreBytes else {
             try? await Task.sleep(for: .seconds(365 * 86400))
             return
         }
         while !Task.isCancelled {
-            if let report = try? store.collectGarbage(maxStoredBytes: maxStoreBytes, waitForLeases: false), report.evictedChunks > 0 {
-                logger.info("evicted chunks", metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
+            do {
+                let report = try await node.collectGarbage(maxStoredBytes: maxStoreBytes)
+                if report.evictedChunks > 0 {
+                    logger.info("evicted chunks", metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
+                }
+            } catch {
+                logger.warning("store upkeep failed; will try again in a minute", metadata: ["error": "\(error)"])
             }
             try? await Task.sleep(for: .seconds(60))
         }

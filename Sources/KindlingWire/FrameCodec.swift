@@ -4,18 +4,82 @@ import Synchronization
 
 /// The largest frame the decoder accepts right now: small until the handshake completes, so that an
 /// unauthenticated peer cannot make us buffer more than a kilobyte. Shared by the decoder and the connection.
+///
+/// A peer may send full-size frames right after its Auth, in the same read. So the decoder passes on at most
+/// `handshakeFrames` frames (Hello, StreamHeader in a private mesh, Auth) under the small limit and then holds
+/// the rest of the bytes, undecoded, until the connection has verified the Auth and raised the limit.
 public final class FrameLimit: Sendable {
     private let value: Atomic<Int>
+    private let raised = Atomic<Bool>(false)
+    private let framesPassed = Atomic<Int>(0)
+    public let handshakeFrames: Int
 
-    public init(_ initial: Int = WireLimits.maxHandshakeFrameBytes) {
+    public init(_ initial: Int = WireLimits.maxHandshakeFrameBytes, handshakeFrames: Int = .max) {
         value = Atomic(initial)
+        self.handshakeFrames = handshakeFrames
     }
 
     public var current: Int { value.load(ordering: .acquiring) }
+    public var isRaised: Bool { raised.load(ordering: .acquiring) }
 
-    /// After authentication: full-size frames (plus the sealing overhead in private meshes).
+    /// True while the handshake frames are out and the Auth is being verified: frames wait, the socket is not read.
+    var isHolding: Bool { !isRaised && framesPassed.load(ordering: .relaxed) >= handshakeFrames }
+
+    func notePassed() {
+        framesPassed.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    /// After authentication: full-size frames (plus the sealing overhead in private meshes). The caller then
+    /// re-drives the decoder (`Channel.resumeFrameDecoding`), which may be holding bytes.
     public func raiseToMessageLimit(sealed: Bool) {
         value.store(WireLimits.maxFrameBytes + (sealed ? WireLimits.sealOverhead : 0), ordering: .releasing)
+        raised.store(true, ordering: .releasing)
+    }
+}
+
+extension Channel {
+    /// Makes the frame decoder look at bytes it held back while the handshake was being verified, and reading
+    /// from the socket go on.
+    public func resumeFrameDecoding() {
+        pipeline.fireUserInboundEventTriggered(ResumeFrameDecoding())
+    }
+}
+
+struct ResumeFrameDecoding: Sendable {}
+
+/// First in the pipeline: while the decoder holds frames (`FrameLimit.isHolding`), it withholds reads from the
+/// socket, so that what an unauthenticated peer sends piles up in the kernel, not in our memory. On
+/// `ResumeFrameDecoding` it re-drives the decoder and the reads.
+final class HandshakeReadGate: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let limit: FrameLimit
+    private var readPending = false
+
+    init(limit: FrameLimit) {
+        self.limit = limit
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if limit.isHolding {
+            readPending = true
+        } else {
+            context.read()
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard event is ResumeFrameDecoding else { return context.fireUserInboundEventTriggered(event) }
+        // An empty read makes the decoder look at what it holds; read-complete delivers what it decoded.
+        context.fireChannelRead(wrapInboundOut(context.channel.allocator.buffer(capacity: 0)))
+        context.fireChannelReadComplete()
+        if readPending {
+            readPending = false
+            context.read()
+        }
     }
 }
 
@@ -32,12 +96,15 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        // The handshake frames are out; the rest waits for the verdict on the peer's Auth.
+        if limit.isHolding { return .needMoreData }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
         let maximum = limit.current
         guard length > 0, Int(length) <= maximum else { throw WireError.frameTooLarge(length: Int(length), limit: maximum) }
         guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
         buffer.moveReaderIndex(forwardBy: 4)
         guard let frame = buffer.readBytes(length: Int(length)) else { return .needMoreData }
+        limit.notePassed()
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
@@ -47,7 +114,7 @@ public struct FrameDecoder: ByteToMessageDecoder {
     ) throws -> DecodingState {
         while try decode(context: context, buffer: &buffer) == .continue {}
         if buffer.readableBytes > 0 {
-            throw WireError.malformed(.truncated(field: "frame (connection closed mid-frame)"))
+            throw WireError.endedMidFrame
         }
         return .needMoreData
     }
@@ -69,6 +136,7 @@ public struct FrameEncoder: MessageToByteEncoder {
 extension ChannelPipeline.SynchronousOperations {
     /// Adds Kindling's framing to a channel's pipeline.
     public func addKindlingFraming(limit: FrameLimit) throws {
+        try addHandler(HandshakeReadGate(limit: limit))
         try addHandler(
             ByteToMessageHandler(FrameDecoder(limit: limit), maximumBufferSize: WireLimits.maxFrameBytes + 4096))
         try addHandler(MessageToByteHandler(FrameEncoder()))

@@ -100,6 +100,10 @@ public struct HandshakeSession {
         }
     }
 
+    /// Our sending half once our stream header is made (private meshes): after we sent it, even an Error frame
+    /// that ends a failed handshake must be sealed.
+    public var streamSealer: FrameSealer? { sealer }
+
     /// The directional keys of a private mesh, bound to the secret and the transcript (after the peer's Hello).
     func sessionKeys() throws(WireError) -> SessionKeys? {
         guard let secret = configuration.mesh.secret, let hello = peerHello else { return nil }

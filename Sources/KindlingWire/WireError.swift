@@ -15,11 +15,24 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case timeout(String)
     case closedByPeer(code: Int, message: String)
     case connectionClosed
+    /// The connection ended inside a frame: a protocol error, but also what a crashed or killed peer leaves.
+    case endedMidFrame
+
+    /// True for a peer that sent bytes that are not the protocol (garbage, oversize or undecryptable frames, a
+    /// lying reply): after the handshake such a peer is banned. A closed or cut connection is not an offence.
+    public var isOffence: Bool {
+        switch self {
+        case .frameTooLarge, .malformed, .unknownMessageType, .unexpectedMessage, .decryptionFailed: return true
+        case .versionMismatch, .wrongMesh, .encryptionMismatch, .authenticationFailed, .selfConnection, .timeout,
+            .closedByPeer, .connectionClosed, .endedMidFrame:
+            return false
+        }
+    }
 
     /// The numeric code of an Error frame (Specs/wire.md, "Error codes").
     public var code: Int {
         switch self {
-        case .frameTooLarge, .malformed, .unknownMessageType, .unexpectedMessage: return 1
+        case .frameTooLarge, .malformed, .unknownMessageType, .unexpectedMessage, .endedMidFrame: return 1
         case .versionMismatch: return 2
         case .wrongMesh, .encryptionMismatch: return 3
         case .authenticationFailed, .decryptionFailed: return 4
@@ -47,6 +60,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .timeout(let what): return "timed out waiting for \(what)"
         case .closedByPeer(let code, let message): return "peer closed the connection (code \(code)): \(message)"
         case .connectionClosed: return "connection closed"
+        case .endedMidFrame: return "the connection ended inside a frame"
         }
     }
 }

@@ -34,7 +34,7 @@ final class TestNode: Sendable {
         name: String, peers: [HostPort] = [], mesh: MeshIdentity = .open(name: "test"), follow: [String] = [],
         uploadLimit: Int? = nil, handshakeTimeout: Duration = .seconds(2), stallTimeout: Duration = .seconds(20),
         peerExchange: Bool = true, policy: TrustPolicy = TestTrust.policy, key: SigningKey = .generate(),
-        lan: LANConfiguration? = nil
+        lan: LANConfiguration? = nil, configure: (inout MeshConfiguration) -> Void = { _ in }
     ) async throws {
         directory = TemporaryDirectory("node-\(name)")
         store = try ChunkStore(root: directory.file("store"))
@@ -42,11 +42,12 @@ final class TestNode: Sendable {
         pool.start()
         var logger = Logger(label: "kindling.test.\(name)")
         logger.logLevel = ProcessInfo.processInfo.environment["KINDLING_TEST_LOG"] == nil ? .critical : .debug
-        let configuration = MeshConfiguration(
+        var configuration = MeshConfiguration(
             nodeKey: key, mesh: mesh, listen: HostPort(host: "127.0.0.1", port: 0), bootstrapPeers: peers,
             trust: policy, follow: follow.map(RepositoryGlob.init), peerExchange: peerExchange, uploadLimit: uploadLimit,
             handshakeTimeout: handshakeTimeout, keepaliveInterval: .seconds(5), idleTimeout: .seconds(15),
             requestTimeout: .seconds(3), stallTimeout: stallTimeout, banDuration: .seconds(600), lan: lan)
+        configure(&configuration)
         node = MeshNode(configuration: configuration, store: store, pool: pool, logger: logger)
         server = MeshServer(node: node)
         listener = try await server.bind()
@@ -185,6 +186,34 @@ extension RogueClient {
             }
         } catch {}
         return (messages, !timedOut.isSet)
+    }
+}
+
+extension RogueClient {
+    /// Sends a Ping and reads until its Pong: everything sent before has then been handled by the node. Returns
+    /// the messages that arrived meanwhile, or nil when the node closed the connection (or `timeout` passed).
+    func roundTrip(
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
+        timeout: Duration = .seconds(10)
+    ) async throws -> [WireMessage]? {
+        let nonce = UInt64.random(in: 1...UInt64.max)
+        try await outbound.write(WireMessage.ping(nonce).encoded())
+        let timedOut = Flag()
+        let socket = channel.channel
+        let timer = socket.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+            timedOut.set()
+            socket.close(promise: nil)
+        }
+        defer { timer.cancel() }
+        var messages: [WireMessage] = []
+        do {
+            while let frame = try await frames.next(isolation: #isolation) {
+                guard let message = try? WireMessage.decode(frame) else { continue }
+                if message == .pong(nonce) { return messages }
+                messages.append(message)
+            }
+        } catch {}
+        return nil
     }
 }
 

@@ -105,6 +105,29 @@ struct WireMessageTests {
         }
     }
 
+    @Test("Frames right after the handshake frames wait, undecoded and unread, until the limit is raised")
+    func framesAfterAuthWait() throws {
+        let channel = EmbeddedChannel()
+        let limit = FrameLimit(handshakeFrames: 2)
+        try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
+        // Hello and Auth, then at once a frame above the handshake limit, as an honest peer may send them.
+        let frames: [[UInt8]] = [[1, 1], [3, 3], Array(repeating: 0x11, count: 5000)]
+        var stream = ByteBuffer()
+        for frame in frames {
+            stream.writeInteger(UInt32(frame.count))
+            stream.writeBytes(frame)
+        }
+        try channel.writeInbound(stream)
+        #expect(try channel.readInbound(as: [UInt8].self) == frames[0])
+        #expect(try channel.readInbound(as: [UInt8].self) == frames[1])
+        #expect(try channel.readInbound(as: [UInt8].self) == nil, "held while the Auth is verified")
+        limit.raiseToMessageLimit(sealed: false)
+        channel.resumeFrameDecoding()
+        channel.embeddedEventLoop.run()
+        #expect(try channel.readInbound(as: [UInt8].self) == frames[2])
+        _ = try channel.finish()
+    }
+
     @Test("A stream that ends inside a frame is an error")
     func truncatedFrame() throws {
         let channel = EmbeddedChannel()

@@ -13,9 +13,12 @@ import argparse
 import json
 import os
 import pathlib
+import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from benchlib import *  # noqa: E402,F403
@@ -66,7 +69,15 @@ class Node:
         self.log.close()
 
 
-def nginx(root, port, work):
+def free_port():
+    """A TCP port nobody listens on right now (the kernel's pick for port 0)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def nginx(root, port, work, probe_path, timeout=20):
+    """Starts nginx on 127.0.0.1:port serving root; returns once it answers a HEAD of probe_path."""
     conf = work / "nginx.conf"
     conf.write_text(f"""
 daemon off; worker_processes 2; error_log {work}/nginx-error.log; pid {work}/nginx.pid;
@@ -75,8 +86,20 @@ http {{ access_log off; sendfile on; tcp_nopush on;
   server {{ listen 127.0.0.1:{port}; root {root}; }} }}
 """)
     process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.DEVNULL)
-    time.sleep(0.5)
-    return process
+    url = f"http://127.0.0.1:{port}/{probe_path}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"nginx exited with status {process.returncode}; see {work}/nginx-error.log")
+        try:
+            with urllib.request.urlopen(urllib.request.Request(url, method="HEAD"), timeout=2) as response:
+                if response.status == 200:
+                    return process
+        except OSError:
+            pass
+        time.sleep(0.1)
+    process.terminate()
+    raise SystemExit(f"nginx did not answer {url} within {timeout} s; see {work}/nginx-error.log")
 
 
 def wait(what, condition, timeout=60):
@@ -143,12 +166,13 @@ def main():
     # nginx workers run as an unprivileged user: they must be able to reach the tarball.
     os.chmod(work, 0o755)
     sh("tar", "-cf", www / "data.tar", "-C", work, "data")
-    http = nginx(www, 18080, work)
-    url = "http://127.0.0.1:18080/data.tar"
+    port = free_port()
+    http = nginx(www, port, work, "data.tar")
+    url = f"http://127.0.0.1:{port}/data.tar"
     seed = Node(binary, seed_store, trust)
     rows = []
     try:
-        # Single transfer, twice each, interleaved; best of two.
+        # Single transfer: three rounds, kindling and curl interleaved; the median of each.
         node_times, curl_times = [], []
         for round_ in range(3):
             store = fresh(work / f"single-{round_}")
