@@ -98,7 +98,7 @@ struct TestTimeout: Error {}
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes.
 func eventually(
-    _ what: String, timeout: Duration = .seconds(15), _ condition: @Sendable () async throws -> Bool
+    _ what: String, timeout: Duration = .seconds(30), _ condition: @Sendable () async throws -> Bool
 ) async throws {
     let deadline = ContinuousClock.now + timeout
     while ContinuousClock.now < deadline {
