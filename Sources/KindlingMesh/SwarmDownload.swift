@@ -29,6 +29,8 @@ struct SwarmDownload {
         case failed(PeerConnection, position: Int, PeerRequestError, after: Duration)
         case corrupt(PeerConnection, position: Int, reason: String)
         case storeFailed(StoreError)
+        /// A background commit of what was stored so far finished (nil) or failed.
+        case committed(StoreError?)
     }
 
     /// Requests in flight per peer at most: below the 64 a server serves per peer, so a busy reply means the
@@ -129,6 +131,9 @@ struct SwarmDownload {
         var lastRefresh = ContinuousClock.now - .seconds(1)
         var holders: [(PeerConnection, PeerHoldings)] = []
         var order: [Int] = []
+        /// Where `order`'s live part begins: positions before it are stored. Picks scan from here, so the scan
+        /// does not grow with the number of chunks already fetched (it did: quadratic in the chunk count).
+        var orderStart = 0
         /// How many partial holders (other downloaders) have each position: a seed is not asked for those.
         var partialCounts = [Int](repeating: 0, count: total)
         /// Positions whose first reply found the chunk already written (by a concurrent request, or a download of
@@ -142,6 +147,7 @@ struct SwarmDownload {
         var lastReport = ContinuousClock.now
         var lastCommit = ContinuousClock.now
         var uncommitted = 0
+        var committing = false
         var storedSinceReport: [Int] = []
         var doneBytes = result.alreadyLocalBytes
         let store = self.store
@@ -181,12 +187,14 @@ struct SwarmDownload {
                         }
                     }
                     order = shuffle.filter { remaining.contains($0) }.sorted { counts[$0] < counts[$1] }
+                    orderStart = 0
                     for (peer, _) in holders where peers[peer.nodeID] == nil && !banned.contains(peer.nodeID) {
                         peers[peer.nodeID] = PeerState()
                     }
                 }
                 holders.removeAll { $0.0.isClosed }
 
+                while orderStart < order.count && !remaining.contains(order[orderStart]) { orderStart += 1 }
                 // Fill every peer's window, fastest peers first.
                 let now = ContinuousClock.now
                 // Endgame: every missing chunk has been asked for at least once.
@@ -197,7 +205,7 @@ struct SwarmDownload {
                     // lesson 10: swarms scale flat when the origin serves each piece about once).
                     let isSeed = holding == .complete
                     while state.inFlight < state.window {
-                        let pick = order.first { position in
+                        let pick = order[orderStart...].first { position in
                             guard remaining.contains(position), holding.has(position), !state.lacks.contains(position) else { return false }
                             // Not again of a peer that let it time out while a faster holder that has not is around.
                             if let slow = timedOutBy[position], slow.contains(peer.nodeID),
@@ -292,12 +300,27 @@ struct SwarmDownload {
                     }
                 case .storeFailed(let error):
                     throw error
+                case .committed(let error):
+                    committing = false
+                    if let error { throw error }
                 }
 
-                if uncommitted >= 256 || (uncommitted > 0 && ContinuousClock.now - lastCommit > .seconds(1)) {
-                    try await pool.runIfActive { try store.commit() }
+                // Commit in the background: a commit waits for the disk, and requests go on meanwhile.
+                if !committing && (uncommitted >= 256 || (uncommitted > 0 && ContinuousClock.now - lastCommit > .seconds(1))) {
+                    committing = true
                     uncommitted = 0
                     lastCommit = .now
+                    inFlight += 1
+                    group.addTask {
+                        do {
+                            try await pool.runIfActive { try store.commit() }
+                            return .committed(nil)
+                        } catch let error as StoreError {
+                            return .committed(error)
+                        } catch {
+                            return .committed(.database(operation: "committing downloaded chunks", message: "\(error)"))
+                        }
+                    }
                 }
                 // Tell the node (and through it our peers) what we hold, in batches rather than per chunk.
                 if storedSinceReport.count >= 64 || ContinuousClock.now - lastReport > .milliseconds(50) || remaining.isEmpty {

@@ -175,10 +175,11 @@ public struct TreeRestore: Sendable {
         }
     }
 
-    /// Makes what the restore wrote durable before the swap, and only that: every file under the staging folder
-    /// (as `prepare` left it), its writeback started as it was written so that this mostly waits for what is still
-    /// in flight, then every directory, deepest first. A syncfs would do it in one call, but it also waits for every
-    /// other dirty page on the filesystem, such as those of a build running next to the restore.
+    /// Makes what the restore wrote durable before the swap, and only that: the data of every file under the
+    /// staging folder (as `prepare` left it; its writeback started as it was written, so this mostly waits for what
+    /// is still in flight), then an fsync of every directory, deepest first, which commits the journal with the
+    /// files' metadata (the batch method of git's core.fsyncMethod). A syncfs would do it in one call, but it also
+    /// waits for every other dirty page on the filesystem, such as those of a build running next to the restore.
     static func makeDurable(_ staging: String, workers: Int) throws(SnapshotError) {
         var files: [String] = []
         var directories: [String] = [staging]
@@ -200,18 +201,15 @@ public struct TreeRestore: Sendable {
             }
         }
         try ParallelWork.forEach(files, workers: workers) { (_: Int, path: String) throws(SnapshotError) in
-            try flush(path, flags: O_RDONLY | O_NOFOLLOW)
+            try flush(path, flags: O_RDONLY | O_NOFOLLOW, dataOnly: true)
         }
         for directory in directories.reversed() {
-            try flush(directory, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW)
+            try flush(directory, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, dataOnly: false)
         }
     }
 
-    private static func flush(_ path: String, flags: Int32) throws(SnapshotError) {
-        let descriptor = open(path, flags | O_CLOEXEC)
-        guard descriptor >= 0 else { throw .file(FileError("opening", path)) }
-        defer { close(descriptor) }
-        guard fsync(descriptor) == 0 else { throw .file(FileError("flushing", path)) }
+    private static func flush(_ path: String, flags: Int32, dataOnly: Bool) throws(SnapshotError) {
+        do throws(FileError) { try FileSystem.flush(path, flags: flags, dataOnly: dataOnly) } catch { throw .file(error) }
     }
 
     /// Staging directories of restores that were killed: their process is gone.

@@ -25,4 +25,9 @@ int ckindling_syncfs(int fd);
 /// less left to wait for. Advisory: returns 0 or -1 with errno set.
 int ckindling_start_writeback(int fd);
 
+/// Writes `fd`'s dirty pages and waits until they are on disk (sync_file_range), without a journal commit or a
+/// device cache flush: a batch of these followed by one fsync makes a whole batch durable (git's "batch" fsync
+/// method), where one fsync per file would commit the journal once per file. Returns 0 or -1 with errno set.
+int ckindling_wait_writeback(int fd);
+
 #endif

@@ -1,3 +1,4 @@
+import CKindlingShims
 public import Glibc
 import KindlingCrypto
 
@@ -98,6 +99,16 @@ public enum FileSystem {
     }
 
     /// Names in a directory, without "." and "..".
+    /// `fsync` of `path`, or with `dataOnly` a wait until its data is on disk (sync_file_range), with no journal
+    /// commit: a batch of those and then one fsync makes the whole batch durable (git's "batch" fsync method).
+    public static func flush(_ path: String, flags: Int32, dataOnly: Bool) throws(FileError) {
+        let descriptor = Glibc.open(path, flags | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError("opening", path) }
+        defer { close(descriptor) }
+        let result = dataOnly ? ckindling_wait_writeback(descriptor) : fsync(descriptor)
+        guard result == 0 else { throw FileError("flushing", path) }
+    }
+
     public static func contents(of path: String) throws(FileError) -> [String] {
         guard let directory = opendir(path) else { throw FileError("listing", path) }
         defer { closedir(directory) }
