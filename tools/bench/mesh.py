@@ -4,10 +4,15 @@
   single   one peer to one peer, MB/s, next to curl of the same bytes from nginx
   swarm    one seed and N = 4, 8, 16 nodes fetching at once: seed upload / snapshot size and
            time for all N / time for one alone, next to N curls of the same tarball from nginx
+  shaped   the same swarm with every host in a network namespace of its own and its link limited to
+           --shaped-mbps megabytes per second each way (tools/bench/netns.py; needs root): on loopback every node
+           shares one CPU and unlimited bandwidth, so only here does "N downloaders take about as long as one"
+           measure distribution rather than CPU
   gossip   time and messages for an announcement to reach every node of an in-process mesh of 50-200 nodes
   memory   a node's resident memory idle and its peak while transferring
 
-Usage: python3 tools/bench/mesh.py [--size-mb 300] [--swarm 4,8,16] [--gossip 50,100,200] [--skip-gossip]
+Usage: python3 tools/bench/mesh.py [--size-mb 300] [--swarm 4,8,16] [--shaped-mbps 25] [--skip-shaped]
+                                   [--gossip 50,100,200] [--skip-gossip]
 """
 import argparse
 import json
@@ -22,16 +27,20 @@ import urllib.request
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from benchlib import *  # noqa: E402,F403
+import netns  # noqa: E402
 
 
 class Node:
-    def __init__(self, binary, store, trust, peers=(), extra=()):
-        self.binary, self.store = binary, store
-        args = [binary, "node", "--store", store, "--listen", "127.0.0.1:0", "--trust", trust, "--log-level", "warning"]
+    def __init__(self, binary, store, trust, peers=(), extra=(), host="127.0.0.1", namespace=None):
+        self.binary, self.store, self.host = binary, store, host
+        args = [binary, "node", "--store", store, "--listen", f"{host}:0", "--trust", trust, "--log-level", "warning"]
         for peer in peers:
             args += ["--peer", peer]
+        args = [str(a) for a in args + list(extra)]
+        if namespace:
+            args = netns.in_namespace(namespace, args)
         self.log = open(f"{store}.log", "w")
-        self.process = subprocess.Popen([str(a) for a in args + list(extra)], stdout=self.log, stderr=self.log)
+        self.process = subprocess.Popen(args, stdout=self.log, stderr=self.log)
         deadline = time.time() + 30
         while time.time() < deadline:
             status = self.status()
@@ -50,7 +59,7 @@ class Node:
 
     @property
     def address(self):
-        return f"127.0.0.1:{self.port}"
+        return f"{self.host}:{self.port}"
 
     def rss_mb(self, field="VmRSS"):
         for line in open(f"/proc/{self.process.pid}/status"):
@@ -76,17 +85,20 @@ def free_port():
         return probe.getsockname()[1]
 
 
-def nginx(root, port, work, probe_path, timeout=20):
-    """Starts nginx on 127.0.0.1:port serving root; returns once it answers a HEAD of probe_path."""
-    conf = work / "nginx.conf"
+def nginx(root, port, work, probe_path, timeout=20, host="127.0.0.1", namespace=None):
+    """Starts nginx on host:port serving root; returns once it answers a HEAD of probe_path."""
+    conf = work / f"nginx-{host}.conf"
     conf.write_text(f"""
-daemon off; worker_processes 2; error_log {work}/nginx-error.log; pid {work}/nginx.pid;
+daemon off; worker_processes 2; error_log {work}/nginx-error.log; pid {work}/nginx-{host}.pid;
 events {{ worker_connections 1024; }}
 http {{ access_log off; sendfile on; tcp_nopush on;
-  server {{ listen 127.0.0.1:{port}; root {root}; }} }}
+  server {{ listen {host}:{port}; root {root}; }} }}
 """)
-    process = subprocess.Popen(["nginx", "-c", str(conf), "-p", str(work)], stderr=subprocess.DEVNULL)
-    url = f"http://127.0.0.1:{port}/{probe_path}"
+    command = ["nginx", "-c", str(conf), "-p", str(work)]
+    if namespace:
+        command = netns.in_namespace(namespace, command)
+    process = subprocess.Popen(command, stderr=subprocess.DEVNULL)
+    url = f"http://{host}:{port}/{probe_path}"
     deadline = time.time() + timeout
     while time.time() < deadline:
         if process.poll() is not None:
@@ -124,9 +136,12 @@ def fetch_all(binary, stores):
     return time.perf_counter() - start, results
 
 
-def curl_all(url, count, work):
+def curl_all(url, count, work, namespaces=None):
     start = time.perf_counter()
-    processes = [subprocess.Popen(["curl", "-sf", "-o", str(work / f"curl-{i}.tar"), url]) for i in range(count)]
+    commands = [["curl", "-sf", "-o", str(work / f"curl-{i}.tar"), url] for i in range(count)]
+    if namespaces:
+        commands = [netns.in_namespace(namespace, command) for namespace, command in zip(namespaces, commands)]
+    processes = [subprocess.Popen(command) for command in commands]
     for p in processes:
         if p.wait() != 0:
             raise SystemExit(f"curl of {url} failed; see {work}/nginx-error.log")
@@ -145,6 +160,8 @@ def main():
     parser.add_argument("--swarm", default="4,8,16")
     parser.add_argument("--gossip", default="50,100,200")
     parser.add_argument("--skip-gossip", action="store_true")
+    parser.add_argument("--shaped-mbps", type=int, default=25)
+    parser.add_argument("--skip-shaped", action="store_true")
     args = parser.parse_args()
     binary = setup()
     sh("swift", "build", "-c", "release", "--product", "kindling-bench", cwd=ROOT, capture=False)
@@ -216,6 +233,12 @@ def main():
         seed.stop()
         http.terminate()
         http.wait()
+    if not args.skip_shaped:
+        if netns.available():
+            shaped_swarm(binary, work, trust, seed_store, www, size, [int(x) for x in args.swarm.split(",")],
+                         args.shaped_mbps)
+        else:
+            print("\nshaped swarm skipped: it needs root and iproute2 (network namespaces)")
     if not args.skip_gossip:
         bench = pathlib.Path(sh("swift", "build", "-c", "release", "--show-bin-path", cwd=ROOT).stdout.strip()) / "kindling-bench"
         print()
@@ -224,6 +247,49 @@ def main():
             gossip_args += ["--nodes", n]
         subprocess.run([str(bench), "gossip", *gossip_args], check=True)
     shutil.rmtree(work, ignore_errors=True)
+
+
+def shaped_swarm(binary, work, trust, seed_store, www, size, counts, mbps):
+    """The swarm again, every host on a link of `mbps` MB/s each way: the seed, the HTTP origin, each downloader."""
+    print(f"\nshaped: every host in its own network namespace, its link limited to {mbps} MB/s each way", flush=True)
+    with netns.ShapedNetwork(mbps) as network:
+        seed_ns, seed_ip = network.add_host("seed")
+        origin_ns, origin_ip = network.add_host("origin")
+        hosts = [network.add_host(f"dev{i}") for i in range(max(counts))]
+        seed = Node(binary, seed_store, trust, host=seed_ip, namespace=seed_ns)
+        http = nginx(www, 8080, work, "data.tar", host=origin_ip, namespace=origin_ns)
+        url = f"http://{origin_ip}:8080/data.tar"
+        rows = []
+        try:
+            def swarm(n, label):
+                stores = [fresh(work / f"shaped-{label}-{i}") for i in range(n)]
+                nodes = [Node(binary, store, trust, peers=[seed.address], host=ip, namespace=ns)
+                         for store, (ns, ip) in zip(stores, hosts)]
+                try:
+                    wait(f"{n} shaped nodes know the snapshot", lambda: all(
+                        any(s["commit"] == "c1" for s in (node.status() or {}).get("snapshots", [])) for node in nodes))
+                    time.sleep(2)  # peer exchange connects the downloaders to each other
+                    before = seed.status()["node"]["uploadedBytes"]
+                    elapsed, _ = fetch_all(binary, stores)
+                    return elapsed, seed.status()["node"]["uploadedBytes"] - before
+                finally:
+                    for node in nodes:
+                        node.stop()
+            single, _ = swarm(1, "single")
+            single_http = curl_all(url, 1, work, [hosts[0][0]])
+            for n in counts:
+                elapsed, uploaded = swarm(n, f"n{n}")
+                http_elapsed = curl_all(url, n, work, [ns for ns, _ in hosts[:n]])
+                rows.append([n, f"{uploaded / size:.2f}", f"{elapsed:.1f} s", f"{elapsed / single:.2f}",
+                             f"{http_elapsed:.1f} s", f"{http_elapsed / single_http:.2f}"])
+        finally:
+            seed.stop()
+            http.terminate()
+            http.wait()
+    print(f"one alone: kindling {single:.1f} s ({size / single / 1e6:.0f} MB/s), curl {single_http:.1f} s "
+          f"({size / single_http / 1e6:.0f} MB/s); the link allows {mbps} MB/s")
+    table(rows, ["N", "seed upload / size", "all N done", "vs one alone", "HTTP all N", "HTTP vs one"])
+    print(f"snapshot {size / 1e6:.0f} MB; targets for N=16: seed upload / size < 2, all / one < 2")
 
 
 if __name__ == "__main__":
