@@ -169,6 +169,13 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         }
     }
 
+    /// Withdraws our requests for this chunk (it arrived from another peer: the endgame's duplicate): the waiting
+    /// request fails with `.cancelled`, and the peer is told, so a seed does not spend its upload on it.
+    public func cancelRequests(forChunk id: Digest) {
+        let requests = state.withLock { state in state.chunks.filter { $0.value.chunk == id }.map(\.key) }
+        for request in requests { cancelChunkRequest(request) }
+    }
+
     private func cancelChunkRequest(_ request: UInt32) {
         if let pending = state.withLock({ $0.chunks.removeValue(forKey: request) }) {
             pending.continuation.resume(throwing: PeerRequestError.cancelled)
