@@ -162,8 +162,11 @@ func restoreCargoSnapshot(
     // Without a fetch, every unique chunk came from the store.
     let uniqueBytes = Dictionary(manifest.body.entries.flatMap(\.chunks).map { ($0.id, $0.length) }, uniquingKeysWith: { first, _ in first })
         .values.reduce(0, +)
+    // Plain bytes fetched, and what crossed the wire (compressed) from each peer.
     let sources = fetched.map { result in
-        result.wireBytesByPeer.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
+        let wire = result.wireBytesByPeer.values.reduce(0, +)
+        return "\(Format.bytes(wire)) on the wire: "
+            + result.wireBytesByPeer.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
             .joined(separator: ", ")
     } ?? ""
     return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(distance) commits behind HEAD) into "
