@@ -287,7 +287,7 @@ def shaped_swarm(binary, work, trust, seed_store, www, size, counts, mbps):
             http.terminate()
             http.wait()
     print(f"one alone: kindling {single:.1f} s ({size / single / 1e6:.0f} MB/s), curl {single_http:.1f} s "
-          f"({size / single_http / 1e6:.0f} MB/s); the link allows {mbps} MB/s")
+          f"({size / single_http / 1e6:.0f} MB/s), ratio {single / single_http:.2f}x; the link allows {mbps} MB/s")
     table(rows, ["N", "seed upload / size", "all N done", "vs one alone", "HTTP all N", "HTTP vs one"])
     print(f"snapshot {size / 1e6:.0f} MB; targets for N=16: seed upload / size < 2, all / one < 2")
 

@@ -45,9 +45,16 @@ public final class PosixFile {
         guard fstat(descriptor, &info) == 0 else { throw FileError("inspecting", path) }
         let size = Int(info.st_size)
         guard size <= limit else { throw FileError("reading (file larger than \(limit) bytes)", path, code: EFBIG) }
-        var bytes = [UInt8](repeating: 0, count: size)
-        let count = try bytes.withMutableBytes { (buffer) throws(FileError) -> Int in try readFully(into: buffer) }
-        bytes.removeLast(size - count)
+        var failure: FileError?
+        let bytes = [UInt8](unsafeUninitializedCapacity: size) { buffer, initialized in
+            do throws(FileError) {
+                initialized = try readFully(into: UnsafeMutableRawBufferPointer(buffer))
+            } catch {
+                failure = error
+                initialized = 0
+            }
+        }
+        if let failure { throw failure }
         return bytes
     }
 
