@@ -170,6 +170,7 @@ struct SwarmDownload {
             max(requestTimeout / 4, min(requestTimeout, state.latency * 8))
         }
 
+        let transferStarted = ContinuousClock.now
         try await withThrowingTaskGroup(of: Outcome.self) { group in
             var inFlight = 0
             defer { group.cancelAll() }
@@ -177,7 +178,10 @@ struct SwarmDownload {
                 try Task.checkCancellation()
                 // Refresh who holds what, and the rarest-first order, when the node learned something; at most
                 // every 100 ms, since with many downloaders availability changes with nearly every chunk.
-                if node.holdingsVersion.value != version && (ContinuousClock.now - lastRefresh > .milliseconds(100) || holders.isEmpty) {
+                // In the first second, every 10 ms: the other downloaders are still saying they have started, and
+                // the seed split is only as good as the list of them.
+                let refreshEvery: Duration = ContinuousClock.now - transferStarted < .seconds(1) ? .milliseconds(10) : .milliseconds(100)
+                if node.holdingsVersion.value != version && (ContinuousClock.now - lastRefresh > refreshEvery || holders.isEmpty) {
                     lastRefresh = .now
                     let snapshot = await node.holdersSnapshot(id)
                     version = snapshot.version

@@ -89,8 +89,9 @@ struct TransferTests {
             let uploaded = await seed.node.status().uploadedBytes - before
             let ratio = Double(uploaded) / Double(manifest.header.fileByteCount)
             // It was 2 to 2.6 before downloaders split who fetches what from the seed, withdrew the endgame's
-            // duplicates and stopped queueing requests at the seed deeper than it answers in time.
-            #expect(ratio < 1.6, "the seed uploaded \(ratio) times the snapshot")
+            // duplicates and stopped queueing requests at the seed deeper than it answers in time; 1.4 to 1.7
+            // while a downloader only counted in the split once it held a chunk; 1.06 to 1.22 since.
+            #expect(ratio < 1.4, "the seed uploaded \(ratio) times the snapshot")
         }
     }
 
