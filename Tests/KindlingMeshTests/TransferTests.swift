@@ -158,11 +158,13 @@ struct TransferTests {
 
     @Test("A seed torn down mid-transfer does not stop the fetch: it completes from the other seed")
     func seedKilledMidTransfer() async throws {
-        let doomed = try await TestNode(name: "doomed", uploadLimit: 3 << 20)
-        let survivor = try await TestNode(name: "survivor", uploadLimit: 3 << 20)
+        // Each seed's limiter lets a second's worth out at once: the snapshot is three times what both send in
+        // that burst, so the fetch cannot be over (from the survivor alone) before the doomed seed is killed.
+        let doomed = try await TestNode(name: "doomed", uploadLimit: 2 << 20)
+        let survivor = try await TestNode(name: "survivor", uploadLimit: 2 << 20)
         let downloader = try await TestNode(name: "dev", peers: [doomed.address, survivor.address], peerExchange: false)
         let data = TemporaryDirectory("data")
-        let tree = try makeTree(data, files: 6, bytesPerFile: 1_000_000)
+        let tree = try makeTree(data, files: 12, bytesPerFile: 1_000_000)
         let manifest = try Self.seed([doomed, survivor], tree: tree)
         let kill = Flag()
         try await withRunningNodes([survivor, downloader]) {
