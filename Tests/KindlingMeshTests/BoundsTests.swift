@@ -188,25 +188,13 @@ struct BoundsTests {
             let liar = try await RogueClient.connect(to: downloader.port, key: key)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    try? await liar.run { frames, outbound in
-                        try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .complete).encoded())
-                        while let frame = try await frames.next(isolation: #isolation) {
-                            switch try WireMessage.decode(frame) {
-                            case .getBody(let id, let offset, let length)?:
-                                let body = manifest.bodyBytes
-                                try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
-                            case .getChunk(let request, let chunk)?:
-                                // A genuine chunk of the snapshot, but not the one asked for.
-                                guard let other = chunks.first(where: { $0.id != chunk }) else { continue }
-                                let plain = try seed.store.readChunk(other.id, decompressor: ZstdDecompressor())
-                                served.increment()
-                                let compressed = plain.withUnsafeBytes { ZstdCompressor().compress($0) }
-                                try await outbound.write(
-                                    WireMessage.chunk(request: request, chunk: other.id, plainLength: plain.count, compressed: compressed).encoded())
-                            default:
-                                continue
-                            }
-                        }
+                    await liar.actAsSeed(of: manifest) { request, chunk in
+                        // A genuine chunk of the snapshot, but not the one asked for.
+                        guard let other = chunks.first(where: { $0.id != chunk }) else { return nil }
+                        let plain = try seed.store.readChunk(other.id, decompressor: ZstdDecompressor())
+                        served.increment()
+                        let compressed = plain.withUnsafeBytes { ZstdCompressor().compress($0) }
+                        return .chunk(request: request, chunk: other.id, plainLength: plain.count, compressed: compressed)
                     }
                 }
                 group.addTask {

@@ -167,17 +167,24 @@ final class RogueClient: Sendable {
 }
 
 extension RogueClient {
-    /// Reads frames until the node closes the connection or `timeout` passes (then we close it ourselves).
-    /// Returns the decoded messages and whether it was the node that closed.
-    func drain(
-        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, timeout: Duration = .seconds(10)
-    ) async -> (messages: [WireMessage], closedByNode: Bool) {
+    /// Closes the connection once `timeout` passes (unless the returned task is cancelled first); the flag says
+    /// whether it did.
+    func closeAfter(_ timeout: Duration) -> (Flag, Scheduled<Void>) {
         let timedOut = Flag()
         let socket = channel.channel
         let timer = socket.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
             timedOut.set()
             socket.close(promise: nil)
         }
+        return (timedOut, timer)
+    }
+
+    /// Reads frames until the node closes the connection or `timeout` passes (then we close it ourselves).
+    /// Returns the decoded messages and whether it was the node that closed.
+    func drain(
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, timeout: Duration = .seconds(10)
+    ) async -> (messages: [WireMessage], closedByNode: Bool) {
+        let (timedOut, timer) = closeAfter(timeout)
         defer { timer.cancel() }
         var messages: [WireMessage] = []
         do {
@@ -190,6 +197,28 @@ extension RogueClient {
 }
 
 extension RogueClient {
+    /// Plays a seed of `manifest` that misbehaves on chunks: it says it holds the snapshot, serves the body
+    /// truthfully, and answers each GetChunk with what `answer` returns (nil: no answer). Runs until the node hangs
+    /// up; our own writes failing then is the expected end.
+    func actAsSeed(of manifest: Manifest, answer: (_ request: UInt32, _ chunk: Digest) throws -> WireMessage?) async {
+        try? await run { frames, outbound in
+            try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .complete).encoded())
+            while let frame = try await frames.next(isolation: #isolation) {
+                switch try WireMessage.decode(frame) {
+                case .getBody(let id, let offset, let length)?:
+                    let body = manifest.bodyBytes
+                    try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
+                case .getChunk(let request, let chunk)?:
+                    if let reply = try answer(request, chunk) { try await outbound.write(reply.encoded()) }
+                default:
+                    continue
+                }
+            }
+        }
+    }
+}
+
+extension RogueClient {
     /// Sends a Ping and reads until its Pong: everything sent before has then been handled by the node. Returns
     /// the messages that arrived meanwhile, or nil when the node closed the connection (or `timeout` passed).
     func roundTrip(
@@ -198,12 +227,7 @@ extension RogueClient {
     ) async throws -> [WireMessage]? {
         let nonce = UInt64.random(in: 1...UInt64.max)
         try await outbound.write(WireMessage.ping(nonce).encoded())
-        let timedOut = Flag()
-        let socket = channel.channel
-        let timer = socket.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
-            timedOut.set()
-            socket.close(promise: nil)
-        }
+        let (_, timer) = closeAfter(timeout)
         defer { timer.cancel() }
         var messages: [WireMessage] = []
         do {

@@ -137,23 +137,14 @@ struct RetryTests {
                 group.addTask {
                     // Fast for its first 8 chunks (so the downloader prefers it), then silent: it reads every request
                     // and answers none.
-                    try? await stalling.run { frames, outbound in
-                        try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .complete).encoded())
-                        while let frame = try await frames.next(isolation: #isolation) {
-                            switch try WireMessage.decode(frame) {
-                            case .getBody(let id, let offset, let length)?:
-                                let body = manifest.bodyBytes
-                                try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
-                            case .getChunk(let request, let chunk)? where answered.value < 8:
-                                answered.increment()
-                                let (compressed, plainSize) = try seed.store.readVerifiedCompressedChunk(chunk, decompressor: ZstdDecompressor())
-                                try await outbound.write(WireMessage.chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed).encoded())
-                            case .getChunk(_, let chunk)?:
-                                silentRequests.append(chunk)
-                            default:
-                                continue
-                            }
+                    await stalling.actAsSeed(of: manifest) { request, chunk in
+                        guard answered.value < 8 else {
+                            silentRequests.append(chunk)
+                            return nil
                         }
+                        answered.increment()
+                        let (compressed, plainSize) = try seed.store.readVerifiedCompressedChunk(chunk, decompressor: ZstdDecompressor())
+                        return .chunk(request: request, chunk: chunk, plainLength: plainSize, compressed: compressed)
                     }
                 }
                 group.addTask {

@@ -120,24 +120,12 @@ struct TransferTests {
             let served = Counter()
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask {
-                    // The liar is disconnected midway: its own writes failing is the expected end.
-                    try? await liar.run { frames, outbound in
-                        try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .complete).encoded())
-                        while let frame = try await frames.next(isolation: #isolation) {
-                            switch try WireMessage.decode(frame) {
-                            case .getBody(let id, let offset, let length)?:
-                                let body = manifest.bodyBytes
-                                try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
-                            case .getChunk(let request, let chunk)?:
-                                // The right length, the wrong bytes.
-                                let length = manifest.body.entries.flatMap(\.chunks).first { $0.id == chunk }?.length ?? 1
-                                let garbage = Fixtures.bytes(count: length, seed: UInt64(request)).withUnsafeBytes { ZstdCompressor().compress($0) }
-                                served.increment()
-                                try await outbound.write(WireMessage.chunk(request: request, chunk: chunk, plainLength: length, compressed: garbage).encoded())
-                            default:
-                                continue
-                            }
-                        }
+                    await liar.actAsSeed(of: manifest) { request, chunk in
+                        // The right length, the wrong bytes.
+                        let length = manifest.body.entries.flatMap(\.chunks).first { $0.id == chunk }?.length ?? 1
+                        let garbage = Fixtures.bytes(count: length, seed: UInt64(request)).withUnsafeBytes { ZstdCompressor().compress($0) }
+                        served.increment()
+                        return .chunk(request: request, chunk: chunk, plainLength: length, compressed: garbage)
                     }
                 }
                 group.addTask {
