@@ -58,10 +58,10 @@ public actor MeshNode {
     private var knownAddresses: Set<HostPort> = []
     private var dialing: Set<HostPort> = []
     /// When each address may be dialled again (only addresses in `knownAddresses`).
-    private var redial: [HostPort: RedialState] = [:]
+    private var redial: [HostPort: Backoff] = [:]
     private var downloads: [Digest: DownloadRecord] = [:]
     /// Failed downloads (still wanted) and when to try again; only manifests in the catalog.
-    private var retries: [Digest: RetryState] = [:]
+    private var retries: [Digest: Backoff] = [:]
     /// Bumped whenever what peers hold changes; readable without a hop onto the actor.
     nonisolated let holdingsVersion = VersionCounter()
     var availabilityVersion: Int { holdingsVersion.value }
@@ -76,19 +76,21 @@ public actor MeshNode {
         var expires: ContinuousClock.Instant
     }
 
-    struct RetryState {
-        var attempts: Int
+    /// Failures in a row of something retried (dialling an address, a download), and when to try it again.
+    struct Backoff {
+        var failures: Int
         var notBefore: ContinuousClock.Instant
+
+        /// base × 2^(failures − 1), at most `maximum`, times a factor drawn from `jitter`.
+        static func delay(failures: Int, base: Duration, maximum: Duration, jitter: ClosedRange<Double> = 1...1) -> Duration {
+            let delay = min(maximum.seconds, base.seconds * pow(2, Double(max(0, failures - 1))))
+            return .milliseconds(Int(delay * Double.random(in: jitter) * 1000))
+        }
     }
 
     struct StrikeRecord {
         var count: Int
         var expires: ContinuousClock.Instant
-    }
-
-    struct RedialState {
-        var failures: Int
-        var notBefore: ContinuousClock.Instant
     }
 
     struct DownloadRecord {
@@ -304,7 +306,7 @@ public actor MeshNode {
         dialing.remove(address)
         let now = ContinuousClock.now
         if admitted {
-            redial[address] = RedialState(failures: 0, notBefore: now + configuration.redialBaseDelay)
+            redial[address] = Backoff(failures: 0, notBefore: now + configuration.redialBaseDelay)
             return
         }
         guard configuration.bootstrapPeers.contains(address) else {
@@ -313,15 +315,13 @@ public actor MeshNode {
             return
         }
         let failures = min((redial[address]?.failures ?? 0) + 1, 30)
-        redial[address] = RedialState(failures: failures, notBefore: now + Self.redialDelay(failures: failures, configuration: configuration))
+        redial[address] = Backoff(failures: failures, notBefore: now + Self.redialDelay(failures: failures, configuration: configuration))
     }
 
     /// The wait before the next dial after `failures` failures in a row: base × 2^(failures − 1), at most the
     /// maximum, with ±20 % jitter so that nodes restarted together do not dial in step.
     static func redialDelay(failures: Int, configuration: MeshConfiguration) -> Duration {
-        let base = configuration.redialBaseDelay.seconds
-        let delay = min(configuration.redialMaxDelay.seconds, base * pow(2, Double(max(0, failures - 1))))
-        return .milliseconds(Int(delay * Double.random(in: 0.8...1.2) * 1000))
+        Backoff.delay(failures: failures, base: configuration.redialBaseDelay, maximum: configuration.redialMaxDelay, jitter: 0.8...1.2)
     }
 
     public var connectedPeers: [PeerConnection] { Array(peers.values) }
@@ -717,12 +717,12 @@ public actor MeshNode {
             retries[id] = nil
         case .failure(let error):
             if !shuttingDown, catalog[id] != nil, !(error is CancellationError) {
-                let attempts = min((retries[id]?.attempts ?? 0) + 1, 30)
-                let base = configuration.downloadRetryBaseDelay.seconds
-                let delay = min(configuration.downloadRetryMaxDelay.seconds, base * pow(2, Double(attempts - 1)))
-                retries[id] = RetryState(attempts: attempts, notBefore: .now + .milliseconds(Int(delay * 1000)))
+                let failures = min((retries[id]?.failures ?? 0) + 1, 30)
+                let delay = Backoff.delay(
+                    failures: failures, base: configuration.downloadRetryBaseDelay, maximum: configuration.downloadRetryMaxDelay)
+                retries[id] = Backoff(failures: failures, notBefore: .now + delay)
                 logger.info(
-                    "will retry the fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(attempts)", "in seconds": "\(Int(delay))"])
+                    "will retry the fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(failures)", "in seconds": "\(Int(delay.seconds))"])
             }
         }
         for waiter in record.waiters { waiter.resume(with: result) }
@@ -737,7 +737,7 @@ public actor MeshNode {
                 retries[id] = nil
                 continue
             }
-            logger.info("retrying fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(state.attempts + 1)"])
+            logger.info("retrying fetch", metadata: ["manifest": "\(id.short)", "attempt": "\(state.failures + 1)"])
             startDownload(id)
         }
     }
