@@ -70,6 +70,29 @@ def make_vendor(vendor):
         (crate / ".cargo-checksum.json").write_text(json.dumps({"files": {}, "package": digest}))
 
 
+def write_big_lib(root, name, modules, functions, doc=None, more=""):
+    """A large crate's lib.rs (its generated modules, a Scanner on memchr, a checksum over all of them) plus
+    `more` (Rust source, dedented), and the modules themselves."""
+    alls = " ^ ".join(f"m{i}::all(input)" for i in range(modules)) or "0"
+    lines = ([doc] if doc else []) + [f"pub mod m{i};" for i in range(modules)] + [
+        "",
+        "pub struct Scanner;",
+        "",
+        "impl Scanner {",
+        "    pub fn count(haystack: &str, needle: u8) -> u64 {",
+        "        memchr::memchr_iter(needle, haystack.as_bytes()).count() as u64",
+        "    }",
+        "}",
+        "",
+        f"pub fn checksum(input: &str) -> u64 {{ {alls} }}",
+    ]
+    path = root / f"crates/{name}/src/lib.rs"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n" + textwrap.dedent(more))
+    for i in range(modules):
+        write(root, f"crates/{name}/src/m{i}.rs", core_module(i, functions))
+
+
 def big_member(root, name, modules, functions):
     """Another large crate shaped like core (its own generated modules), depending on memchr only."""
     write(root, f"crates/{name}/Cargo.toml", f"""
@@ -81,23 +104,7 @@ def big_member(root, name, modules, functions):
         [dependencies]
         memchr = "2"
         """)
-    mods = "\n".join(f"pub mod m{i};" for i in range(modules))
-    alls = " ^ ".join(f"m{i}::all(input)" for i in range(modules)) or "0"
-    write(root, f"crates/{name}/src/lib.rs", f"""
-        {mods}
-
-        pub struct Scanner;
-
-        impl Scanner {{
-            pub fn count(haystack: &str, needle: u8) -> u64 {{
-                memchr::memchr_iter(needle, haystack.as_bytes()).count() as u64
-            }}
-        }}
-
-        pub fn checksum(input: &str) -> u64 {{ {alls} }}
-        """)
-    for i in range(modules):
-        write(root, f"crates/{name}/src/m{i}.rs", core_module(i, functions))
+    write_big_lib(root, name, modules, functions)
 
 
 def generate(root, modules, functions, vendor=None, big_members=1):
@@ -130,30 +137,13 @@ def generate(root, modules, functions, vendor=None, big_members=1):
         regex = "1"
         memchr = "2"
         """)
-    mods = "\n".join(f"pub mod m{i};" for i in range(modules))
-    alls = " ^ ".join(f"m{i}::all(input)" for i in range(modules)) or "0"
-    write(root, "crates/core/src/lib.rs", f"""
-        //! The big member: its size is what makes a cold build slow.
-        {mods}
-
-        pub struct Scanner;
-
-        impl Scanner {{
-            pub fn count(haystack: &str, needle: u8) -> u64 {{
-                memchr::memchr_iter(needle, haystack.as_bytes()).count() as u64
-            }}
-        }}
-
-        pub fn checksum(input: &str) -> u64 {{ {alls} }}
-
-        pub fn version_words(input: &str) -> usize {{
+    write_big_lib(root, "core", modules, functions, doc="//! The big member: its size is what makes a cold build slow.", more="""
+        pub fn version_words(input: &str) -> usize {
             regex::Regex::new(r"v[0-9]+").map(|re| re.find_iter(input).count()).unwrap_or(0)
-        }}
+        }
 
         pub const CORE_TAG: &str = "core-v1";
         """)
-    for i in range(modules):
-        write(root, f"crates/core/src/m{i}.rs", core_module(i, functions))
 
     # gen: build script reading a data file, with rerun-if-changed and rerun-if-env-changed.
     write(root, "crates/gen/Cargo.toml", """
