@@ -11,6 +11,7 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
     case repairFailed(path: String, reason: String)
     case clockBehind(seconds: Double)
     case targetBusy(String)
+    case invalidRepository(name: String, reason: String)
 
     public var description: String {
         switch self {
@@ -44,6 +45,9 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
                 + "('timedatectl set-ntp true') and restore again"
         case .targetBusy(let detail):
             return "a cargo build is using the target directory (\(detail)); wait for it to finish, then restore"
+        case .invalidRepository(let name, let reason):
+            return "the repository name \(name.debugDescription) cannot be used (\(reason)); give a name like "
+                + "'owner/name' with --repo, KINDLING_REPO or 'git config \(GitCheckout.repositoryConfigKey)'"
         }
     }
 }

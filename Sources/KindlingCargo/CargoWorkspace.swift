@@ -1,4 +1,5 @@
 import Foundation
+import KindlingManifest
 
 /// A cargo workspace inside a git checkout, as the cargo integration sees it.
 public struct CargoWorkspace: Sendable {
@@ -23,10 +24,14 @@ public struct CargoWorkspace: Sendable {
         let root = URL(fileURLWithPath: workspaceRoot).resolvingSymlinksInPath().path
         let checkout = try GitCheckout(containing: root)
         let relative = root == checkout.toplevel ? "" : String(root.dropFirst(checkout.toplevel.count + 1))
+        let name = repository ?? checkout.repositoryName()
+        // The name comes from the environment, git config or a flag, and becomes a folder of the build root.
+        do throws(FormatError) { try ManifestHeader.validateRepository(name) } catch {
+            throw .invalidRepository(name: name, reason: error.description)
+        }
         return CargoWorkspace(
             checkout: checkout, root: root, relativeRoot: relative,
-            targetDirectory: URL(fileURLWithPath: target).standardizedFileURL.path,
-            repository: repository ?? checkout.repositoryName())
+            targetDirectory: URL(fileURLWithPath: target).standardizedFileURL.path, repository: name)
     }
 }
 

@@ -115,7 +115,14 @@ public struct ManifestHeader: Hashable, Sendable {
                 || c == UInt8(ascii: "_") || c == UInt8(ascii: "-") || c == UInt8(ascii: "/")
         }
         guard allowed, name.first != "/", name.last != "/", !name.contains("//") else {
-            throw .invalid(field: "repository", reason: "'\(name)' may use only letters, digits and . _ - /")
+            // Escaped: the name may come from a peer and hold control characters.
+            throw .invalid(field: "repository", reason: "\(String(reflecting: name)) may use only letters, digits and . _ - /")
+        }
+        // The name becomes a folder name (the build root): no segment may mean "here" or "up".
+        for segment in name.utf8.split(separator: UInt8(ascii: "/")) {
+            if segment.elementsEqual(".".utf8) || segment.elementsEqual("..".utf8) {
+                throw .invalid(field: "repository", reason: "\(String(reflecting: name)) has a '.' or '..' segment")
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 public import KindlingCrypto
+public import KindlingManifest
 
 /// Which mesh a node belongs to. Open meshes are named; private meshes are defined by a shared secret, which also
 /// keys the encryption of every connection (Specs/wire.md, "Meshes").
@@ -23,6 +24,10 @@ public struct MeshIdentity: Sendable {
 
     /// Reads a mesh secret file: one line of at least 64 hex digits (32 bytes or more).
     public static func load(secretFile path: String) throws(MeshSecretError) -> MeshIdentity {
+        // Whoever can write the secret decides which mesh this node joins and can read its traffic.
+        do throws(GuardedFileError) { try GuardedFile.check(path, what: "mesh secret file") } catch {
+            throw .unsafe(error)
+        }
         guard let data = FileManager.default.contents(atPath: path) else { throw .unreadable(path: path) }
         let text = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
         guard text.count >= 64, text.count <= 128, let secret = try? Hex.decode(text) else {
@@ -48,6 +53,7 @@ public enum MeshSecretError: Error, Sendable, CustomStringConvertible {
     case unreadable(path: String)
     case malformed(path: String)
     case exists(path: String)
+    case unsafe(GuardedFileError)
 
     public var description: String {
         switch self {
@@ -55,6 +61,7 @@ public enum MeshSecretError: Error, Sendable, CustomStringConvertible {
         case .malformed(let path):
             return "\(path) is not a mesh secret (one line of 64 to 128 hex digits; make one with 'kindling mesh-secret')"
         case .exists(let path): return "\(path) already exists; refusing to overwrite a mesh secret"
+        case .unsafe(let error): return error.description
         }
     }
 }

@@ -22,13 +22,15 @@ struct CLITests {
         #expect(list.status == 0)
         #expect(list.stdout.contains(world.publicKey))
         let duplicate = try world.kindling(
-            ["trust", "add", "--file", world.trust, "--name", "bors", "--public-key", world.publicKey])
+            ["trust", "add", "--file", world.trust, "--name", "bors", "--public-key", world.publicKey, "--repos", "a/*"])
         expectCleanFailure(duplicate, mentioning: "already has a key")
-        let badKey = try world.kindling(["trust", "add", "--file", world.trust, "--name", "x", "--public-key", "nope"])
+        let badKey = try world.kindling(
+            ["trust", "add", "--file", world.trust, "--name", "x", "--public-key", "nope", "--repos", "a/*"])
         expectCleanFailure(badKey, mentioning: "not a kindling public key")
         // A secret key pasted where the public key goes is refused without echoing any of it.
         let secretText = try String(contentsOfFile: world.key, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
-        let pasted = try world.kindling(["trust", "add", "--file", world.trust, "--name", "y", "--public-key", secretText])
+        let pasted = try world.kindling(
+            ["trust", "add", "--file", world.trust, "--name", "y", "--public-key", secretText, "--repos", "a/*"])
         expectCleanFailure(pasted, mentioning: "that is a secret key")
         let secretHex = secretText.split(separator: ":").last.map(String.init) ?? secretText
         #expect(!pasted.stderr.contains(secretHex.prefix(8)), "the error echoed part of the secret: \(pasted.stderr)")

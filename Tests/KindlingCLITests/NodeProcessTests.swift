@@ -176,7 +176,8 @@ struct UnprivilegedTests {
     @Test("Nodes listen, connect, gossip and fetch as an ordinary user (no privileged socket options)")
     func nodesWithoutPrivileges() throws {
         let directory = TemporaryDirectory("unprivileged")
-        chmod(directory.path, 0o777)
+        // The unprivileged user's own folder (a folder anyone may write would make its trust file unsafe).
+        if getuid() == 0 { chown(directory.path, 65534, 65534) }
         let binary = directory.file("kindling")
         try FileManager.default.copyItem(atPath: CommandRunner.kindlingPath, toPath: binary)
         chmod(binary, 0o755)
@@ -184,7 +185,7 @@ struct UnprivilegedTests {
             set -e
             K=./kindling
             PUB=$($K keygen --secret-key k)
-            $K trust add --file t.json --name b --public-key "$PUB" >/dev/null
+            $K trust add --file t.json --name b --public-key "$PUB" --repos "a/*" >/dev/null
             mkdir -p data && head -c 300000 /dev/urandom > data/f
             $K publish --store seed --secret-key k --repo a/b --commit c --dir data >/dev/null
             $K node --store seed --listen 127.0.0.1:0 --trust t.json > seed.log 2>&1 &

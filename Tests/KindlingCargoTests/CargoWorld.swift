@@ -34,7 +34,7 @@ final class CargoWorld {
         try git(["clone", "-q", origin, bors], in: directory.path)
         try git(["clone", "-q", origin, dev], in: directory.path)
         let keygen = try CommandRunner.kindling(["keygen", "--secret-key", key])
-        try CommandRunner.kindling(["trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine])
+        try CommandRunner.kindling(["trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine, "--repos", "**"])
         if nodes {
             borsNode = try NodeProcess(store: borsStore, arguments: ["--trust", trust], log: directory.file("bors-node.log"))
             devNode = try NodeProcess(

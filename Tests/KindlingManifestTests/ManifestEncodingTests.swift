@@ -178,7 +178,7 @@ struct ManifestEncodingTests {
 
     @Test("Invalid repository and commit names are refused when signing")
     func names() {
-        for repository in ["", "/abs", "a b", "a//b", "x/"] {
+        for repository in ["", "/abs", "a b", "a//b", "x/", ".", "..", "a/..", "../b", "a/./b", "a\u{1B}[31m", "a\nb"] {
             #expect(throws: FormatError.self) { try Self.sampleManifest(repository: repository) }
         }
     }

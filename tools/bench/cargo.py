@@ -50,7 +50,7 @@ def main():
     origin = make_workspace(work / "origin", args.modules, args.functions, big_members=args.big_members)
     key, trust = work / "bors.key", work / "trust.json"
     public = sh(binary, "keygen", "--secret-key", key).stdout.strip()
-    sh(binary, "trust", "add", "--file", trust, "--name", "bors", "--public-key", public)
+    sh(binary, "trust", "add", "--file", trust, "--name", "bors", "--public-key", public, "--repos", "**")
 
     print("bors: building the base commit at the build root...", flush=True)
     sh("git", "clone", "-q", origin, work / "bors")

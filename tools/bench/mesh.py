@@ -174,7 +174,7 @@ def main():
     size = tree_bytes(data)
     key, trust = work / "bors.key", work / "trust.json"
     public = sh(binary, "keygen", "--secret-key", key).stdout.strip()
-    sh(binary, "trust", "add", "--file", trust, "--name", "bors", "--public-key", public)
+    sh(binary, "trust", "add", "--file", trust, "--name", "bors", "--public-key", public, "--repos", "**")
     seed_store = work / "seed"
     sh(binary, "publish", "--store", seed_store, "--secret-key", key, "--repo", "bench/data", "--commit", "c1",
        "--dir", data, "--pin")

@@ -34,6 +34,9 @@ public enum SecretKeyFile {
         guard info.st_mode & S_IFMT == S_IFREG else { throw .cannotRead(path: path, reason: "not a regular file") }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else { throw .tooOpen(path: path, mode: UInt32(mode)) }
+        do throws(GuardedFileError) { try GuardedFile.check(path, what: "secret key file") } catch {
+            throw .unsafe(error)
+        }
         guard info.st_size < 4096, let data = FileManager.default.contents(atPath: path) else {
             throw .cannotRead(path: path, reason: "unreadable or too large for a key file")
         }
@@ -53,6 +56,7 @@ public enum KeyFileError: Error, Equatable, Sendable, CustomStringConvertible {
     case malformed(path: String)
     case cannotRead(path: String, reason: String)
     case cannotWrite(path: String, reason: String)
+    case unsafe(GuardedFileError)
 
     public var description: String {
         switch self {
@@ -68,6 +72,8 @@ public enum KeyFileError: Error, Equatable, Sendable, CustomStringConvertible {
             return "cannot read secret key file \(path): \(reason)"
         case .cannotWrite(let path, let reason):
             return "cannot write secret key file \(path): \(reason)"
+        case .unsafe(let error):
+            return error.description
         }
     }
 }

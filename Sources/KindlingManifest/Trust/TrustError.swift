@@ -12,6 +12,7 @@ public enum TrustError: Error, Equatable, Sendable, CustomStringConvertible {
     case cannotWrite(path: String, reason: String)
     case malformed(path: String, reason: String)
     case duplicateKey(name: String)
+    case unsafeFile(GuardedFileError)
 
     public var description: String {
         switch self {
@@ -36,6 +37,8 @@ public enum TrustError: Error, Equatable, Sendable, CustomStringConvertible {
             return "trust file \(path) is malformed: \(reason)"
         case .duplicateKey(let name):
             return "the trust file already has a key named '\(name)' or the same public key; pick another name"
+        case .unsafeFile(let error):
+            return error.description
         }
     }
 }

@@ -39,6 +39,8 @@ public struct TrustFile: Hashable, Sendable {
 
     /// Reads and validates a trust file.
     public static func load(path: String) throws(TrustError) -> TrustFile {
+        // Whoever can write the trust file decides what this node accepts.
+        do throws(GuardedFileError) { try GuardedFile.check(path, what: "trust file") } catch { throw .unsafeFile(error) }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))

@@ -28,7 +28,17 @@ struct CargoCommand: AsyncParsableCommand {
 
     func run() async throws {
         let directory = FileManager.default.currentDirectoryPath
-        guard let workspace = try? CargoWorkspace.locate(directory: directory) else {
+        let located: CargoWorkspace?
+        do {
+            located = try CargoWorkspace.locate(directory: directory)
+        } catch .invalidRepository(let name, let reason) {
+            // A workspace whose name would make a bad build root: say so rather than build elsewhere silently.
+            Terminal.printError(CargoError.invalidRepository(name: name, reason: reason).description)
+            throw ExitCode.failure
+        } catch {
+            located = nil
+        }
+        guard let workspace = located else {
             // Not a workspace in a git checkout: plain cargo.
             execvp("cargo", (["cargo"] + arguments).map { strdup($0) } + [nil])
             throw ExitCode.failure
@@ -149,9 +159,12 @@ func restoreCargoSnapshot(
     // The trust gate again, on the complete manifest, with this user's trust file; and it must be the snapshot
     // chosen (a candidate's key and commit came from the node, the manifest's are signed).
     _ = try policy.verify(manifest)
-    guard manifest.header.cacheKey == key.entries, manifest.header.commit == candidate.commit else {
+    guard manifest.header.cacheKey == key.entries, manifest.header.commit == candidate.commit,
+        manifest.header.repository == workspace.repository
+    else {
         throw CommandFailure(
-            "manifest \(candidate.id.short) does not have the cache key and commit it was announced with; it was not used")
+            "manifest \(candidate.id.short) does not have the repository, cache key and commit it was announced with; "
+                + "it was not used")
     }
     let (bar, progress) = ProgressBar.handler(label: "restoring")
     let outcome = try restoring.restore(manifest, from: store, replace: replace, progress: progress)

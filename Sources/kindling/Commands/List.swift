@@ -11,6 +11,10 @@ struct List: AsyncParsableCommand {
     @Option(name: .long, help: "Only this commit.") var commit: String?
     @Flag(name: .long, help: "Print JSON.") var json = false
 
+    func validate() throws {
+        try validateRepositoryOption(repo)
+    }
+
     struct Row: Encodable {
         var id: String
         var repository: String

@@ -17,6 +17,10 @@ struct Status: AsyncParsableCommand {
     @Flag(name: .long, help: "Snapshots of every repository, even inside a checkout.") var all = false
     @Flag(name: .long, help: "Print JSON.") var json = false
 
+    func validate() throws {
+        try validateRepositoryOption(repo)
+    }
+
     struct Output: Encodable {
         var node: MeshStatus?
         var snapshots: [SnapshotInfo]
@@ -105,6 +109,7 @@ struct Fetch: AsyncParsableCommand {
     @Flag(name: .long, help: "Print JSON.") var json = false
 
     func validate() throws {
+        try validateRepositoryOption(repo)
         if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest") }
     }
 
@@ -115,12 +120,34 @@ struct Fetch: AsyncParsableCommand {
                 request: ControlRequest(
                     op: .fetch, manifest: manifest, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)),
                 quiet: json)
+            // The node picked the manifest; what it names is signed, and must be what was asked for.
+            if repo != nil || commit != nil {
+                try requireFetched(result, repository: repo, commit: commit, storeRoot: storeOptions.path)
+            }
             if json {
                 print(Format.json(result))
             } else {
                 printFetchSummary(result)
             }
         }
+    }
+}
+
+/// Refuses a fetched manifest whose signed repository or commit is not the one asked for: a node (or whatever
+/// answers on its socket) must not swap in another snapshot.
+func requireFetched(_ result: FetchResult, repository: String?, commit: String?, storeRoot: String) throws {
+    guard let manifest = try ChunkStore(root: storeRoot).manifest(result.manifest) else {
+        throw CommandFailure("manifest \(result.manifest.short) is missing from the store after the fetch")
+    }
+    if let repository, manifest.header.repository != repository {
+        throw CommandFailure(
+            "the node fetched manifest \(result.manifest.short) of \(manifest.header.repository.debugDescription), "
+                + "not of \(repository); it was not used")
+    }
+    if let commit, manifest.header.commit != commit {
+        throw CommandFailure(
+            "the node fetched manifest \(result.manifest.short) of commit \(manifest.header.commit.debugDescription), "
+                + "not of \(commit); it was not used")
     }
 }
 

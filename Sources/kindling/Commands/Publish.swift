@@ -37,6 +37,7 @@ struct Publish: AsyncParsableCommand {
     var chunking: String?
 
     func validate() throws {
+        try validateRepositoryOption(repo)
         if cargo {
             guard dir == nil, commit == nil, keyValue.isEmpty else {
                 throw ValidationError("--cargo finds the directory, commit and cache key itself; drop --dir, --commit and --key-value")

@@ -36,6 +36,7 @@ struct Restore: AsyncParsableCommand {
     @Flag(name: .long, help: "Never fetch through a running node; use only what the store holds.") var noFetch = false
 
     func validate() throws {
+        try validateRepositoryOption(repo)
         if cargo {
             guard manifest == nil, commit == nil, into == nil else {
                 throw ValidationError("--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
@@ -95,6 +96,7 @@ struct Restore: AsyncParsableCommand {
             storeRoot: storeOptions.path,
             request: ControlRequest(op: .fetch, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)))
         printFetchSummary(result)
+        try requireFetched(result, repository: repo, commit: commit, storeRoot: storeOptions.path)
         return try findInStore(store: store, policy: policy)
     }
 

@@ -18,10 +18,19 @@ struct TrustCommand: AsyncParsableCommand {
         @Option(name: .long, help: "The public key, as printed by 'kindling keygen' (ed25519:<hex>).") var publicKey: String
         @Option(
             name: .long, parsing: .singleValue,
-            help: "Repositories the key may sign for: a glob ('*' within a path segment, '**' across). Repeatable; default '**'.")
+            help: "Repositories the key may sign for: a glob ('*' within a path segment, '**' across). Repeatable; required.")
         var repos: [String] = []
         @Option(name: .long, help: "Reject manifests created before this ISO 8601 time.") var validFrom: String?
         @Option(name: .long, help: "Reject manifests created after this ISO 8601 time.") var validUntil: String?
+
+        func validate() throws {
+            // A key trusted for every repository is a choice to make on purpose, never a default.
+            guard !repos.isEmpty else {
+                throw ValidationError(
+                    "give --repos GLOB: the repositories this key may sign for (for example 'rust-lang/*'; "
+                        + "'**' trusts it for every repository)")
+            }
+        }
 
         func run() async throws {
             try await reportingErrors {
@@ -34,7 +43,7 @@ struct TrustCommand: AsyncParsableCommand {
                 trust.keys.append(
                     TrustedKey(
                         name: name, publicKey: key,
-                        repositories: (globs.isEmpty ? ["**"] : globs).map(RepositoryGlob.init),
+                        repositories: globs.map(RepositoryGlob.init),
                         validFrom: try validFrom.map { try parseTime($0, option: "--valid-from") },
                         validUntil: try validUntil.map { try parseTime($0, option: "--valid-until") }))
                 try trust.save(path: file)

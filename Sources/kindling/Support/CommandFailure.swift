@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import KindlingManifest
 
 /// An error that the CLI reports as one line, `kindling: error: ...`, with exit status 1.
 struct CommandFailure: Error, CustomStringConvertible {
@@ -39,4 +40,15 @@ enum Terminal {
 
     static var stdoutIsTerminal: Bool { isatty(STDOUT_FILENO) == 1 }
     static var stderrIsTerminal: Bool { isatty(STDERR_FILENO) == 1 }
+}
+
+/// Refuses a `--repo` that no manifest could carry (`.`, `..`, empty, control characters...), before it reaches a
+/// store query, a node or a build-root path.
+func validateRepositoryOption(_ repository: String?) throws {
+    guard let repository else { return }
+    do {
+        try ManifestHeader.validateRepository(repository)
+    } catch {
+        throw ValidationError("--repo \(repository.debugDescription) is not a repository name: \(error)")
+    }
 }
