@@ -65,7 +65,7 @@ public func cPath(_ bytes: some Collection<UInt8>) -> [CChar] {
 
 extension FileSystem {
     /// Set once openat2 turned out to be missing (kernel before 5.6) or filtered (seccomp): walk instead.
-    private static let openat2Unavailable = Atomic<Bool>(false)
+    static let openat2Unavailable = Atomic<Bool>(false)
 
     /// Opens `relative` below `directory` without following any symlink and without leaving `directory`:
     /// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS where the kernel has it, else a walk from component to
