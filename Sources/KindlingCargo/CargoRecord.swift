@@ -103,7 +103,9 @@ public struct CargoRecord: Equatable, Sendable {
             root = try r.readString("build root", maxCount: 4096)
             workspaceDirectory = try r.readString("workspace directory", maxCount: 4096)
             let profileCount = try r.readInt("profile count", in: 0...16)
-            profileDirectories = try (0..<profileCount).map { (_) throws(FormatError) in try r.readString("profile", maxCount: 512) }
+            profileDirectories = try (0..<profileCount).map { (_) throws(FormatError) in
+                try Self.validateProfileDirectory(try r.readString("profile", maxCount: 512))
+            }
             let sourceCount = try r.readInt("source count", in: 0...(bytes.count / 35))
             var sources: [Source] = []
             sources.reserveCapacity(sourceCount)
@@ -113,7 +115,7 @@ public struct CargoRecord: Equatable, Sendable {
                 sources.append(
                     Source(
                         path: path, size: try r.readInt("source size", in: 0...Int.max), digest: try r.readDigest("source digest"),
-                        modificationTime: try r.readVarint("source mtime")))
+                        modificationTime: try Self.readTime(&r, "source mtime")))
             }
             self.sources = sources
             let inputCount = try r.readInt("external input count", in: 0...(bytes.count / 2))
@@ -132,7 +134,9 @@ public struct CargoRecord: Equatable, Sendable {
                     let path = try r.readString("directory path", maxCount: 4096)
                     try RelativePath.validate(path)
                     directories.append(
-                        Directory(path: path, names: try r.readDigest("directory names"), modificationTime: try r.readVarint("directory mtime")))
+                        Directory(
+                            path: path, names: try r.readDigest("directory names"),
+                            modificationTime: try Self.readTime(&r, "directory mtime")))
                 }
                 self.directories = directories
             } else {
@@ -142,6 +146,29 @@ public struct CargoRecord: Equatable, Sendable {
         } catch {
             throw .malformedRecord("\(error)")
         }
+    }
+}
+
+extension CargoRecord {
+    /// A profile folder below the target directory: `debug`, `release`, a custom profile's name, or
+    /// `<triple>/<profile>` with `--target`. Every component is checked as a manifest path's is (bytes: no empty,
+    /// "." or ".." component, no NUL, not absolute), and there are at most two: the freshness repair and the build
+    /// locks join it to the target directory, so a hostile record must not name anything outside it.
+    static func validateProfileDirectory(_ directory: String) throws(FormatError) -> String {
+        try RelativePath.validate(directory)
+        guard directory.utf8.split(separator: UInt8(ascii: "/")).count <= 2 else {
+            throw .unsafePath(path: directory, reason: "a profile folder is a name or <target triple>/<name>")
+        }
+        return directory
+    }
+
+    /// An mtime of the record, refused beyond what a manifest may carry (no overflow in later arithmetic).
+    static func readTime(_ reader: inout CanonicalReader, _ field: String) throws(FormatError) -> UInt64 {
+        let time = try reader.readVarint(field)
+        guard time <= ManifestLimits.maxModificationTime else {
+            throw .invalid(field: field, reason: "dated after the year 2262")
+        }
+        return time
     }
 }
 
@@ -165,7 +192,7 @@ func hashFile(_ path: String) -> (digest: Digest, size: Int)? {
 func modificationTime(_ path: String) -> UInt64? {
     var info = stat()
     guard lstat(path, &info) == 0 else { return nil }
-    return UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+    return ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
 }
 
 func setModificationTime(_ path: String, _ nanoseconds: UInt64) -> Bool {

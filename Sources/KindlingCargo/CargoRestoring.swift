@@ -115,7 +115,8 @@ public struct CargoRestoring: Sendable {
     /// second of its build waits that second; a clock far behind CI's is refused, since every file edited in the
     /// next minutes could look older than the build.
     static func waitUntilPast(newestOutput: UInt64) throws(CargoError) {
-        let ready = newestOutput + 1_000_000_000
+        // Saturating: a decoded manifest is dated at most 2262, but this must not trap whatever it is given.
+        let ready = newestOutput.addingReportingOverflow(1_000_000_000).overflow ? UInt64.max : newestOutput + 1_000_000_000
         let current = now
         guard ready > current else { return }
         let behind = ready - current

@@ -68,6 +68,9 @@ public struct ManifestBody: Hashable, Sendable {
             }
             let mode = try reader.readInt("entry mode", in: 0...Int(ManifestLimits.maxMode))
             let mtime = try reader.readVarint("entry modification time")
+            guard mtime <= ManifestLimits.maxModificationTime else {
+                throw .invalid(field: "entry modification time", reason: "'\(path)' is dated after the year 2262")
+            }
             var chunks: [ChunkReference] = []
             var target: String? = nil
             switch kind {
@@ -125,15 +128,20 @@ public struct ManifestBody: Hashable, Sendable {
     }
 
     /// Checks what a single path cannot show: no entry below a file or a symlink of the same tree.
+    ///
+    /// Keyed by the paths' bytes, as the filesystem compares them: Swift's `String` equality is Unicode-canonical, so
+    /// an NFC and an NFD spelling of one name would collapse into one key (and a directory could hide a symlink).
     public static func validateTree(_ entries: [ManifestEntry]) throws(FormatError) {
-        var kinds: [Substring: EntryKind] = [:]
+        var kinds: [[UInt8]: EntryKind] = [:]
         kinds.reserveCapacity(entries.count)
         for entry in entries {
-            kinds[Substring(entry.path)] = entry.kind
+            guard kinds.updateValue(entry.kind, forKey: Array(entry.path.utf8)) == nil else {
+                throw .unsafePath(path: entry.path, reason: "listed twice")
+            }
         }
         for entry in entries {
             for ancestor in RelativePath.ancestors(of: entry.path) {
-                if let kind = kinds[ancestor], kind != .directory {
+                if let kind = kinds[Array(ancestor.utf8)], kind != .directory {
                     throw .unsafePath(
                         path: entry.path,
                         reason: "its parent '\(ancestor)' is a \(kind == .symlink ? "symlink" : "file") in the same manifest")
@@ -153,6 +161,9 @@ public struct ManifestBody: Hashable, Sendable {
             try requireStrictlyAscending(entry.path, after: &previous, field: "entry paths")
             guard entry.mode <= ManifestLimits.maxMode else {
                 throw .invalid(field: "entry mode", reason: "'\(entry.path)' has mode above 0o777")
+            }
+            guard entry.modificationTime <= ManifestLimits.maxModificationTime else {
+                throw .invalid(field: "entry modification time", reason: "'\(entry.path)' is dated after the year 2262")
             }
             for chunk in entry.chunks where !(1...ManifestLimits.maxChunkBytes).contains(chunk.length) {
                 throw .invalid(field: "chunk length", reason: "\(chunk.length) in '\(entry.path)'")

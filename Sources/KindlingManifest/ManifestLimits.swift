@@ -20,4 +20,17 @@ public enum ManifestLimits {
     public static let maxExtraNameBytes = 128
     /// Modes carry the permission bits only; set-id and sticky bits are never captured or restored.
     public static let maxMode: UInt32 = 0o777
+    /// The latest modification time an entry carries, in nanoseconds since the epoch: Int64.max (2262-04-11), the
+    /// range of a signed 64-bit nanosecond clock, so that no timespec conversion or "+ 1 s" can overflow. A decoder
+    /// refuses later times; a capture clamps to 0...this (a file dated before 1970 is captured at 0).
+    public static let maxModificationTime = UInt64(Int64.max)
+
+    /// A stat time (seconds, nanoseconds) as an entry's modification time, clamped to 0...maxModificationTime.
+    public static func modificationTime(seconds: Int, nanoseconds: Int) -> UInt64 {
+        guard seconds >= 0 else { return 0 }
+        let (whole, overflow) = UInt64(seconds).multipliedReportingOverflow(by: 1_000_000_000)
+        guard !overflow else { return maxModificationTime }
+        let (total, carry) = whole.addingReportingOverflow(UInt64(max(0, min(nanoseconds, 999_999_999))))
+        return carry ? maxModificationTime : min(total, maxModificationTime)
+    }
 }

@@ -5,6 +5,9 @@ public import KindlingStore
 public enum SnapshotError: Error, Sendable, CustomStringConvertible {
     case notADirectory(path: String)
     case destinationNotEmpty(path: String)
+    /// The destination is the store or a directory above it: a restore there would replace the store.
+    case destinationHoldsStore(path: String, store: String)
+    case destinationInStore(path: String, store: String)
     case missingChunks(count: Int, bytes: Int)
     case pathNotUTF8(parent: String)
     case changedDuringCapture(path: String)
@@ -20,6 +23,10 @@ public enum SnapshotError: Error, Sendable, CustomStringConvertible {
             return "\(path) is not a directory"
         case .destinationNotEmpty(let path):
             return "\(path) is not empty; pass --replace to replace its contents"
+        case .destinationHoldsStore(let path, let store):
+            return "\(path) holds the store \(store); restoring there would replace the store. Choose another directory"
+        case .destinationInStore(let path, let store):
+            return "\(path) is inside the store \(store); choose a directory outside the store"
         case .missingChunks(let count, let bytes):
             return "the store lacks \(count) chunks (\(bytes) bytes) of this snapshot; fetch it first ('kindling fetch')"
         case .pathNotUTF8(let parent):

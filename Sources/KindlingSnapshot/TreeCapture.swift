@@ -146,7 +146,7 @@ public struct TreeCapture: Sendable {
             // A file that a running build rewrote under us would give a manifest that matches no real state.
             var info = stat()
             guard fstat(file.descriptor, &info) == 0 else { throw .file(FileError("inspecting", path)) }
-            let mtime = UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+            let mtime = ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
             guard mtime == item.modificationTime, Int(info.st_size) == result.size else {
                 throw .changed
             }

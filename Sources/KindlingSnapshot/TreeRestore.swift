@@ -30,19 +30,32 @@ public struct TreeRestore: Sendable {
     }
 
     /// Restores `manifest` into `destination`. Without `replace`, refuses a destination that is not empty.
-    /// `prepare` runs on the filled staging folder just before it is swapped in: what it changes arrives with the
-    /// rest, atomically, and when it throws nothing is swapped in.
+    /// Modes are the manifest's less the process umask (as tar does for a user), or exactly the manifest's with
+    /// `samePermissions`. `prepare` runs on the filled staging folder just before it is swapped in: what it changes
+    /// arrives with the rest, atomically, and when it throws nothing is swapped in.
+    ///
+    /// Every entry is created relative to an open descriptor of the staging folder, by the bytes of its path, and
+    /// no symlink is ever followed on the way (openat2 RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS, else O_NOFOLLOW on
+    /// every component): whatever a snapshot holds, nothing is written outside the destination.
     public func restore(
         _ manifest: Manifest, from store: ChunkStore, into destination: String, replace: Bool,
-        progress: ProgressHandler? = nil, prepare: ((_ staging: String) throws -> Void)? = nil
+        samePermissions: Bool = false, progress: ProgressHandler? = nil,
+        prepare: ((_ staging: String) throws -> Void)? = nil
     ) throws(SnapshotError) -> RestoreSummary {
         let clock = ContinuousClock.now
         let destination = Self.normalised(destination)
-        let destinationExists = FileSystem.exists(destination)
+        let (parentPath, name) = Self.split(destination)
+        guard !name.isEmpty, name != ".", name != ".." else { throw .notADirectory(path: destination) }
+        try Self.refuseStoreOverlap(destination: destination, storeRoot: store.root)
+        do throws(FileError) { try FileSystem.createDirectories(parentPath) } catch { throw .file(error) }
+        let parent: DirectoryDescriptor
+        do throws(FileError) { parent = try DirectoryDescriptor(opening: parentPath) } catch { throw .file(error) }
+        var info = stat()
+        let destinationExists = fstatat(parent.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
         if destinationExists {
-            guard FileSystem.isDirectory(destination) else { throw .notADirectory(path: destination) }
-            let contents: [String]
-            do throws(FileError) { contents = try FileSystem.contents(of: destination) } catch { throw .file(error) }
+            guard info.st_mode & S_IFMT == S_IFDIR else { throw .notADirectory(path: destination) }
+            let contents: [[UInt8]]
+            do throws(FileError) { contents = try parent.openDirectory(name).names() } catch { throw .file(error) }
             if !contents.isEmpty && !replace { throw .destinationNotEmpty(path: destination) }
         }
         // Held to the end: gc must not evict a chunk between the check below and its read.
@@ -56,37 +69,43 @@ public struct TreeRestore: Sendable {
             throw .missingChunks(count: missing.count, bytes: missing.reduce(0) { $0 + $1.length })
         }
 
-        let (parent, name) = Self.split(destination)
-        do throws(FileError) { try FileSystem.createDirectories(parent) } catch { throw .file(error) }
-        Self.removeAbandonedStaging(parent: parent, name: name)
-        let staging = parent + "/." + name + ".kindling-staging-\(getpid())-" + FileSystem.randomName()
-        guard mkdir(staging, 0o700) == 0 else { throw .file(FileError("creating staging directory", staging)) }
+        Self.removeAbandonedStaging(in: parent, name: name)
+        let stagingName = "." + name + Self.stagingMarker + "\(getpid())-" + FileSystem.randomName()
+        let stagingPath = (parentPath == "/" ? "" : parentPath) + "/" + stagingName
+        guard mkdirat(parent.descriptor, stagingName, 0o700) == 0 else {
+            throw .file(FileError("creating staging directory", stagingPath))
+        }
 
         var summary = RestoreSummary()
         do throws(SnapshotError) {
-            summary = try write(manifest, from: store, into: staging, progress: progress)
+            let staging: DirectoryDescriptor
+            do throws(FileError) { staging = try parent.openDirectory(stagingName) } catch { throw .file(error) }
+            let umask = FileSystem.currentUmask()
+            summary = try write(
+                manifest.body.entries, from: store, into: staging, mask: samePermissions ? 0 : umask,
+                progress: progress)
             if let prepare {
-                do { try prepare(staging) } catch { throw .preparation(String(describing: error)) }
+                do { try prepare(stagingPath) } catch { throw .preparation(String(describing: error)) }
             }
             // The staging directory was private while being filled; the result gets an ordinary directory mode.
-            let mask = umask(0o022)
-            umask(mask)
-            guard chmod(staging, 0o777 & ~mask) == 0 else { throw .file(FileError("setting mode of", staging)) }
+            guard fchmod(staging.descriptor, 0o777 & ~umask) == 0 else {
+                throw .file(FileError("setting mode of", stagingPath))
+            }
             try Self.makeDurable(staging, workers: workers)
             if destinationExists {
-                guard ckindling_exchange_paths(staging, destination) == 0 else {
+                guard ckindling_exchangeat(parent.descriptor, stagingName, parent.descriptor, name) == 0 else {
                     throw .file(FileError("swapping in", destination))
                 }
                 summary.replaced = true
-                // The staging path now holds the old contents.
-                try? FileSystem.removeTree(staging)
+                // The staging name now holds the old contents.
+                try? FileSystem.removeTree(named: Array(stagingName.utf8), in: parent.descriptor, path: parentPath)
             } else {
-                guard ckindling_rename_noreplace(staging, destination) == 0 else {
+                guard ckindling_renameat_noreplace(parent.descriptor, stagingName, parent.descriptor, name) == 0 else {
                     throw .file(FileError("moving into place", destination))
                 }
             }
         } catch {
-            try? FileSystem.removeTree(staging)
+            try? FileSystem.removeTree(named: Array(stagingName.utf8), in: parent.descriptor, path: parentPath)
             throw error
         }
         do throws(StoreError) { try store.flushUsage() } catch { throw .store(error) }
@@ -94,15 +113,22 @@ public struct TreeRestore: Sendable {
         return summary
     }
 
-    private func write(
-        _ manifest: Manifest, from store: ChunkStore, into staging: String, progress: ProgressHandler?
+    static let stagingMarker = ".kindling-staging-"
+
+    /// Writes `entries` below `staging`, each relative to its descriptor, never through a symlink. `mask` is
+    /// taken from every mode (the umask; 0 keeps the manifest's modes exactly).
+    func write(
+        _ entries: [ManifestEntry], from store: ChunkStore, into staging: DirectoryDescriptor, mask: mode_t,
+        progress: ProgressHandler?
     ) throws(SnapshotError) -> RestoreSummary {
-        let entries = manifest.body.entries
         var summary = RestoreSummary()
         // Directories first (sorted paths put parents before children), files in parallel, symlinks last.
         for entry in entries where entry.kind == .directory {
-            let path = staging + "/" + entry.path
-            guard mkdir(path, 0o700) == 0 || errno == EEXIST else { throw .file(FileError("creating directory", path)) }
+            let (parent, leaf) = Self.splitRelative(entry.path)
+            let directory = try Self.openParent(parent, in: staging)
+            guard mkdirat(directory.descriptor, cPath(leaf), 0o700) == 0 || errno == EEXIST else {
+                throw .file(FileError("creating directory", staging.path + "/" + entry.path))
+            }
             summary.directories += 1
         }
         let files = entries.filter { $0.kind == .file }.sorted { $0.size > $1.size }
@@ -110,39 +136,50 @@ public struct TreeRestore: Sendable {
         let written = Atomic<Int>(0)
         try ParallelWork.forEach(files, workers: workers, state: { _ in ZstdDecompressor() }) {
             (decompressor, entry) throws(SnapshotError) in
-            try Self.writeFile(entry, from: store, staging: staging, decompressor: decompressor)
+            try Self.writeFile(entry, from: store, staging: staging, mask: mask, decompressor: decompressor)
             let done = written.wrappingAdd(entry.size, ordering: .relaxed).newValue
             progress?(done, totalBytes)
         }
         summary.files = files.count
         summary.bytes = totalBytes
         for entry in entries where entry.kind == .symlink {
-            let path = staging + "/" + entry.path
-            try Self.ensureParent(of: entry.path, in: staging)
-            guard symlink(entry.symlinkTarget ?? "", path) == 0 else { throw .file(FileError("creating symlink", path)) }
-            try Self.setTimes(path, entry.modificationTime, followLinks: false)
+            let (parent, leaf) = Self.splitRelative(entry.path)
+            let directory = try Self.openParent(parent, in: staging)
+            let shown = staging.path + "/" + entry.path
+            guard symlinkat(entry.symlinkTarget ?? "", directory.descriptor, cPath(leaf)) == 0 else {
+                throw .file(FileError("creating symlink", shown))
+            }
+            var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
+            guard utimensat(directory.descriptor, cPath(leaf), &times, AT_SYMLINK_NOFOLLOW) == 0 else {
+                throw .file(FileError("setting times of", shown))
+            }
             summary.symlinks += 1
         }
         // Directory modes and times last, deepest first: writing into a directory changes its mtime.
         for entry in entries.reversed() where entry.kind == .directory {
-            let path = staging + "/" + entry.path
-            guard chmod(path, mode_t(entry.mode)) == 0 else { throw .file(FileError("setting mode of", path)) }
-            try Self.setTimes(path, entry.modificationTime, followLinks: false)
+            let shown = staging.path + "/" + entry.path
+            let directory: DirectoryDescriptor
+            do throws(FileError) { directory = try staging.openDirectory(entry.path) } catch { throw .file(error) }
+            guard fchmod(directory.descriptor, mode_t(entry.mode) & ~mask) == 0 else {
+                throw .file(FileError("setting mode of", shown))
+            }
+            var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
+            guard futimens(directory.descriptor, &times) == 0 else { throw .file(FileError("setting times of", shown)) }
         }
         return summary
     }
 
     private static func writeFile(
-        _ entry: ManifestEntry, from store: ChunkStore, staging: String, decompressor: ZstdDecompressor
+        _ entry: ManifestEntry, from store: ChunkStore, staging: DirectoryDescriptor, mask: mode_t,
+        decompressor: ZstdDecompressor
     ) throws(SnapshotError) {
-        try ensureParent(of: entry.path, in: staging)
-        let path = staging + "/" + entry.path
-        let file: PosixFile
-        do throws(FileError) {
-            file = try PosixFile(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
-        } catch {
-            throw .file(error)
-        }
+        let (parent, leaf) = splitRelative(entry.path)
+        let directory = try openParent(parent, in: staging)
+        let path = staging.path + "/" + entry.path
+        let descriptor = openat(
+            directory.descriptor, cPath(leaf), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else { throw .file(FileError("opening", path)) }
+        let file = PosixFile(descriptor: descriptor, path: path)
         for chunk in entry.chunks {
             // Verified against its id by the store before it gets here (invariant 2).
             let bytes: [UInt8]
@@ -153,26 +190,34 @@ public struct TreeRestore: Sendable {
             }
             do throws(FileError) { try file.write(bytes) } catch { throw .file(error) }
         }
-        guard fchmod(file.descriptor, mode_t(entry.mode)) == 0 else { throw .file(FileError("setting mode of", path)) }
+        guard fchmod(file.descriptor, mode_t(entry.mode) & ~mask) == 0 else {
+            throw .file(FileError("setting mode of", path))
+        }
         var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
         guard futimens(file.descriptor, &times) == 0 else { throw .file(FileError("setting times of", path)) }
         // The disk works while the other files are decompressed: the flush before the swap then waits far less.
         _ = ckindling_start_writeback(file.descriptor)
     }
 
-    /// Creates missing parents of `relative` (a manifest need not list every directory).
-    private static func ensureParent(of relative: String, in staging: String) throws(SnapshotError) {
-        guard let slash = relative.lastIndex(of: "/") else { return }
-        let parent = staging + "/" + relative[..<slash]
-        if FileSystem.isDirectory(parent) { return }
-        do throws(FileError) { try FileSystem.createDirectories(parent, mode: 0o755) } catch { throw .file(error) }
+    /// The directory holding an entry, opened below the staging folder without following links; missing
+    /// parents are created (a manifest need not list every directory).
+    private static func openParent(
+        _ parent: Substring.UTF8View, in staging: DirectoryDescriptor
+    ) throws(SnapshotError) -> DirectoryDescriptor {
+        do throws(FileError) {
+            return try staging.openDirectory(bytes: Array(parent), create: true, mode: 0o755)
+        } catch {
+            throw .file(error)
+        }
     }
 
-    private static func setTimes(_ path: String, _ nanoseconds: UInt64, followLinks: Bool) throws(SnapshotError) {
-        var times = [timespec(nanoseconds), timespec(nanoseconds)]
-        guard utimensat(AT_FDCWD, path, &times, followLinks ? 0 : AT_SYMLINK_NOFOLLOW) == 0 else {
-            throw .file(FileError("setting times of", path))
+    /// "a/b/c" gives ("a/b", "c"), by bytes; "c" gives ("", "c").
+    static func splitRelative(_ path: String) -> (parent: Substring.UTF8View, leaf: Substring.UTF8View) {
+        let utf8 = path.utf8
+        guard let slash = utf8.lastIndex(of: UInt8(ascii: "/")) else {
+            return (path[path.startIndex..<path.startIndex].utf8, path[...].utf8)
         }
+        return (path[..<slash].utf8, path[utf8.index(after: slash)...].utf8)
     }
 
     /// Makes what the restore wrote durable before the swap, and only that: the data of every file under the
@@ -180,48 +225,126 @@ public struct TreeRestore: Sendable {
     /// is still in flight), then an fsync of every directory, deepest first, which commits the journal with the
     /// files' metadata (the batch method of git's core.fsyncMethod). A syncfs would do it in one call, but it also
     /// waits for every other dirty page on the filesystem, such as those of a build running next to the restore.
-    static func makeDurable(_ staging: String, workers: Int) throws(SnapshotError) {
-        var files: [String] = []
-        var directories: [String] = [staging]
+    /// Everything is opened below the staging descriptor, by bytes, without following links.
+    static func makeDurable(_ staging: DirectoryDescriptor, workers: Int) throws(SnapshotError) {
+        var files: [[UInt8]] = []
+        var directories: [[UInt8]] = [[]]
         var index = 0
-        while index < directories.count {
-            let directory = directories[index]
-            index += 1
-            let names: [String]
-            do throws(FileError) { names = try FileSystem.contents(of: directory) } catch { throw .file(error) }
-            for name in names {
-                let path = directory + "/" + name
-                var info = stat()
-                guard lstat(path, &info) == 0 else { throw .file(FileError("inspecting", path)) }
-                switch info.st_mode & S_IFMT {
-                case S_IFDIR: directories.append(path)
-                case S_IFREG: files.append(path)
-                default: break  // symlinks: their directory's flush covers them
+        do throws(FileError) {
+            while index < directories.count {
+                let relative = directories[index]
+                index += 1
+                let directory = try staging.openDirectory(bytes: relative)
+                for name in try directory.names() {
+                    let path = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
+                    var info = stat()
+                    guard fstatat(directory.descriptor, cPath(name), &info, AT_SYMLINK_NOFOLLOW) == 0 else {
+                        throw FileError("inspecting", staging.path + "/" + String(decoding: path, as: UTF8.self))
+                    }
+                    switch info.st_mode & S_IFMT {
+                    case S_IFDIR: directories.append(path)
+                    case S_IFREG: files.append(path)
+                    default: break  // symlinks: their directory's flush covers them
+                    }
                 }
             }
+        } catch {
+            throw .file(error)
         }
-        try ParallelWork.forEach(files, workers: workers) { (_: Int, path: String) throws(SnapshotError) in
-            try flush(path, flags: O_RDONLY | O_NOFOLLOW, dataOnly: true)
+        try ParallelWork.forEach(files, workers: workers) { (_: Int, path: [UInt8]) throws(SnapshotError) in
+            try flush(path, in: staging, flags: O_RDONLY, dataOnly: true)
         }
         for directory in directories.reversed() {
-            try flush(directory, flags: O_RDONLY | O_DIRECTORY | O_NOFOLLOW, dataOnly: false)
+            try flush(directory, in: staging, flags: O_RDONLY | O_DIRECTORY, dataOnly: false)
         }
     }
 
-    private static func flush(_ path: String, flags: Int32, dataOnly: Bool) throws(SnapshotError) {
-        do throws(FileError) { try FileSystem.flush(path, flags: flags, dataOnly: dataOnly) } catch { throw .file(error) }
+    private static func flush(
+        _ path: [UInt8], in staging: DirectoryDescriptor, flags: Int32, dataOnly: Bool
+    ) throws(SnapshotError) {
+        let descriptor: Int32
+        do throws(FileError) { descriptor = try staging.open(bytes: path, flags: flags) } catch { throw .file(error) }
+        defer { close(descriptor) }
+        let result = dataOnly ? ckindling_wait_writeback(descriptor) : fsync(descriptor)
+        guard result == 0 else {
+            throw .file(FileError("flushing", staging.path + "/" + String(decoding: path, as: UTF8.self)))
+        }
     }
 
-    /// Staging directories of restores that were killed: their process is gone.
-    private static func removeAbandonedStaging(parent: String, name: String) {
-        let prefix = "." + name + ".kindling-staging-"
-        for candidate in (try? FileSystem.contents(of: parent)) ?? [] where candidate.hasPrefix(prefix) {
-            let rest = candidate.dropFirst(prefix.count)
-            guard let pid = rest.split(separator: "-").first.flatMap({ Int32($0) }) else { continue }
+    /// Staging directories of restores that were killed: their process is gone. Only what a restore of this
+    /// user made is removed: a real directory (never a symlink), owned by this user, named exactly as a restore
+    /// names its staging folder (`.<name>.kindling-staging-<pid>-<hex>`). A directory another user planted under
+    /// such a name, in a parent others can write, is left alone.
+    static func removeAbandonedStaging(in parent: DirectoryDescriptor, name: String) {
+        let prefix = Array(("." + name + stagingMarker).utf8)
+        let user = geteuid()
+        for candidate in (try? parent.names()) ?? [] where candidate.starts(with: prefix) {
+            let rest = candidate[prefix.count...].split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
+            guard rest.count == 2, let pid = Int32(String(decoding: rest[0], as: UTF8.self)), pid > 0,
+                !rest[1].isEmpty, rest[1].allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
+            else { continue }
+            var info = stat()
+            guard fstatat(parent.descriptor, cPath(candidate), &info, AT_SYMLINK_NOFOLLOW) == 0,
+                info.st_mode & S_IFMT == S_IFDIR, info.st_uid == user
+            else { continue }
             if kill(pid, 0) != 0 && errno == ESRCH {
-                try? FileSystem.removeTree(parent + "/" + candidate)
+                // The owner is checked again on the open directory: a swap after the check above changes nothing.
+                try? FileSystem.removeTree(named: candidate, in: parent.descriptor, path: parent.path, owner: user)
             }
         }
+    }
+
+    /// Refuses a destination that is the store, an ancestor of it, or inside it, compared by device and inode of
+    /// the real directories (a symlink, a bind mount or a "/./" spelling cannot hide the overlap): a replace there
+    /// would swap the store away and delete it.
+    static func refuseStoreOverlap(destination: String, storeRoot: String) throws(SnapshotError) {
+        guard let storeChain = ancestry(ofPath: storeRoot), let store = storeChain.first else { return }
+        // The destination, or the nearest directory above it that exists (before anything is created).
+        var existing = destination
+        var chain = ancestry(ofPath: existing)
+        while chain == nil, existing != "/", !existing.isEmpty {
+            existing = split(existing).parent
+            chain = ancestry(ofPath: existing)
+        }
+        guard let chain, let nearest = chain.first else { return }
+        if existing == destination && storeChain.contains(nearest) {
+            throw .destinationHoldsStore(path: destination, store: storeRoot)
+        }
+        if chain.contains(store) { throw .destinationInStore(path: destination, store: storeRoot) }
+    }
+
+    struct FileIdentity: Hashable {
+        var device: UInt64
+        var inode: UInt64
+        init(_ info: stat) {
+            device = UInt64(info.st_dev)
+            inode = UInt64(info.st_ino)
+        }
+    }
+
+    /// The identities of a directory and of every directory above it, up to "/", following "..".
+    static func ancestry(of descriptor: Int32) -> [FileIdentity] {
+        var chain: [FileIdentity] = []
+        var current = openat(descriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        defer { if current >= 0 { close(current) } }
+        while current >= 0 && chain.count < 4096 {
+            var info = stat()
+            guard fstat(current, &info) == 0 else { break }
+            let identity = FileIdentity(info)
+            if chain.last == identity { break }  // "/" is its own parent
+            chain.append(identity)
+            let up = openat(current, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            close(current)
+            current = up
+        }
+        return chain
+    }
+
+    static func ancestry(ofPath path: String) -> [FileIdentity]? {
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { return nil }
+        defer { close(descriptor) }
+        return ancestry(of: descriptor)
     }
 
     static func normalised(_ path: String) -> String {

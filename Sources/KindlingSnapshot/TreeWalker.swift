@@ -35,7 +35,8 @@ struct TreeWalker {
     private mutating func walk(relative: String, into items: inout [FoundItem]) throws(SnapshotError) {
         let directory = relative.isEmpty ? root : root + "/" + relative
         let names = try Self.rawNames(in: directory)
-        for name in names.sorted() {
+        // By bytes, as the manifest orders paths: String order is Unicode-canonical and ties NFC with NFD.
+        for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
             let path = relative.isEmpty ? name : relative + "/" + name
             let full = root + "/" + path
             var info = stat()
@@ -43,7 +44,7 @@ struct TreeWalker {
                 if errno == ENOENT { continue }  // removed while walking: it is not part of the tree
                 throw .file(FileError("inspecting", full))
             }
-            let mtime = UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+            let mtime = ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
             let mode = UInt32(info.st_mode) & ManifestLimits.maxMode
             switch info.st_mode & S_IFMT {
             case S_IFDIR:

@@ -18,6 +18,17 @@ int ckindling_exchange_paths(const char *first, const char *second);
 /// Renames without replacing an existing destination (RENAME_NOREPLACE). Returns 0 or -1 with errno set.
 int ckindling_rename_noreplace(const char *from, const char *to);
 
+/// renameat2 with RENAME_EXCHANGE, relative to directory descriptors. Returns 0 or -1 with errno set.
+int ckindling_exchangeat(int from_dir, const char *from, int to_dir, const char *to);
+
+/// renameat2 with RENAME_NOREPLACE, relative to directory descriptors. Returns 0 or -1 with errno set.
+int ckindling_renameat_noreplace(int from_dir, const char *from, int to_dir, const char *to);
+
+/// openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS: opens `path` below `dir` without following any symlink or
+/// leaving `dir`. Returns a descriptor, or -1 with errno set: ENOSYS (kernel before 5.6) or EPERM (a seccomp filter)
+/// mean "not available here, walk component by component"; ELOOP means a symlink was in the way; EXDEV an escape.
+int ckindling_open_beneath(int dir, const char *path, int flags, unsigned int mode);
+
 /// Flushes the whole filesystem holding `fd` (syncfs). Returns 0 or -1 with errno set.
 int ckindling_syncfs(int fd);
 

@@ -14,6 +14,12 @@ public final class PosixFile {
         self.path = path
     }
 
+    /// Takes ownership of an open descriptor.
+    public init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+    }
+
     deinit {
         Glibc.close(descriptor)
     }
@@ -129,23 +135,30 @@ public enum FileSystem {
         return names
     }
 
-    /// Removes a file or a whole tree, without following symlinks. Missing paths are fine.
+    /// Removes a file or a whole tree, without following symlinks (not even one swapped in midway: every step
+    /// below `path`'s parent is relative to an open descriptor). Missing paths are fine.
     public static func removeTree(_ path: String) throws(FileError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else {
-            if errno == ENOENT { return }
-            throw FileError("inspecting", path)
-        }
-        if info.st_mode & S_IFMT == S_IFDIR {
-            // A directory the user made read-only must still be removable.
-            if info.st_mode & 0o700 != 0o700 { chmod(path, 0o700) }
-            for name in try contents(of: path) {
-                try removeTree(path + "/" + name)
-            }
-            guard rmdir(path) == 0 || errno == ENOENT else { throw FileError("removing directory", path) }
+        var trimmed = path
+        while trimmed.count > 1 && trimmed.hasSuffix("/") { trimmed.removeLast() }
+        let parent: String
+        let name: Substring
+        if let slash = trimmed.utf8.lastIndex(of: UInt8(ascii: "/")) {
+            parent = slash == trimmed.startIndex ? "/" : String(trimmed[..<slash])
+            name = trimmed[trimmed.index(after: slash)...]
         } else {
-            guard unlink(path) == 0 || errno == ENOENT else { throw FileError("removing", path) }
+            parent = "."
+            name = trimmed[...]
         }
+        guard !name.isEmpty, name != ".", name != ".." else {
+            throw FileError("removing (not a removable name)", path, code: EINVAL)
+        }
+        let directory = Glibc.open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard directory >= 0 else {
+            if errno == ENOENT { return }
+            throw FileError("opening", parent)
+        }
+        defer { close(directory) }
+        try removeTree(named: Array(name.utf8), in: directory, path: parent == "/" ? "" : parent)
     }
 
     /// A random lower-case hex name, for temporary files.

@@ -33,6 +33,8 @@ struct Restore: AsyncParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "Only use snapshots whose cache key has KEY=VALUE (repeatable).")
     var keyValue: [String] = []
     @Flag(name: .long, help: "Replace the contents of a non-empty destination.") var replace = false
+    @Flag(name: .long, help: "Keep the snapshot's file modes exactly (like tar -p); by default the umask applies.")
+    var samePermissions = false
     @Flag(name: .long, help: "Never fetch through a running node; use only what the store holds.") var noFetch = false
 
     func validate() throws {
@@ -41,6 +43,8 @@ struct Restore: AsyncParsableCommand {
             guard manifest == nil, commit == nil, into == nil else {
                 throw ValidationError("--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
             }
+            // A target directory is cargo's: the umask keeps what it needs (build scripts stay executable).
+            guard !samePermissions else { throw ValidationError("--same-permissions is for --into; drop it with --cargo") }
         } else {
             if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest FILE") }
             if into == nil { throw ValidationError("give --into DIR") }
@@ -73,7 +77,8 @@ struct Restore: AsyncParsableCommand {
             let chosen = try manifest.map { try loadManifestFile($0, policy: policy, store: store) }
                 ?? findOrFetch(store: store, policy: policy)
             let (bar, progress) = ProgressBar.handler(label: "restoring")
-            let summary = try TreeRestore().restore(chosen, from: store, into: into, replace: replace, progress: progress)
+            let summary = try TreeRestore().restore(
+                chosen, from: store, into: into, replace: replace, samePermissions: samePermissions, progress: progress)
             bar?.finish()
             print(
                 "restored \(chosen.header.repository)@\(chosen.header.commit) (manifest \(chosen.id.short)): "

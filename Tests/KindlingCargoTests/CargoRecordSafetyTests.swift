@@ -1,0 +1,39 @@
+import Foundation
+@testable import KindlingCargo
+import KindlingCrypto
+import KindlingManifest
+import KindlingTesting
+import Testing
+
+/// A cargo record arrives inside a signed manifest: its folder names and times are as hostile as its paths.
+@Suite("Cargo record: hostile profile folders and times")
+struct CargoRecordSafetyTests {
+    func record(profiles: [String], mtime: UInt64 = 1) -> CargoRecord {
+        CargoRecord(
+            root: "/tmp/kindling-build/demo", workspaceDirectory: "", profileDirectories: profiles,
+            sources: [.init(path: "src/lib.rs", size: 1, digest: Blake2b.hash([1]), modificationTime: mtime)],
+            directories: [.init(path: "src", names: Blake2b.hash([2]), modificationTime: mtime)], externalInputs: [])
+    }
+
+    @Test("Profile folders are checked as path components: no '..', no absolute path, no empty or NUL")
+    func profileFolders() throws {
+        for good in ["debug", "release", "my-profile", "x86_64-unknown-linux-gnu/debug"] {
+            #expect(try CargoRecord(decoding: record(profiles: [good]).encoded()).profileDirectories == [good])
+        }
+        for evil in ["..", "../..", "../../home", "/etc", "", ".", "debug/../..", "de\0bug", "a//b", "debug/", "a/b/c"] {
+            #expect(throws: CargoError.self, "\(evil.debugDescription)") {
+                try CargoRecord(decoding: record(profiles: [evil]).encoded())
+            }
+        }
+    }
+
+    @Test("Record times past what a clock holds are refused; the restore's wait never overflows")
+    func timeEdges() throws {
+        #expect(throws: CargoError.self) { try CargoRecord(decoding: record(profiles: ["debug"], mtime: .max).encoded()) }
+        #expect(try CargoRecord(decoding: record(profiles: ["debug"], mtime: UInt64(Int64.max)).encoded()).sources.count == 1)
+        // The newest output of a manifest decides the wait: at the very edge it is a refusal, not a trap.
+        for newest in [UInt64.max, UInt64.max - 1, ManifestLimits.maxModificationTime] {
+            #expect(throws: CargoError.self) { try CargoRestoring.waitUntilPast(newestOutput: newest) }
+        }
+    }
+}
