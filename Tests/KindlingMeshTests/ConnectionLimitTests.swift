@@ -67,6 +67,25 @@ struct ConnectionLimitTests {
         }
     }
 
+    @Test("No socket takes the last descriptors: accepts stop short of the reserve")
+    func descriptorReserve() async throws {
+        // A reserve that leaves room for about five more sockets in this process.
+        let room = DescriptorLimit.current - (DescriptorLimit.openDescriptors() ?? 0)
+        let node = try await TestNode(name: "target") { $0.descriptorReserve = room - 5 - 20 }
+        try await withRunningNodes([node]) {
+            var held: [Int32] = []
+            defer { for fd in held { close(fd) } }
+            for index in 0..<40 {
+                held += Self.idleConnections(to: node.port, from: "127.0.0.\(10 + index % 20)", count: 1)
+            }
+            try await eventually("accepts past the reserve are refused") {
+                node.node.gate.snapshot.counters.refusedForDescriptors > 0
+            }
+            let gate = node.node.gate.snapshot
+            #expect(gate.sockets < 40, "\(gate)")
+        }
+    }
+
     @Test("Authenticated inbound peers cannot take the slots kept for our own connections, and idle ones make room")
     func peerSlots() async throws {
         let seed = try await TestNode(name: "seed")
