@@ -3,7 +3,7 @@ import NIOCore
 import Synchronization
 
 #if canImport(Glibc)
-import Glibc
+    import Glibc
 #endif
 
 /// Bounds on what remote peers can make a node hold before they are known (Specs/wire.md, "Limits"): sockets
@@ -70,8 +70,11 @@ final class ConnectionGate: Sendable {
             if state.pending.count >= limits.pendingTotal {
                 // Full: a newcomer from a less represented source takes the oldest slot of the busiest source, so
                 // that one address (or a few) flooding us cannot keep everyone else out.
-                guard let (busiest, count) = state.pendingBySource.max(by: { $0.value < $1.value }), count > fromSource + 1,
-                    let victim = state.pending.filter({ $0.value.source == busiest }).min(by: { $0.value.opened < $1.value.opened })
+                guard let (busiest, count) = state.pendingBySource.max(by: { $0.value < $1.value }),
+                    count > fromSource + 1,
+                    let victim = state.pending.filter({ $0.value.source == busiest }).min(by: {
+                        $0.value.opened < $1.value.opened
+                    })
                 else {
                     state.counters.refusedPending += 1
                     return (false, nil)

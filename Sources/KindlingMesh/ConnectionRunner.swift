@@ -46,7 +46,8 @@ struct ConnectionRunner {
                     deadline.cancel()
                     let wireError = (error as? WireError) ?? .timeout("the handshake")
                     node.logger.info(
-                        "handshake failed", metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(wireError)"))"])
+                        "handshake failed",
+                        metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(wireError)"))"])
                     try? await outbound.write(seal(WireMessage.error(code: wireError.code, message: wireError.description).encoded(), keyedSealer))
                     return
                 }
@@ -75,7 +76,8 @@ struct ConnectionRunner {
                 await node.remove(peer)
             }
         } catch {
-            node.logger.debug("connection ended", metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(error)"))"])
+            node.logger.debug(
+                "connection ended", metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(error)"))"])
         }
         return admitted
     }
@@ -169,7 +171,8 @@ struct ConnectionRunner {
                 let wireError = error as? WireError
                 if let wireError, case .closedByPeer = wireError {
                     node.logger.info(
-                        "peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText("\(wireError)"))"])
+                        "peer closed the connection",
+                        metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText("\(wireError)"))"])
                     peer.close()
                 } else if let wireError, wireError.isOffence {
                     // Garbage after the handshake, or a reply naming another chunk than asked: a ban (Specs/wire.md,

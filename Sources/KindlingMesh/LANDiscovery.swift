@@ -108,8 +108,10 @@ struct LANDiscovery {
                         group.addTask {
                             while !Task.isCancelled {
                                 let port = await node.listenPort
-                                let datagram = LANAnnouncement(meshID: mesh.id, nodeID: node.nodeID, port: port).encoded(secret: mesh.secret)
-                                try? await outbound.write(AddressedEnvelope(remoteAddress: groupAddress, data: ByteBuffer(bytes: datagram)))
+                                let datagram = LANAnnouncement(meshID: mesh.id, nodeID: node.nodeID, port: port)
+                                    .encoded(secret: mesh.secret)
+                                try? await outbound.write(
+                                    AddressedEnvelope(remoteAddress: groupAddress, data: ByteBuffer(bytes: datagram)))
                                 let jitter = Double.random(in: 0.8...1.2)
                                 try await Task.sleep(for: configuration.interval * jitter)
                             }

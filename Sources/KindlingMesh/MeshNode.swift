@@ -185,7 +185,9 @@ public actor MeshNode {
         if let address = peer.listenAddress { learnAddress(HostPort(host: address.host, port: Int(address.port))) }
         logger.info(
             "peer connected",
-            metadata: ["peer": "\(peer)", "direction": "\(peer.role)", "agent": "\(escapedPeerText(peer.identity.agent))"])
+            metadata: [
+                "peer": "\(peer)", "direction": "\(peer.role)", "agent": "\(escapedPeerText(peer.identity.agent))",
+            ])
         // Anti-entropy: compare catalogs, tell what we hold, ask for more peers.
         peer.send(.catalogDigest(count: catalog.count, digest: catalogDigest()))
         for (id, holding) in local { peer.send(Self.availability(of: id, holding)) }
@@ -204,7 +206,8 @@ public actor MeshNode {
     private func makeRoom(for peer: PeerConnection) -> WireError? {
         let privileged = peer.role == .initiator || isBootstrap(peer)
         let inbound = peers.values.filter { $0.role == .responder && !isBootstrap($0) }
-        let full = peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
+        let full =
+            peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
         guard full else { return nil }
         let holders = Set(holdings.values.flatMap(\.keys))
         let useless = inbound.filter { candidate in
@@ -257,7 +260,10 @@ public actor MeshNode {
         counters.bans += 1
         logger.warning(
             "banning peer",
-            metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText(reason))", "seconds": "\(Int(configuration.banDuration.seconds))"])
+            metadata: [
+                "peer": "\(peer)", "reason": "\(escapedPeerText(reason))",
+                "seconds": "\(Int(configuration.banDuration.seconds))",
+            ])
         peer.closeAfterSending(.error(code: code, message: "banned for \(Int(configuration.banDuration.seconds)) s: \(reason)"))
         remove(peer)
     }
@@ -271,7 +277,8 @@ public actor MeshNode {
         record.expires = now + configuration.banDuration
         counters.strikes += 1
         logger.notice(
-            "strike against peer", metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText(reason))", "strikes": "\(record.count)"])
+            "strike against peer",
+            metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText(reason))", "strikes": "\(record.count)"])
         if record.count >= configuration.maxStrikes {
             ban(peer, reason: "\(reason) (\(record.count) offences)")
             return true
@@ -476,7 +483,8 @@ public actor MeshNode {
     /// A request over the peer's budget is not answered (it may ask again later); counted, logged at debug.
     private func noteThrottled(_ what: String, from peer: PeerConnection) {
         counters.throttled += 1
-        logger.debug("request over the peer's budget, not answered", metadata: ["peer": "\(peer)", "request": "\(what)"])
+        logger.debug(
+            "request over the peer's budget, not answered", metadata: ["peer": "\(peer)", "request": "\(what)"])
     }
 
     /// The trust gate for gossip (invariant 1): only announcements that verify are stored and relayed, once.

@@ -23,7 +23,9 @@ public struct MeshServer: Sendable {
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture { try channel.pipeline.syncOperations.addHandler(AcceptGateHandler(gate: gate)) }
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptGateHandler(gate: gate))
+                }
             }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
@@ -127,7 +129,8 @@ public struct MeshServer: Sendable {
             await node.dialFinished(address, admitted: admitted)
         } catch {
             gate.releaseOutbound()
-            node.logger.debug("dial failed", metadata: ["address": "\(address)", "error": "\(escapedPeerText("\(error)"))"])
+            node.logger.debug(
+                "dial failed", metadata: ["address": "\(address)", "error": "\(escapedPeerText("\(error)"))"])
             await node.dialFinished(address, admitted: false)
         }
     }

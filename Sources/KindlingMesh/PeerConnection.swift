@@ -98,7 +98,8 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
             perSecond: configuration.catalogRequestsPerSecond, burst: Double(configuration.catalogRequestBurst))
         announceIDBudget = TokenBucket(
             perSecond: configuration.announceRequestIDsPerSecond, burst: Double(configuration.announceRequestIDBurst))
-        bodyBudget = TokenBucket(perSecond: configuration.bodyPiecesPerSecond, burst: Double(configuration.bodyPieceBurst))
+        bodyBudget = TokenBucket(
+            perSecond: configuration.bodyPiecesPerSecond, burst: Double(configuration.bodyPieceBurst))
         self.maxQueuedBytes = maxQueuedBytes
         self.identity = identity
         self.remoteHost = remoteHost

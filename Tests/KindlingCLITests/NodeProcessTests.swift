@@ -162,10 +162,11 @@ struct NodeProcessTests {
 
 @Suite("CLI: what a node exposes", .serialized)
 struct NodeExposureTests {
-    @Test("Beyond loopback an open mesh needs --public and warns what it exposes; a private mesh does not; LAN on loopback says why it cannot announce")
+    @Test("Beyond loopback an open mesh needs --public and warns; a private mesh does not; LAN on loopback says why")
     func exposure() throws {
         let world = try CLIWorld()
-        let refused = try world.kindling(["node", "--store", world.path("s1"), "--trust", world.trust, "--listen", "0.0.0.0:0"])
+        let refused = try world.kindling(
+            ["node", "--store", world.path("s1"), "--trust", world.trust, "--listen", "0.0.0.0:0"])
         expectCleanFailure(refused, mentioning: "--public")
         #expect(refused.stderr.contains("every snapshot"), "\(refused)")
 
@@ -185,14 +186,17 @@ struct NodeExposureTests {
         let secret = world.path("mesh.secret")
         #expect(try world.kindling(["mesh-secret", "--out", secret]).status == 0)
         let closed = try NodeProcess(
-            store: world.path("s3"), arguments: ["--trust", world.trust, "--listen", "0.0.0.0:0", "--mesh-secret", secret],
+            store: world.path("s3"),
+            arguments: ["--trust", world.trust, "--listen", "0.0.0.0:0", "--mesh-secret", secret],
             log: world.path("s3.log"))
         #expect((try closed.status()["node"] as? [String: Any])?["encrypted"] as? Bool == true)
         closed.stop()
 
-        let lan = try NodeProcess(store: world.path("s4"), arguments: ["--trust", world.trust, "--lan"], log: world.path("s4.log"))
+        let lan = try NodeProcess(
+            store: world.path("s4"), arguments: ["--trust", world.trust, "--lan"], log: world.path("s4.log"))
         try waitFor("the LAN warning") {
-            String(decoding: Fixtures.read(lan.log) ?? [], as: UTF8.self).contains("LAN discovery cannot announce this node")
+            let log = String(decoding: Fixtures.read(lan.log) ?? [], as: UTF8.self)
+            return log.contains("LAN discovery cannot announce this node")
         }
         lan.stop()
     }

@@ -1,11 +1,12 @@
 import Foundation
 import KindlingCrypto
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import KindlingMesh
 
 /// A real `kindling node` process flooded with connections (Specs/wire.md, "Limits"; issue 10 §3).
 @Suite("Mesh: a node process under a connection flood", .serialized)
@@ -13,7 +14,7 @@ struct ConnectionFloodTests {
     /// `ulimit -Sn 1024` is the common default (the node raises it to the hard limit); `ulimit -n 1024` leaves it no
     /// way out, so only the caps and the descriptor reserve keep it alive.
     @Test(
-        "Busy authenticated peers and thousands of idle connections: the node stays up, answers status, and a trusted peer fetches during and after",
+        "Busy peers and thousands of idle connections: the node stays up, answers status, a trusted peer fetches",
         arguments: ["ulimit -Sn 1024", "ulimit -n 1024"])
     func flood(limits: String) async throws {
         // The flood needs thousands of descriptors in this process too.
@@ -24,16 +25,23 @@ struct ConnectionFloodTests {
         let keygen = try CommandRunner.kindling(["keygen", "--secret-key", key])
         try #require(keygen.status == 0, "\(keygen)")
         let add = try CommandRunner.kindling(
-            ["trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine, "--repos", "rust-lang/*"])
+            [
+                "trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine, "--repos",
+                "rust-lang/*",
+            ])
         try #require(add.status == 0, "\(add)")
         let seedStore = directory.file("seed-store")
         for (index, commit) in ["during", "after"].enumerated() {
             let tree = directory.file("tree-\(commit)")
             for file in 0..<3 {
-                try Fixtures.write(Fixtures.bytes(count: 2_000_000, seed: UInt64(100 * index + file)), to: tree + "/f\(file)")
+                try Fixtures.write(
+                    Fixtures.bytes(count: 2_000_000, seed: UInt64(100 * index + file)), to: tree + "/f\(file)")
             }
             let publish = try CommandRunner.kindling(
-                ["publish", "--store", seedStore, "--secret-key", key, "--repo", "rust-lang/demo", "--commit", commit, "--dir", tree])
+                [
+                    "publish", "--store", seedStore, "--secret-key", key, "--repo", "rust-lang/demo", "--commit",
+                    commit, "--dir", tree,
+                ])
             try #require(publish.status == 0, "\(publish)")
         }
         let seed = try NodeProcess(
@@ -73,10 +81,14 @@ struct ConnectionFloodTests {
         try await Task.sleep(for: .seconds(1))
         let fetchStarted = ContinuousClock.now
         let during = await blocking {
-            try CommandRunner.kindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "during", "--json"])
+            try CommandRunner.kindling([
+                "fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "during", "--json",
+            ])
         }
         let fetchDuring = ContinuousClock.now - fetchStarted
-        let statusDuring = await blocking { try CommandRunner.kindling(["status", "--store", seedStore, "--all", "--json"]) }
+        let statusDuring = await blocking {
+            try CommandRunner.kindling(["status", "--store", seedStore, "--all", "--json"])
+        }
         let remaining = .seconds(10) - (ContinuousClock.now - started)
         if remaining > .zero { try await Task.sleep(for: remaining) }
         let aliveAtEnd = seed.process.isRunning
@@ -85,17 +97,22 @@ struct ConnectionFloodTests {
         while idleThread.isExecuting || watcher.isExecuting { try await Task.sleep(for: .milliseconds(50)) }
 
         let log = String(decoding: Fixtures.read(seed.log) ?? [], as: UTF8.self)
-        #expect(aliveAtEnd, "the node died under the flood (exit \(seed.process.isRunning ? 0 : seed.process.terminationStatus)): \(log.suffix(2000))")
+        let exit = seed.process.isRunning ? 0 : seed.process.terminationStatus
+        #expect(aliveAtEnd, "the node died under the flood (exit \(exit)): \(log.suffix(2000))")
         #expect(during?.status == 0, "fetch during the flood: \(during.map { "\($0)" } ?? "did not run")")
         #expect(statusDuring?.status == 0, "status during the flood: \(statusDuring.map { "\($0)" } ?? "did not run")")
-        let after = try CommandRunner.kindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "after", "--json"])
+        let after = try CommandRunner.kindling([
+            "fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "after", "--json",
+        ])
         #expect(after.status == 0, "fetch after the flood: \(after)")
         let status = try CommandRunner.kindling(["status", "--store", seedStore, "--all", "--json"])
         #expect(status.status == 0, "\(status)")
         let object = try? JSONSerialization.jsonObject(with: Data((statusDuring?.stdout ?? "").utf8)) as? [String: Any]
         let connections = (object?["node"] as? [String: Any])?["connections"] as? [String: Any]
         let counters = connections?["counters"] as? [String: Any]
-        #expect((counters?["refusedPending"] as? Int ?? 0) > 0, "the pre-handshake caps refused the idle flood: \(connections ?? [:])")
+        #expect(
+            (counters?["refusedPending"] as? Int ?? 0) > 0,
+            "the pre-handshake caps refused the idle flood: \(connections ?? [:])")
         print(
             "flood [\(limits)]: idle connections opened \(idle.opened.value), at most "
                 + "\(idle.maxHeld.value) held at once; pongs \(pongs.value); "
@@ -165,7 +182,9 @@ final class IdleFlood: Sendable {
         target.sin_port = UInt16(port).bigEndian
         target.sin_addr.s_addr = UInt32(0x7F00_0001).bigEndian
         let size = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &source) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) } }
+        let bound = withUnsafePointer(to: &source) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) }
+        }
         let connected = withUnsafePointer(to: &target) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) }
         }
@@ -182,9 +201,9 @@ final class IdleFlood: Sendable {
         var openedAt: [ContinuousClock.Instant] = []
         var next = 0
         while !stop.isSet {
-            // Drop what the node closed (end of stream, reset) and what is older than 12 s (a connect the node never took, its
-            // SYN lost to a full accept queue, looks established here forever), then top up, 100 at a time so that
-            // the accept queue is not overrun.
+            // Drop what the node closed (end of stream, reset) and what is older than 12 s (a connect the node never
+            // took, its SYN lost to a full accept queue, looks established here forever), then top up, 100 at a time
+            // so that the accept queue is not overrun.
             _ = poll(&held, nfds_t(held.count), 0)
             let now = ContinuousClock.now
             var kept: [pollfd] = []

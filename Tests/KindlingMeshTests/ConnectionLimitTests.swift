@@ -1,12 +1,13 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import NIOCore
 import Synchronization
 import Testing
+
+@testable import KindlingMesh
 
 /// What one peer (or one address) can make a node hold or do (Specs/wire.md, "Limits"; issue 10 §3 and §6).
 @Suite("Mesh: connection and work limits", .serialized)
@@ -24,7 +25,9 @@ struct ConnectionLimitTests {
             target.sin_port = UInt16(port).bigEndian
             inet_pton(AF_INET, "127.0.0.1", &target.sin_addr)
             let size = socklen_t(MemoryLayout<sockaddr_in>.size)
-            let bound = withUnsafePointer(to: &local) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) } }
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, size) }
+            }
             let connected = withUnsafePointer(to: &target) {
                 $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, size) }
             }
@@ -36,7 +39,9 @@ struct ConnectionLimitTests {
         }
     }
 
-    @Test("Pre-handshake connections are capped per source and in all; a new source displaces the busiest; the deadline frees them")
+    @Test(
+        "Pre-handshake connections: capped per source and in all; a new source displaces the busiest; deadline frees"
+    )
     func pendingCaps() async throws {
         let node = try await TestNode(name: "target", handshakeTimeout: .seconds(2)) {
             $0.maxPendingPerSource = 4
@@ -152,7 +157,8 @@ struct ConnectionLimitTests {
                 var served = 0
                 let requests = 300
                 for _ in 0..<requests {
-                    try await outbound.write(WireMessage.getBody(manifest: manifest.id, offset: 0, length: 512 * 1024).encoded())
+                    try await outbound.write(
+                        WireMessage.getBody(manifest: manifest.id, offset: 0, length: 512 * 1024).encoded())
                     while let frame = try await frames.next(isolation: #isolation) {
                         guard case .body(_, _, let bytes)? = try? WireMessage.decode(frame) else { continue }
                         if !bytes.isEmpty { served += 1 }
@@ -164,12 +170,16 @@ struct ConnectionLimitTests {
             #expect(catalogs <= 4, "\(catalogs) catalogs sent for 20 requests")
             #expect(catalogs >= 1)
             let allowed = 128 + Int(16 * elapsed.seconds) + 2
-            #expect(served >= 100 && served <= allowed, "\(served) of \(requests) pieces served in \(elapsed) (allowed \(allowed))")
+            #expect(
+                served >= 100 && served <= allowed,
+                "\(served) of \(requests) pieces served in \(elapsed) (allowed \(allowed))")
             #expect(await node.node.status().gossip.throttled > 0)
         }
     }
 
-    @Test("Holder notices are hints: no strike or ban, no holding credited, and the holder's own word wins over relayed ones")
+    @Test(
+        "Holder notices are hints: no strike, ban or holding from them; the holder's own word wins over relayed ones"
+    )
     func holderNoticesAreHints() async throws {
         let target = try await TestNode(name: "target")
         let directory = TemporaryDirectory("hints")
@@ -180,11 +190,15 @@ struct ConnectionLimitTests {
             try await rogue.run { frames, outbound in
                 // The holder's id at an address that is not its own, and fifteen made-up holders: the table is full.
                 try await outbound.write(
-                    WireMessage.holder(HolderNotice(manifest: manifest.id, nodeID: holder.node.nodeID, host: "10.9.9.9", port: 1)).encoded())
+                    WireMessage.holder(
+                        HolderNotice(manifest: manifest.id, nodeID: holder.node.nodeID, host: "10.9.9.9", port: 1)
+                    ).encoded())
                 for index in 0..<15 {
                     try await outbound.write(
                         WireMessage.holder(
-                            HolderNotice(manifest: manifest.id, nodeID: SigningKey.generate().publicKey, host: "10.9.8.\(index)", port: 1)
+                            HolderNotice(
+                                manifest: manifest.id, nodeID: SigningKey.generate().publicKey, host: "10.9.8.\(index)",
+                                port: 1)
                         ).encoded())
                 }
                 _ = try await rogue.roundTrip(&frames, outbound)
@@ -220,7 +234,8 @@ struct ConnectionLimitTests {
             try await rogue.run(agent: "evil\u{1B}]0;owned\u{07}\u{1B}[2J\u{9B}31m") { frames, outbound in
                 _ = try await rogue.roundTrip(&frames, outbound)
                 let agent = await node.node.status().peers.first?.agent ?? ""
-                #expect(!agent.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }, "\(agent)")
+                #expect(
+                    !agent.unicodeScalars.contains { $0.value < 0x20 || (0x7F...0x9F).contains($0.value) }, "\(agent)")
                 #expect(agent.hasPrefix("evil\\u{1B}]0;owned\\u{7}"))
             }
         }

@@ -154,7 +154,8 @@ final class RogueClient: Sendable {
             var frames = inbound.makeAsyncIterator()
             if handshake {
                 var session = HandshakeSession(
-                    role: .initiator, configuration: HandshakeConfiguration(nodeKey: key, mesh: mesh, listenPort: 0, agent: agent))
+                    role: .initiator,
+                    configuration: HandshakeConfiguration(nodeKey: key, mesh: mesh, listenPort: 0, agent: agent))
                 try await outbound.write(session.helloFrame())
                 guard let hello = try await frames.next(isolation: #isolation) else { throw WireError.connectionClosed }
                 _ = try session.receiveHello(frame: hello)

@@ -61,7 +61,8 @@ struct Status: AsyncParsableCommand {
             for snapshot in snapshots.prefix(20) {
                 let holders = snapshot.holders > 0 ? ", \(snapshot.holders) peers hold it" : ""
                 print(
-                    "  \(snapshot.id.prefix(12))  \(escapedPeerText(snapshot.repository))@\(escapedPeerText(String(snapshot.commit.prefix(12))))  "
+                    "  \(snapshot.id.prefix(12))  \(escapedPeerText(snapshot.repository))@"
+                        + "\(escapedPeerText(String(snapshot.commit.prefix(12))))  "
                         + "\(Format.date(nanoseconds: snapshot.createdAt))  \(Format.bytes(snapshot.bytes))"
                         + "\(snapshot.local ? "  local" : "")\(holders)")
             }

@@ -24,7 +24,10 @@ struct Node: AsyncParsableCommand {
     var listen: String?
     @Flag(
         name: .long,
-        help: "Allow listening beyond loopback without --mesh-secret: anyone who can reach the node can fetch every snapshot it holds.")
+        help: """
+            Allow listening beyond loopback without --mesh-secret: anyone who can reach the node can fetch every \
+            snapshot it holds.
+            """)
     var `public` = false
     @Option(name: .long, parsing: .singleValue, help: "A peer to keep connected to, HOST:PORT (repeatable).")
     var peer: [String] = []
@@ -77,7 +80,8 @@ struct Node: AsyncParsableCommand {
             // Descriptors: the soft limit is often 1024; a node serving many peers needs more, and a reserve.
             let limits = DescriptorLimit.raiseSoftToHard()
             if limits.after != limits.before {
-                logger.info("raised the open-files limit", metadata: ["from": "\(limits.before)", "to": "\(limits.after)"])
+                logger.info(
+                    "raised the open-files limit", metadata: ["from": "\(limits.before)", "to": "\(limits.after)"])
             }
             let service = NodeService(
                 store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger)
