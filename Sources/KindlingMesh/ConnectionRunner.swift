@@ -45,17 +45,21 @@ struct ConnectionRunner {
                 } catch {
                     deadline.cancel()
                     let wireError = (error as? WireError) ?? .timeout("the handshake")
-                    node.logger.info("handshake failed", metadata: ["remote": "\(remote)", "error": "\(wireError)"])
+                    node.logger.info(
+                        "handshake failed",
+                        metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(wireError)"))"])
                     try? await outbound.write(seal(WireMessage.error(code: wireError.code, message: wireError.description).encoded(), keyedSealer))
                     return
                 }
                 let (identity, framing) = established
+                // Authenticated: from now on the peer slots bound this socket, not the pre-handshake caps.
+                if role == .responder { node.gate.handshakeCompleted(channel.channel) }
                 limit.raiseToMessageLimit(sealed: framing != nil)
                 channel.channel.resumeFrameDecoding()
                 let socket = channel.channel
                 let peer = PeerConnection(
                     identity: identity, remoteHost: remote, role: role, maxQueuedBytes: configuration.maxQueuedBytesPerPeer,
-                    closeChannel: { socket.close(promise: nil) })
+                    budgets: configuration, closeChannel: { socket.close(promise: nil) })
                 if let refusal = await node.admit(peer) {
                     try? await outbound.write(seal(WireMessage.error(code: refusal.code, message: refusal.description).encoded(), framing?.sealer))
                     return
@@ -72,7 +76,8 @@ struct ConnectionRunner {
                 await node.remove(peer)
             }
         } catch {
-            node.logger.debug("connection ended", metadata: ["remote": "\(remote)", "error": "\(error)"])
+            node.logger.debug(
+                "connection ended", metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(error)"))"])
         }
         return admitted
     }
@@ -153,6 +158,9 @@ struct ConnectionRunner {
             // Reader.
             do {
                 while let raw = try await frames.next(isolation: #isolation) {
+                    // A peer gets at most its message budget of our time: past it we read it more slowly, and TCP
+                    // makes it wait too.
+                    await peer.messageBudget.take(1)
                     peer.noteReceived()
                     let bytes = try open(raw, opener)
                     guard let message = try WireMessage.decode(bytes) else { continue }
@@ -162,7 +170,9 @@ struct ConnectionRunner {
             } catch {
                 let wireError = error as? WireError
                 if let wireError, case .closedByPeer = wireError {
-                    node.logger.info("peer closed the connection", metadata: ["peer": "\(peer)", "reason": "\(wireError)"])
+                    node.logger.info(
+                        "peer closed the connection",
+                        metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText("\(wireError)"))"])
                     peer.close()
                 } else if let wireError, wireError.isOffence {
                     // Garbage after the handshake, or a reply naming another chunk than asked: a ban (Specs/wire.md,
@@ -248,6 +258,12 @@ struct ConnectionRunner {
     /// Body: "not now"), from the node's cache of the last body served, so that the pieces of one body cost one
     /// read of it, not one each.
     private static func serveBody(manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode) async {
+        // Each piece may cost a read of the whole body: a peer gets a burst of pieces, then a few per second.
+        guard peer.bodyBudget.tryTake() else {
+            await node.noteThrottledBody(from: peer)
+            peer.send(.body(manifest: manifest, offset: offset, bytes: []))
+            return
+        }
         guard peer.beginServingBody(limit: node.configuration.maxBodyServesPerPeer) else {
             peer.send(.body(manifest: manifest, offset: offset, bytes: []))
             return

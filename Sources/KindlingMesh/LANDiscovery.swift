@@ -13,6 +13,9 @@ public struct LANConfiguration: Sendable {
     public var interface: String
     /// Announcements are rate-limited: at most one per interval (with jitter), like BEP 14 and Syncthing.
     public var interval: Duration
+    /// Whether to announce ourselves. Off when nobody on the LAN could connect to us (a loopback-only listener):
+    /// we still listen and dial the nodes that announce themselves.
+    public var announce = true
 
     public init(group: String = "239.193.75.73", port: Int = 7343, interface: String = "0.0.0.0", interval: Duration = .seconds(30)) {
         self.group = group
@@ -101,13 +104,17 @@ struct LANDiscovery {
                 try await options.setIPMulticastTTL(1).get()
                 try await options.setIPMulticastLoop(1).get()
                 try await withThrowingTaskGroup(of: Void.self) { group in
-                    group.addTask {
-                        while !Task.isCancelled {
-                            let port = await node.listenPort
-                            let datagram = LANAnnouncement(meshID: mesh.id, nodeID: node.nodeID, port: port).encoded(secret: mesh.secret)
-                            try? await outbound.write(AddressedEnvelope(remoteAddress: groupAddress, data: ByteBuffer(bytes: datagram)))
-                            let jitter = Double.random(in: 0.8...1.2)
-                            try await Task.sleep(for: configuration.interval * jitter)
+                    if configuration.announce {
+                        group.addTask {
+                            while !Task.isCancelled {
+                                let port = await node.listenPort
+                                let datagram = LANAnnouncement(meshID: mesh.id, nodeID: node.nodeID, port: port)
+                                    .encoded(secret: mesh.secret)
+                                try? await outbound.write(
+                                    AddressedEnvelope(remoteAddress: groupAddress, data: ByteBuffer(bytes: datagram)))
+                                let jitter = Double.random(in: 0.8...1.2)
+                                try await Task.sleep(for: configuration.interval * jitter)
+                            }
                         }
                     }
                     group.addTask {

@@ -32,6 +32,11 @@ public struct HostPort: Hashable, Sendable, CustomStringConvertible {
     }
 
     public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+
+    /// True for addresses only this machine can reach: 127.0.0.0/8, ::1, localhost.
+    public var isLoopback: Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
 }
 
 /// Everything a mesh node needs to know, with defaults a developer's background node can run with.
@@ -91,13 +96,44 @@ public struct MeshConfiguration: Sendable {
     public var holderNoticeLifetime: Duration = .seconds(1800)
     /// How often a node below its peer limit asks its peers for more (GetPeers).
     public var peerExchangeInterval: Duration = .seconds(60)
+    /// Connections still in their handshake, at most, from one source address and in all (Specs/wire.md,
+    /// "Limits"). When all are taken, a connection from a less represented source replaces the oldest one of the
+    /// busiest source; otherwise new connections are closed as soon as they are accepted.
+    public var maxPendingPerSource = 8
+    public var maxPendingTotal = 64
+    /// Descriptors never handed to sockets: accepts and dials stop while fewer would be left free.
+    public var descriptorReserve = 128
+    /// Peer slots kept for connections we open (and for our bootstrap peers when they dial us): inbound peers
+    /// take at most `maxPeers` less these (at most a quarter of `maxPeers`).
+    public var reservedOutboundSlots = 8
+    /// Messages read from one peer per second at most (burst: one second's worth); past it the node reads that
+    /// peer more slowly, and TCP pushes back on it.
+    public var maxMessagesPerSecondPerPeer = 1000
+    /// CatalogDigest and CatalogRequest answered per peer: a burst, then one per `1 / catalogRequestsPerSecond`.
+    public var catalogRequestBurst = 4
+    public var catalogRequestsPerSecond = 0.2
+    /// Manifest ids answered per peer in AnnounceRequests: a burst, then this many per second.
+    public var announceRequestIDBurst = 16_384
+    public var announceRequestIDsPerSecond = 4096.0
+    /// Manifest body pieces served per peer: a burst (a whole 64 MiB body), then this many per second; more get an
+    /// empty Body ("not now").
+    public var bodyPieceBurst = 128
+    public var bodyPiecesPerSecond = 16.0
+    /// Listening on an address other than loopback in an open mesh (no secret) serves every snapshot the node holds
+    /// to anyone who can reach it: refused unless this is set (`--public`).
+    public var isPublic = false
     public var agent: String
+
+    /// Inbound peers admitted at most (the rest of `maxPeers` is kept for outbound connections).
+    public var maxInboundPeers: Int {
+        max(1, maxPeers - min(reservedOutboundSlots, maxPeers / 4))
+    }
 
     public init(
         nodeKey: SigningKey, mesh: MeshIdentity = .open(), listen: HostPort = HostPort(host: "127.0.0.1", port: 0),
         bootstrapPeers: [HostPort] = [], trust: TrustPolicy, follow: [RepositoryGlob] = [], peerExchange: Bool = true,
         maxPeers: Int = 32, maxServingPerPeer: Int = 64, maxServingTotal: Int = 256, uploadLimit: Int? = nil,
-        handshakeTimeout: Duration = .seconds(10), keepaliveInterval: Duration = .seconds(15),
+        handshakeTimeout: Duration = .seconds(5), keepaliveInterval: Duration = .seconds(15),
         idleTimeout: Duration = .seconds(45), requestTimeout: Duration = .seconds(10),
         stallTimeout: Duration = .seconds(60), banDuration: Duration = .seconds(600), lan: LANConfiguration? = nil,
         maxStrikes: Int = 3, agent: String = "kindling/0.1.0"

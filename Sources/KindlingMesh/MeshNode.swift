@@ -32,6 +32,8 @@ public actor MeshNode {
     /// Chunk requests being served right now, across all peers (bounded by `maxServingTotal`).
     nonisolated let servingTotal = ServingGauge()
     nonisolated let bodyCache = BodyCache()
+    /// Pre-handshake caps and the descriptor reserve, checked at accept and dial.
+    nonisolated let gate: ConnectionGate
     public nonisolated let nodeID: PublicKey
 
     nonisolated let work: AsyncStream<NodeWork>
@@ -70,10 +72,14 @@ public actor MeshNode {
     private var closedUploaded = 0
     private var closedDownloaded = 0
     private var shuttingDown = false
+    /// The catalog only grows while the node runs (ids are never removed), so its size identifies its digest.
+    private var cachedCatalogDigest: (count: Int, digest: Digest)?
 
     struct HolderRecord {
         var address: PeerAddress
         var expires: ContinuousClock.Instant
+        /// Heard from the holder itself (its Have complete), not relayed by another peer.
+        var firstHand = false
     }
 
     /// Failures in a row of something retried (dialling an address, a download), and when to try it again.
@@ -105,6 +111,10 @@ public actor MeshNode {
         self.logger = logger
         self.nodeID = configuration.nodeKey.publicKey
         self.uploadLimiter = configuration.uploadLimit.map { TokenBucket(bytesPerSecond: $0) }
+        self.gate = ConnectionGate(
+            limits: ConnectionGate.Limits(
+                pendingPerSource: configuration.maxPendingPerSource, pendingTotal: configuration.maxPendingTotal,
+                descriptorReserve: configuration.descriptorReserve))
         (work, workQueue) = AsyncStream.makeStream(of: NodeWork.self)
     }
 
@@ -170,10 +180,14 @@ public actor MeshNode {
             return .closedByPeer(code: 5, message: "banned")
         }
         if peers[peer.nodeID] != nil { return .closedByPeer(code: 7, message: "already connected") }
-        if peers.count >= configuration.maxPeers { return .closedByPeer(code: 6, message: "too many peers") }
+        if let refusal = makeRoom(for: peer) { return refusal }
         peers[peer.nodeID] = peer
         if let address = peer.listenAddress { learnAddress(HostPort(host: address.host, port: Int(address.port))) }
-        logger.info("peer connected", metadata: ["peer": "\(peer)", "direction": "\(peer.role)"])
+        logger.info(
+            "peer connected",
+            metadata: [
+                "peer": "\(peer)", "direction": "\(peer.role)", "agent": "\(escapedPeerText(peer.identity.agent))",
+            ])
         // Anti-entropy: compare catalogs, tell what we hold, ask for more peers.
         peer.send(.catalogDigest(count: catalog.count, digest: catalogDigest()))
         for (id, holding) in local { peer.send(Self.availability(of: id, holding)) }
@@ -183,6 +197,42 @@ public actor MeshNode {
         if configuration.peerExchange { peer.requestPeers() }
         holdingsVersion.bump()
         return nil
+    }
+
+    /// Finds a slot for a newly authenticated peer, or says why there is none. Connections we opened and our
+    /// bootstrap peers may use every slot; other inbound peers only `maxInboundPeers`, so that a flood of them
+    /// cannot cut the node off from its seeds. When the peer's class is full, the least useful inbound peer makes
+    /// room, but only one that has done nothing for us: no chunks either way, no snapshot of our catalog held.
+    private func makeRoom(for peer: PeerConnection) -> WireError? {
+        let privileged = peer.role == .initiator || isBootstrap(peer)
+        let inbound = peers.values.filter { $0.role == .responder && !isBootstrap($0) }
+        let full =
+            peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
+        guard full else { return nil }
+        let holders = Set(holdings.values.flatMap(\.keys))
+        let useless = inbound.filter { candidate in
+            let stats = candidate.statistics
+            return stats.uploaded == 0 && stats.downloaded == 0 && !holders.contains(candidate.nodeID)
+        }
+        // From the source address with the most such peers, the youngest: an address flooding us loses its own.
+        var bySource: [String: Int] = [:]
+        for candidate in useless { bySource[candidate.remoteHost, default: 0] += 1 }
+        guard let victim = useless.max(by: { lhs, rhs in
+            (bySource[lhs.remoteHost] ?? 0, lhs.connectedAt) < (bySource[rhs.remoteHost] ?? 0, rhs.connectedAt)
+        }) else {
+            return .closedByPeer(code: 6, message: "too many peers")
+        }
+        gate.noteEvictedPeer()
+        logger.info("evicting an idle inbound peer to make room", metadata: ["evicted": "\(victim)", "for": "\(peer)"])
+        victim.closeAfterSending(.error(code: 6, message: "too many peers: making room for another"))
+        remove(victim)
+        return nil
+    }
+
+    /// True when the peer is one of our bootstrap peers that dialled us (same address and listening port).
+    private func isBootstrap(_ peer: PeerConnection) -> Bool {
+        guard let address = peer.listenAddress else { return false }
+        return configuration.bootstrapPeers.contains(HostPort(host: address.host, port: Int(address.port)))
     }
 
     func remove(_ peer: PeerConnection) {
@@ -208,7 +258,12 @@ public actor MeshNode {
         Self.insertBounded(&bans, key: peer.nodeID, value: now + configuration.banDuration, limit: configuration.maxBanRecords) { $0 > now }
         strikes[peer.nodeID] = nil
         counters.bans += 1
-        logger.warning("banning peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "seconds": "\(Int(configuration.banDuration.seconds))"])
+        logger.warning(
+            "banning peer",
+            metadata: [
+                "peer": "\(peer)", "reason": "\(escapedPeerText(reason))",
+                "seconds": "\(Int(configuration.banDuration.seconds))",
+            ])
         peer.closeAfterSending(.error(code: code, message: "banned for \(Int(configuration.banDuration.seconds)) s: \(reason)"))
         remove(peer)
     }
@@ -221,7 +276,9 @@ public actor MeshNode {
         record.count += 1
         record.expires = now + configuration.banDuration
         counters.strikes += 1
-        logger.notice("strike against peer", metadata: ["peer": "\(peer)", "reason": "\(reason)", "strikes": "\(record.count)"])
+        logger.notice(
+            "strike against peer",
+            metadata: ["peer": "\(peer)", "reason": "\(escapedPeerText(reason))", "strikes": "\(record.count)"])
         if record.count >= configuration.maxStrikes {
             ban(peer, reason: "\(reason) (\(record.count) offences)")
             return true
@@ -376,8 +433,11 @@ public actor MeshNode {
         case .holder(let notice):
             noteHolder(notice, from: peer)
         case .catalogDigest(let count, let digest):
+            // Each costs a comparison and may cost a whole catalog both ways: a few per peer, then one per 5 s.
+            guard peer.catalogBudget.tryTake() else { return noteThrottled("CatalogDigest", from: peer) }
             if count != catalog.count || digest != catalogDigest() { peer.send(.catalogRequest) }
         case .catalogRequest:
+            guard peer.catalogBudget.tryTake() else { return noteThrottled("CatalogRequest", from: peer) }
             let ids = catalog.keys.sorted()
             var start = 0
             repeat {
@@ -391,6 +451,7 @@ public actor MeshNode {
                 peer.send(.announceRequest(ids: Array(unknown[start..<min(unknown.count, start + WireLimits.maxAnnounceRequestIDs)])))
             }
         case .announceRequest(let ids):
+            guard peer.announceIDBudget.tryTake(ids.count) else { return noteThrottled("AnnounceRequest", from: peer) }
             var seen = Set<Digest>()
             for id in ids where seen.insert(id).inserted {
                 guard let signed = catalog[id] else { continue }
@@ -415,6 +476,17 @@ public actor MeshNode {
         }
     }
 
+    func noteThrottledBody(from peer: PeerConnection) {
+        noteThrottled("GetBody", from: peer)
+    }
+
+    /// A request over the peer's budget is not answered (it may ask again later); counted, logged at debug.
+    private func noteThrottled(_ what: String, from peer: PeerConnection) {
+        counters.throttled += 1
+        logger.debug(
+            "request over the peer's budget, not answered", metadata: ["peer": "\(peer)", "request": "\(what)"])
+    }
+
     /// The trust gate for gossip (invariant 1): only announcements that verify are stored and relayed, once.
     private func receiveAnnouncement(_ signed: SignedHeader, from peer: PeerConnection?) async {
         if catalog[signed.id] != nil {
@@ -428,7 +500,10 @@ public actor MeshNode {
             counters.rejected += 1
             logger.warning(
                 "dropped untrusted announcement",
-                metadata: ["manifest": "\(signed.id.short)", "from": "\(peer.map(\.description) ?? "local")", "reason": "\(error)"])
+                metadata: [
+                    "manifest": "\(signed.id.short)", "from": "\(peer.map(\.description) ?? "local")",
+                    "reason": "\(escapedPeerText("\(error)"))",
+                ])
             if let peer {
                 // A forged signature is a lie; an unknown key may just be another team's bors, so only strike.
                 if case .badSignature = error {
@@ -451,7 +526,11 @@ public actor MeshNode {
         catalog[signed.id] = signed
         counters.accepted += 1
         logger.info(
-            "new snapshot", metadata: ["manifest": "\(signed.id.short)", "repository": "\(signed.header.repository)", "commit": "\(signed.header.commit)"])
+            "new snapshot",
+            metadata: [
+                "manifest": "\(signed.id.short)", "repository": "\(escapedPeerText(signed.header.repository))",
+                "commit": "\(escapedPeerText(signed.header.commit))",
+            ])
         for other in peers.values where other !== peer {
             other.send(.announce(signed))
             counters.relayed += 1
@@ -509,20 +588,34 @@ public actor MeshNode {
     }
 
     /// Records and relays (once) that a node holds a manifest. Only for manifests in our catalog, at most
-    /// `maxHoldersPerManifest` live notices each; a notice straight from the holder refreshes its lifetime.
+    /// `maxHoldersPerManifest` live notices each.
+    ///
+    /// A notice is a hint, never evidence: it may only make us dial an address, whose node then proves its id in
+    /// the handshake and its holdings with its own Have. Nothing here strikes, bans or credits anyone, and a notice
+    /// is relayed as a Holder notice (the claim it was), never as our own Have. A notice straight from the holder
+    /// (its Have complete) is first-hand: it replaces a relayed one for that node, address included, and when the
+    /// manifest's notices are full it displaces a relayed one, so relayed notices cannot keep the real holders out.
     private func noteHolder(_ notice: HolderNotice, from peer: PeerConnection?) {
         guard notice.nodeID != nodeID, catalog[notice.manifest] != nil else { return }
         let now = ContinuousClock.now
         let expires = now + configuration.holderNoticeLifetime
-        if let existing = holderNotices[notice.manifest]?[notice.nodeID], existing.expires > now {
-            if peer?.nodeID == notice.nodeID { holderNotices[notice.manifest]?[notice.nodeID]?.expires = expires }
-            return
-        }
-        var holders = (holderNotices[notice.manifest] ?? [:]).filter { $0.value.expires > now }
-        guard holders.count < configuration.maxHoldersPerManifest else { return }
+        let firstHand = peer?.nodeID == notice.nodeID
         let address = PeerAddress(nodeID: notice.nodeID, host: notice.host, port: notice.port)
-        holders[notice.nodeID] = HolderRecord(address: address, expires: expires)
-        holderNotices[notice.manifest] = holders
+        var holders = (holderNotices[notice.manifest] ?? [:]).filter { $0.value.expires > now }
+        if let existing = holders[notice.nodeID] {
+            guard firstHand else { return }
+            holders[notice.nodeID] = HolderRecord(address: address, expires: expires, firstHand: true)
+            holderNotices[notice.manifest] = holders
+            // Relayed once already, unless what was relayed had another address.
+            guard existing.address != address else { return }
+        } else {
+            if holders.count >= configuration.maxHoldersPerManifest {
+                guard firstHand, let relayed = holders.first(where: { !$0.value.firstHand })?.key else { return }
+                holders[relayed] = nil
+            }
+            holders[notice.nodeID] = HolderRecord(address: address, expires: expires, firstHand: firstHand)
+            holderNotices[notice.manifest] = holders
+        }
         for other in peers.values where other !== peer && other.nodeID != notice.nodeID {
             other.send(.holder(notice))
         }
@@ -535,7 +628,7 @@ public actor MeshNode {
     }
 
     /// Live holder notices of a manifest.
-    private func liveHolders(_ id: Digest) -> [PeerAddress] {
+    func liveHolders(_ id: Digest) -> [PeerAddress] {
         let now = ContinuousClock.now
         return (holderNotices[id] ?? [:]).values.filter { $0.expires > now }.map(\.address)
     }
@@ -565,7 +658,10 @@ public actor MeshNode {
 
     /// BLAKE2b-256 over the sorted ids of the catalog: equal digests mean equal catalogs.
     private func catalogDigest() -> Digest {
-        Blake2b.hash(catalog.keys.sorted().flatMap(\.bytes))
+        if let cached = cachedCatalogDigest, cached.count == catalog.count { return cached.digest }
+        let digest = Blake2b.hash(catalog.keys.sorted().flatMap(\.bytes))
+        cachedCatalogDigest = (catalog.count, digest)
+        return digest
     }
 
     // MARK: Local snapshots
@@ -856,14 +952,29 @@ public actor MeshNode {
                 let stats = peer.statistics
                 return MeshStatus.Peer(
                     nodeID: peer.nodeID.text, address: "\(peer.remoteHost):\(peer.identity.listenPort)",
-                    direction: peer.role == .initiator ? "out" : "in", agent: peer.identity.agent,
+                    direction: peer.role == .initiator ? "out" : "in", agent: escapedPeerText(peer.identity.agent),
                     uploaded: stats.uploaded, downloaded: stats.downloaded, requestsInFlight: stats.inFlight,
                     serving: stats.serving, connectedSeconds: (ContinuousClock.now - peer.connectedAt).seconds)
             }.sorted { $0.nodeID < $1.nodeID },
             catalogSize: catalog.count, completeSnapshots: local.values.filter { if case .complete = $0 { true } else { false } }.count,
             downloads: downloads.keys.map(\.hex).sorted(), gossip: counters, bannedPeers: bans.filter { $0.value > .now }.count,
             uploadedBytes: closedUploaded + peers.values.reduce(0) { $0 + $1.statistics.uploaded },
-            downloadedBytes: closedDownloaded + peers.values.reduce(0) { $0 + $1.statistics.downloaded })
+            downloadedBytes: closedDownloaded + peers.values.reduce(0) { $0 + $1.statistics.downloaded },
+            meshPrivate: configuration.mesh.isPrivate, encrypted: configuration.mesh.isPrivate,
+            transport: configuration.mesh.isPrivate
+                ? "private mesh: peers authenticated with the mesh secret, every frame encrypted"
+                : "open mesh: peers authenticated but traffic NOT encrypted (anyone on the path can read it); "
+                    + "use --mesh-secret for anything that crosses an untrusted network",
+            connections: connectionStatus())
+    }
+
+    private func connectionStatus() -> MeshStatus.Connections {
+        let gate = self.gate.snapshot
+        return MeshStatus.Connections(
+            openDescriptors: DescriptorLimit.openDescriptors() ?? -1, descriptorLimit: self.gate.descriptorLimit,
+            descriptorReserve: configuration.descriptorReserve, sockets: gate.sockets, pendingHandshakes: gate.pending,
+            inboundPeers: peers.values.filter { $0.role == .responder }.count, maxPeers: configuration.maxPeers,
+            maxInboundPeers: configuration.maxInboundPeers, counters: gate.counters)
     }
 }
 
@@ -878,6 +989,9 @@ public struct GossipCounters: Sendable, Codable {
     public var strikes = 0
     /// Peers disconnected because they did not read what was queued for them.
     public var slowConsumers = 0
+    /// Requests not answered because the peer was over its budget (catalog exchanges, announcement lookups, body
+    /// pieces).
+    public var throttled = 0
     public var lanDiscovered = 0
 }
 
@@ -905,6 +1019,27 @@ public struct MeshStatus: Sendable, Codable {
     /// Chunk bytes (compressed, as sent) served to and received from peers since the node started.
     public var uploadedBytes: Int
     public var downloadedBytes: Int
+    /// An open mesh authenticates peers (node keys) but sends everything in the clear; a private one encrypts.
+    public var meshPrivate: Bool
+    public var encrypted: Bool
+    /// One line saying what the transport protects, for `kindling status`.
+    public var transport: String
+    public var connections: Connections
+
+    /// Descriptors and connection slots: what a flood of connections could use up, and what the caps refused.
+    public struct Connections: Sendable, Codable {
+        /// Descriptors open in the node process when asked (-1 when /proc cannot be read).
+        public var openDescriptors: Int
+        public var descriptorLimit: Int
+        public var descriptorReserve: Int
+        /// TCP sockets of the mesh (any stage), and those still in their handshake.
+        public var sockets: Int
+        public var pendingHandshakes: Int
+        public var inboundPeers: Int
+        public var maxPeers: Int
+        public var maxInboundPeers: Int
+        public var counters: ConnectionCounters
+    }
 }
 
 public enum MeshError: Error, Sendable, CustomStringConvertible {

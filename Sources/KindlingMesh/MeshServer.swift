@@ -18,9 +18,15 @@ public struct MeshServer: Sendable {
     /// Binds the listening socket and returns the bound port; then `run` serves it.
     public func bind() async throws -> Listener {
         let address = node.configuration.listen
+        let gate = node.gate
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
+            .serverChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(AcceptGateHandler(gate: gate))
+                }
+            }
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
                 let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
@@ -103,6 +109,13 @@ public struct MeshServer: Sendable {
     /// Opens an outgoing connection and runs it to the end.
     func dial(_ address: HostPort) async {
         let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
+        // A dial takes a descriptor too: none while that would eat into the reserve.
+        let gate = node.gate
+        guard gate.reserveOutbound() else {
+            node.logger.debug("dial skipped: descriptors short", metadata: ["address": "\(address)"])
+            await node.dialFinished(address, admitted: false)
+            return
+        }
         do {
             let channel = try await ClientBootstrap(group: group)
                 .connectTimeout(.seconds(5))
@@ -110,11 +123,14 @@ public struct MeshServer: Sendable {
                 .connect(host: address.host, port: address.port) { channel in
                     ConnectionRunner.configure(channel, limit: limit)
                 }
+            channel.channel.closeFuture.whenComplete { _ in gate.releaseOutbound() }
             // The address stays in `dialing` while the connection runs, so it is not dialled twice.
             let admitted = await ConnectionRunner(node: node, channel: channel, limit: limit, role: .initiator).run()
             await node.dialFinished(address, admitted: admitted)
         } catch {
-            node.logger.debug("dial failed", metadata: ["address": "\(address)", "error": "\(error)"])
+            gate.releaseOutbound()
+            node.logger.debug(
+                "dial failed", metadata: ["address": "\(address)", "error": "\(escapedPeerText("\(error)"))"])
             await node.dialFinished(address, admitted: false)
         }
     }
@@ -128,6 +144,7 @@ public struct MeshServer: Sendable {
             // Look for dial candidates once a second; bootstrap peers that dropped come back this way, after
             // their backoff.
             if tick % 10 == 1 {
+                node.gate.recount()
                 for address in await node.dialCandidates() { await node.requestDial(address) }
             }
             if tick % 100 == 50 { await node.purgeExpired() }
@@ -137,5 +154,26 @@ public struct MeshServer: Sendable {
         }
         // Cancelled: close every connection and stop the work loop, so that the task group can finish.
         await node.beginShutdown()
+    }
+}
+
+/// First on the listener's pipeline: sees each accepted socket before anything is set up for it, and closes those
+/// the gate refuses (pre-handshake caps, descriptor reserve) at once.
+final class AcceptGateHandler: ChannelInboundHandler {
+    typealias InboundIn = any Channel
+    typealias InboundOut = any Channel
+    let gate: ConnectionGate
+
+    init(gate: ConnectionGate) {
+        self.gate = gate
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let accepted = unwrapInboundIn(data)
+        if gate.admitInbound(accepted) {
+            context.fireChannelRead(data)
+        } else {
+            accepted.close(promise: nil)
+        }
     }
 }

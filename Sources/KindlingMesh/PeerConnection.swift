@@ -81,10 +81,25 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     private let closeChannel: @Sendable () -> Void
 
+    /// What the peer may make us do, per second (Specs/wire.md, "Limits"): read its messages, answer its catalog
+    /// digests and requests, look up announcements by id, serve body pieces.
+    let messageBudget: TokenBucket
+    let catalogBudget: TokenBucket
+    let announceIDBudget: TokenBucket
+    let bodyBudget: TokenBucket
+
     init(
         identity: PeerIdentity, remoteHost: String, role: HandshakeRole, maxQueuedFrames: Int = 100_000,
-        maxQueuedBytes: Int = 16 << 20, closeChannel: @escaping @Sendable () -> Void
+        maxQueuedBytes: Int = 16 << 20, budgets configuration: MeshConfiguration,
+        closeChannel: @escaping @Sendable () -> Void
     ) {
+        messageBudget = TokenBucket(perSecond: Double(configuration.maxMessagesPerSecondPerPeer))
+        catalogBudget = TokenBucket(
+            perSecond: configuration.catalogRequestsPerSecond, burst: Double(configuration.catalogRequestBurst))
+        announceIDBudget = TokenBucket(
+            perSecond: configuration.announceRequestIDsPerSecond, burst: Double(configuration.announceRequestIDBurst))
+        bodyBudget = TokenBucket(
+            perSecond: configuration.bodyPiecesPerSecond, burst: Double(configuration.bodyPieceBurst))
         self.maxQueuedBytes = maxQueuedBytes
         self.identity = identity
         self.remoteHost = remoteHost

@@ -1,25 +1,47 @@
 import Synchronization
 
-/// An upload rate limit: callers take bytes and sleep when the bucket is empty. The burst is one second's worth.
+/// A rate limit: an upload limit in bytes (callers take bytes and sleep when the bucket is empty), or a budget of
+/// messages or requests per peer (`tryTake` refuses instead of waiting). Starts full.
 final class TokenBucket: Sendable {
     private let rate: Double
+    private let burst: Double
     private let state: Mutex<(tokens: Double, updated: ContinuousClock.Instant)>
 
-    init(bytesPerSecond: Int) {
-        rate = Double(max(1, bytesPerSecond))
-        state = Mutex((Double(max(1, bytesPerSecond)), .now))
+    /// `perSecond` tokens a second, at most `burst` saved up (default: one second's worth).
+    init(perSecond: Double, burst: Double? = nil) {
+        rate = max(0.001, perSecond)
+        self.burst = max(1, burst ?? perSecond)
+        state = Mutex((max(1, burst ?? perSecond), .now))
     }
 
-    /// Waits until `bytes` may be sent.
-    func take(_ bytes: Int) async {
+    convenience init(bytesPerSecond: Int) {
+        self.init(perSecond: Double(max(1, bytesPerSecond)))
+    }
+
+    private func refill(_ state: inout (tokens: Double, updated: ContinuousClock.Instant)) {
+        let now = ContinuousClock.now
+        state.tokens = min(burst, state.tokens + (now - state.updated).seconds * rate)
+        state.updated = now
+    }
+
+    /// Waits until `count` tokens may be spent (the bucket may go into debt: a large take waits in proportion).
+    func take(_ count: Int) async {
         let wait = state.withLock { state -> Double in
-            let now = ContinuousClock.now
-            state.tokens = min(rate, state.tokens + (now - state.updated).seconds * rate)
-            state.updated = now
-            state.tokens -= Double(bytes)
+            refill(&state)
+            state.tokens -= Double(count)
             return state.tokens >= 0 ? 0 : -state.tokens / rate
         }
-        if wait > 0 { try? await Task.sleep(for: .milliseconds(Int(wait * 1000))) }
+        if wait > 0 { try? await Task.sleep(for: .milliseconds(max(1, Int(wait * 1000)))) }
+    }
+
+    /// Spends `count` tokens if the bucket holds them; false (nothing spent) otherwise.
+    func tryTake(_ count: Int = 1) -> Bool {
+        state.withLock { state in
+            refill(&state)
+            guard state.tokens >= Double(count) else { return false }
+            state.tokens -= Double(count)
+            return true
+        }
     }
 }
 

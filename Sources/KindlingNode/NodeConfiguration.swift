@@ -19,6 +19,11 @@ public struct NodeSettings: Codable, Sendable {
     public var maxPeers: Int?
     public var peerExchange: Bool?
     public var logLevel: String?
+    /// Allows listening beyond loopback in an open mesh (no secret): every held snapshot is served to anyone.
+    public var `public`: Bool?
+
+    /// Where a node listens unless told otherwise: this machine only.
+    public static let defaultListen = "127.0.0.1:7341"
 
     public init() {}
 
@@ -48,6 +53,7 @@ public struct NodeSettings: Codable, Sendable {
         merged.maxPeers = other.maxPeers ?? maxPeers
         merged.peerExchange = other.peerExchange ?? peerExchange
         merged.logLevel = other.logLevel ?? logLevel
+        merged.public = other.public ?? self.public
         return merged
     }
 
@@ -57,10 +63,11 @@ public struct NodeSettings: Codable, Sendable {
             throw NodeError.badConfiguration("no trust file: pass --trust FILE or set \"trust\" in node.json")
         }
         let policy = TrustPolicy(trust: try TrustFile.load(path: trustPath))
-        let listenText = listen ?? "0.0.0.0:7341"
+        let listenText = listen ?? Self.defaultListen
         guard let listenAddress = HostPort(listenText) else {
             throw NodeError.badConfiguration("--listen '\(listenText)' is not HOST:PORT")
         }
+        let isPublic = self.public ?? false
         var bootstrap: [HostPort] = []
         for text in peers ?? [] {
             guard let address = HostPort(text), address.port > 0 else {
@@ -69,6 +76,12 @@ public struct NodeSettings: Codable, Sendable {
             bootstrap.append(address)
         }
         let mesh = try meshSecret.map { try MeshIdentity.load(secretFile: $0) } ?? .open(name: meshName ?? "kindling")
+        if !listenAddress.isLoopback && !mesh.isPrivate && !isPublic {
+            throw NodeError.badConfiguration(
+                "refusing to listen on \(listenAddress) in an open mesh: anyone who can reach it could fetch every "
+                    + "snapshot this node holds, unencrypted. Give --mesh-secret FILE (a private mesh), or --public "
+                    + "(\"public\": true in node.json) if that is intended, or listen on 127.0.0.1")
+        }
         let maxStore = try maxSize.map { text in
             guard let value = parseSize(text) else { throw NodeError.badConfiguration("--max-size '\(text)' is not a size like 20G") }
             return value
@@ -79,12 +92,39 @@ public struct NodeSettings: Codable, Sendable {
             }
             return value
         }
-        let configuration = MeshConfiguration(
+        var lanConfiguration: LANConfiguration?
+        if lan ?? false {
+            var discovery = LANConfiguration()
+            // Nobody on the LAN could connect to a loopback listener: announcing it would only make them fail.
+            discovery.announce = !listenAddress.isLoopback
+            lanConfiguration = discovery
+        }
+        var configuration = MeshConfiguration(
             nodeKey: nodeKey, mesh: mesh, listen: listenAddress, bootstrapPeers: bootstrap, trust: policy,
             follow: (follow ?? []).map(RepositoryGlob.init), peerExchange: peerExchange ?? true,
-            maxPeers: maxPeers ?? 32, uploadLimit: upload, lan: (lan ?? false) ? LANConfiguration() : nil)
+            maxPeers: maxPeers ?? 32, uploadLimit: upload, lan: lanConfiguration)
+        configuration.isPublic = isPublic
         return (configuration, maxStore)
     }
+}
+
+/// What a node's settings expose, in words for its log: an open mesh listening beyond loopback, or LAN discovery
+/// that cannot announce a loopback listener.
+public func exposureWarnings(_ configuration: MeshConfiguration) -> [String] {
+    var warnings: [String] = []
+    if !configuration.listen.isLoopback && !configuration.mesh.isPrivate {
+        warnings.append(
+            "public node: listening on \(configuration.listen) in an open mesh, so anyone who can reach this address "
+                + "can fetch every snapshot this node holds (private repositories' build state included), and the "
+                + "traffic is not encrypted; use --mesh-secret to restrict and encrypt it")
+    }
+    if let lan = configuration.lan, !lan.announce {
+        warnings.append(
+            "LAN discovery cannot announce this node: it listens on \(configuration.listen), which other machines "
+                + "cannot reach; it still dials nodes that announce themselves. To be found, listen on a LAN "
+                + "address (with --mesh-secret, or --public)")
+    }
+    return warnings
 }
 
 /// Parses sizes like `500M`, `10G`, `1.5GiB`, `123456` (K/M/G/T are powers of 1024).

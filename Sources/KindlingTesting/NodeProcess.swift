@@ -7,13 +7,22 @@ public final class NodeProcess {
     public let log: String
     public private(set) var port = 0
 
-    public init(store: String, arguments: [String], log: String, environment: [String: String] = [:]) throws {
+    /// `shellPrefix`, when given, runs first in `sh` and the node is exec'd after it (e.g. `ulimit -Sn 1024`).
+    public init(
+        store: String, arguments: [String], log: String, environment: [String: String] = [:], shellPrefix: String? = nil
+    ) throws {
         self.store = store
         self.log = log
         _ = FileManager.default.createFile(atPath: log, contents: nil)
         process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandRunner.kindlingPath)
-        process.arguments = ["node", "--store", store, "--listen", "127.0.0.1:0"] + arguments
+        let nodeArguments = ["node", "--store", store, "--listen", "127.0.0.1:0"] + arguments
+        if let shellPrefix {
+            process.executableURL = URL(fileURLWithPath: "/bin/sh")
+            process.arguments = ["-c", shellPrefix + "; exec \"$0\" \"$@\"", CommandRunner.kindlingPath] + nodeArguments
+        } else {
+            process.executableURL = URL(fileURLWithPath: CommandRunner.kindlingPath)
+            process.arguments = nodeArguments
+        }
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
         process.standardOutput = handle
         process.standardError = handle

@@ -160,6 +160,48 @@ struct NodeProcessTests {
     }
 }
 
+@Suite("CLI: what a node exposes", .serialized)
+struct NodeExposureTests {
+    @Test("Beyond loopback an open mesh needs --public and warns; a private mesh does not; LAN on loopback says why")
+    func exposure() throws {
+        let world = try CLIWorld()
+        let refused = try world.kindling(
+            ["node", "--store", world.path("s1"), "--trust", world.trust, "--listen", "0.0.0.0:0"])
+        expectCleanFailure(refused, mentioning: "--public")
+        #expect(refused.stderr.contains("every snapshot"), "\(refused)")
+
+        let open = try NodeProcess(
+            store: world.path("s2"), arguments: ["--trust", world.trust, "--listen", "0.0.0.0:0", "--public"],
+            log: world.path("s2.log"))
+        let log = String(decoding: Fixtures.read(open.log) ?? [], as: UTF8.self)
+        #expect(log.contains("public node") && log.contains("every snapshot this node holds"), "\(log)")
+        let node = try open.status()["node"] as? [String: Any]
+        #expect(node?["encrypted"] as? Bool == false)
+        let transport = node?["transport"] as? String ?? ""
+        #expect(transport.contains("NOT encrypted"), "\(transport)")
+        let text = try world.kindling(["status", "--store", world.path("s2"), "--all"])
+        #expect(text.stdout.contains("mesh       open mesh: peers authenticated but traffic NOT encrypted"), "\(text)")
+        open.stop()
+
+        let secret = world.path("mesh.secret")
+        #expect(try world.kindling(["mesh-secret", "--out", secret]).status == 0)
+        let closed = try NodeProcess(
+            store: world.path("s3"),
+            arguments: ["--trust", world.trust, "--listen", "0.0.0.0:0", "--mesh-secret", secret],
+            log: world.path("s3.log"))
+        #expect((try closed.status()["node"] as? [String: Any])?["encrypted"] as? Bool == true)
+        closed.stop()
+
+        let lan = try NodeProcess(
+            store: world.path("s4"), arguments: ["--trust", world.trust, "--lan"], log: world.path("s4.log"))
+        try waitFor("the LAN warning") {
+            let log = String(decoding: Fixtures.read(lan.log) ?? [], as: UTF8.self)
+            return log.contains("LAN discovery cannot announce this node")
+        }
+        lan.stop()
+    }
+}
+
 @Suite("CLI: without privileges")
 struct UnprivilegedTests {
     /// Runs a shell script as an unprivileged user: `nobody` through setpriv when the tests run as root.

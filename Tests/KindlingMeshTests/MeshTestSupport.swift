@@ -135,6 +135,7 @@ final class RogueClient: Sendable {
         let limit = FrameLimit()
         limit.raiseToMessageLimit(sealed: false)
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.seconds(3))
             .connect(host: "127.0.0.1", port: port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
@@ -146,14 +147,15 @@ final class RogueClient: Sendable {
 
     /// Runs `body` with the connection; `handshake` first performs an honest open-mesh handshake.
     func run<R: Sendable>(
-        handshake: Bool = true, mesh: MeshIdentity = .open(name: "test"),
+        handshake: Bool = true, mesh: MeshIdentity = .open(name: "test"), agent: String = "rogue",
         _ body: (inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, NIOAsyncChannelOutboundWriter<[UInt8]>) async throws -> R
     ) async throws -> R {
         try await channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
             if handshake {
                 var session = HandshakeSession(
-                    role: .initiator, configuration: HandshakeConfiguration(nodeKey: key, mesh: mesh, listenPort: 0, agent: "rogue"))
+                    role: .initiator,
+                    configuration: HandshakeConfiguration(nodeKey: key, mesh: mesh, listenPort: 0, agent: agent))
                 try await outbound.write(session.helloFrame())
                 guard let hello = try await frames.next(isolation: #isolation) else { throw WireError.connectionClosed }
                 _ = try session.receiveHello(frame: hello)

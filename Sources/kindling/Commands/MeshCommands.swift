@@ -53,6 +53,7 @@ struct Status: AsyncParsableCommand {
             }
             if let node {
                 print("node       \(node.nodeID), port \(node.listenPort)")
+                print("mesh       \(node.transport)")
                 print("peers      \(node.peers.count) connected, \(node.bannedPeers) banned")
                 print("gossip     \(node.gossip.accepted) accepted, \(node.gossip.relayed) relayed, \(node.gossip.rejected) rejected")
                 if !node.downloads.isEmpty { print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))") }
@@ -64,7 +65,8 @@ struct Status: AsyncParsableCommand {
             for snapshot in snapshots.prefix(20) {
                 let holders = snapshot.holders > 0 ? ", \(snapshot.holders) peers hold it" : ""
                 print(
-                    "  \(snapshot.id.prefix(12))  \(snapshot.repository)@\(snapshot.commit.prefix(12))  "
+                    "  \(snapshot.id.prefix(12))  \(escapedPeerText(snapshot.repository))@"
+                        + "\(escapedPeerText(String(snapshot.commit.prefix(12))))  "
                         + "\(Format.date(nanoseconds: snapshot.createdAt))  \(Format.bytes(snapshot.bytes))"
                         + "\(snapshot.local ? "  local" : "")\(holders)")
             }
@@ -87,6 +89,7 @@ struct Peers: AsyncParsableCommand {
                 return
             }
             if peers.isEmpty { print("(no peers)") }
+            // The agent is the peer's own text, escaped by the node (escapedPeerText) before it got here.
             for peer in peers {
                 print(
                     "\(peer.nodeID)  \(peer.address)  \(peer.direction)  up \(Format.bytes(peer.uploaded))  "

@@ -18,7 +18,17 @@ struct Node: AsyncParsableCommand {
             """)
 
     @OptionGroup var storeOptions: StoreOptions
-    @Option(name: .long, help: "Address to accept peers on (default 0.0.0.0:7341; port 0 picks one).") var listen: String?
+    @Option(
+        name: .long,
+        help: "Address to accept peers on (default 127.0.0.1:7341, this machine only; port 0 picks one).")
+    var listen: String?
+    @Flag(
+        name: .long,
+        help: """
+            Allow listening beyond loopback without --mesh-secret: anyone who can reach the node can fetch every \
+            snapshot it holds.
+            """)
+    var `public` = false
     @Option(name: .long, parsing: .singleValue, help: "A peer to keep connected to, HOST:PORT (repeatable).")
     var peer: [String] = []
     @Option(name: .long, help: "The trust file of accepted publisher keys.") var trust: String?
@@ -52,6 +62,7 @@ struct Node: AsyncParsableCommand {
             flags.maxPeers = maxPeers
             flags.peerExchange = noPeerExchange ? false : nil
             flags.logLevel = logLevel
+            flags.public = self.public ? true : nil
             let settings = try NodeSettings.load(storeRoot: root).overridden(by: flags)
             let level = Logger.Level(rawValue: settings.logLevel ?? "info") ?? .info
             LoggingSystem.bootstrap { label in
@@ -65,6 +76,13 @@ struct Node: AsyncParsableCommand {
             }
             let nodeKey = try loadOrCreateNodeKey(storeRoot: root)
             let (configuration, maxStoreBytes) = try settings.meshConfiguration(nodeKey: nodeKey)
+            for warning in exposureWarnings(configuration) { logger.warning("\(warning)") }
+            // Descriptors: the soft limit is often 1024; a node serving many peers needs more, and a reserve.
+            let limits = DescriptorLimit.raiseSoftToHard()
+            if limits.after != limits.before {
+                logger.info(
+                    "raised the open-files limit", metadata: ["from": "\(limits.before)", "to": "\(limits.after)"])
+            }
             let service = NodeService(
                 store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger)
             try await service.run { port in
