@@ -27,21 +27,48 @@ struct CargoCommand: AsyncParsableCommand {
     static let farBehind = 50
 
     func run() async throws {
+        // Nothing this command starts (cargo, its build scripts, git, rustc) sees a variable that names a key.
+        BuildEnvironment.scrubProcess()
         let directory = FileManager.default.currentDirectoryPath
-        guard let workspace = try? CargoWorkspace.locate(directory: directory) else {
-            // Not a workspace in a git checkout: plain cargo.
+        let workspace: CargoWorkspace
+        do {
+            workspace = try CargoWorkspace.locate(directory: directory)
+        } catch {
+            // A toolchain the checkout names by path is refused, never run by the plain cargo below.
+            if case .toolchainByPath = error { throw CommandFailure(error.description) }
+            // Not a workspace in a git checkout: plain cargo (with the user's toolchain pinned when it resolves).
+            if let pin = try? ToolchainPin.resolve(directory: directory) { setenv("RUSTUP_TOOLCHAIN", pin.name, 1) }
             execvp("cargo", (["cargo"] + arguments).map { strdup($0) } + [nil])
             throw ExitCode.failure
         }
         let root = BuildRoot.forRepository(workspace.repository)
+        // Before anything is restored: a refused build needs no restore.
+        if !CargoLauncher.namespacesAvailable {
+            Terminal.printWarning(CargoLauncher.unavailableMessage)
+            let writable: [String]
+            do {
+                writable = try CargoLauncher.checkInPlace(directory: directory, checkoutTop: workspace.checkout.toplevel)
+            } catch {
+                throw CommandFailure(error.description)
+            }
+            if let first = writable.first {
+                Terminal.printWarning(
+                    "cargo runs in place under \(first), which other users can write: a .cargo/config.toml or "
+                        + "rust-toolchain.toml planted there after this check would still be read; build in a directory "
+                        + "only you can write, or where user namespaces work")
+            }
+        }
         let environment = ProcessInfo.processInfo.environment
         if let command = arguments.first(where: { !$0.hasPrefix("-") }), Self.buildCommands.contains(command),
             environment["KINDLING_NO_RESTORE"] == nil
         {
             autoRestore(workspace: workspace, root: root)
         }
-        if !CargoLauncher.namespacesAvailable { Terminal.printWarning(CargoLauncher.unavailableMessage) }
-        try CargoLauncher(workspace: workspace, root: root).exec(cargo: arguments, directory: directory)
+        do {
+            try CargoLauncher(workspace: workspace, root: root).exec(cargo: arguments, directory: directory)
+        } catch let error as CargoError {
+            throw CommandFailure(error.description)
+        }
     }
 
     /// Restores when target/ is empty, or far behind HEAD and a nearer snapshot exists; never fails the build.
