@@ -28,16 +28,43 @@ public struct CargoLauncher: Sendable {
         + "cargo runs in place, so compiled dependencies are reused where paths match but rustc's incremental "
         + "state is not (it is only valid at the build root's path)"
 
-    /// Inside the namespace (Specs/cargo.md, "Build root"): the real folders are opened first (descriptors 3-5),
-    /// then a private tmpfs hides the highest ancestor of the root that another user could write (`private`, empty
-    /// when there is none), so nothing planted there is seen and nothing written there is shown to anyone; the
-    /// root is made inside it and the folders are bound through their descriptors, which the tmpfs cannot hide.
+    /// Inside the namespace (Specs/cargo.md, "Build root"): the real folders are opened first (descriptors 3-5).
+    /// When another user could write an ancestor of the root, the highest such one (`private`) gets a private
+    /// view: an overlay whose lower layer is the host's folder (so paths under it, such as a vendor folder or a
+    /// toolchain, still work) and whose upper layer is a private tmpfs (so nothing the build writes there is seen
+    /// by anyone). Before it is mounted, the upper layer gets, at every level from `private` down to the root, a
+    /// whiteout for each name cargo and rustup read from ancestors (`.cargo`, `rust-toolchain*`) and a directory of
+    /// ours for the next component (which hides a link or file planted there and lets us create the root). A
+    /// kernel without unprivileged overlays gets the tmpfs alone: everything under `private` is then hidden.
+    /// The folders are bound through their descriptors, which nothing mounted over them can hide.
     static let script = """
         set -e
         root=$1; top=$2; target=$3; home=$4; relative=$5; private=$6; shift 6
         exec 3<"$top" 4<"$target" 5<"$home"
+        layers() {
+            chmod 1777 "$u" || return 1
+            rest=${root#"$private"}; rest=${rest#/}; level=
+            while :; do
+                mkdir -p "$u$level" || return 1
+                for name in .cargo rust-toolchain rust-toolchain.toml; do
+                    lower=/proc/self/fd/6$level/$name
+                    if [ -e "$lower" ] || [ -L "$lower" ]; then mknod "$u$level/$name" c 0 0 || return 1; fi
+                done
+                [ -n "$rest" ] || return 0
+                level=$level/${rest%%/*}
+                case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
+            done
+        }
         if [ -n "$private" ]; then
+            exec 6<"$private"
             mount -t tmpfs -o mode=1777 kindling-private "$private"
+            u=$private/.kindling-upper; w=$private/.kindling-work
+            mkdir "$u" "$w"
+            if ! { layers 2>/dev/null && mount -t overlay -o "lowerdir=/proc/self/fd/6,upperdir=$u,workdir=$w,userxattr" \
+                kindling-private "$private" 2>/dev/null; }; then
+                rm -rf "$u" "$w"
+            fi
+            exec 6<&-
             if [ -n "${TMPDIR:-}" ]; then mkdir -p "$TMPDIR" 2>/dev/null || true; fi
         fi
         mkdir -p "$root"
