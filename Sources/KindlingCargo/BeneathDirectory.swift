@@ -12,8 +12,10 @@ final class BeneathDirectory {
     /// For messages only.
     let path: String
 
+    /// Opens `path` itself as the user named it (a target folder may be the user's own link to another disk);
+    /// only what lies below it is the snapshot's, and never followed.
     init(_ path: String) throws(CargoError) {
-        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { throw .repairFailed(path: path, reason: String(cString: strerror(errno))) }
         self.descriptor = descriptor
         self.path = path
@@ -188,9 +190,10 @@ public enum CargoBookkeeping {
     /// Names cargo or the repair write directly in a profile folder.
     static let profileFiles: Set<String> = [".cargo-lock", FreshnessRepair.hiddenFingerprints]
 
-    /// Why a symlink at `path` (relative to the target) is refused, or nil when it may stay: anywhere on a profile
-    /// folder's path, at a bookkeeping folder or file of a profile, or anywhere below those folders except a
-    /// build script's own `build/<unit>/out/` (what a build script puts there is its own business).
+    /// Why a symlink at `path` (relative to the target) is refused, or nil when it may stay: everywhere but
+    /// inside a build script's own `<profile>/build/<unit>/out/` (what a build script puts there is its own
+    /// business). Cargo itself makes no symlinks in a target directory, and it writes through any it finds:
+    /// fingerprints, locks, `deps`, `build`, `incremental`, the uplifted binaries and `.rustc_info.json`.
     public static func symlinkRefusal(_ path: String, profiles: [String]) -> String? {
         for profile in profiles {
             if path == profile || profile.hasPrefix(path + "/") {
@@ -202,11 +205,11 @@ public enum CargoBookkeeping {
             if profileFiles.contains(first) || first.hasPrefix(".fingerprint") {
                 return "'\(path)' is a symlink where cargo keeps its fingerprints or lock"
             }
-            guard folders.contains(first) else { continue }
-            if first == "build", rest.count >= 3, rest[2] == "out", rest.count > 3 { continue }
-            return "'\(path)' is a symlink inside cargo's own '\(first)' folder"
+            if first == "build", rest.count > 3, rest[2] == "out" { return nil }
+            if folders.contains(first) { return "'\(path)' is a symlink inside cargo's own '\(first)' folder" }
+            return "'\(path)' is a symlink in a profile folder, where cargo writes its own files"
         }
-        return nil
+        return "'\(path)' is a symlink outside the profile folders, where cargo writes its own files"
     }
 
     /// Throws on the first entry of a snapshot that is a symlink where cargo keeps its bookkeeping.

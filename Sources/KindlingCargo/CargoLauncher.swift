@@ -34,9 +34,12 @@ public struct CargoLauncher: Sendable {
     /// toolchain, still work) and whose upper layer is a private tmpfs (so nothing the build writes there is seen
     /// by anyone). Before it is mounted, the upper layer gets, at every level from `private` down to the root, a
     /// whiteout for each name cargo and rustup read from ancestors (`.cargo`, `rust-toolchain*`) and a directory of
-    /// ours for the next component (which hides a link or file planted there and lets us create the root). A
-    /// kernel without unprivileged overlays gets the tmpfs alone: everything under `private` is then hidden.
-    /// The folders are bound through their descriptors, which nothing mounted over them can hide.
+    /// ours for the next component (which hides a link or file planted there and lets us create the root).
+    /// Without an overlay (a kernel before 5.11, or a mount below `private`, which the kernel then locks and which
+    /// keeps overlayfs out), `shown` rebuilds the same view on the tmpfs: every host entry of each level from
+    /// `private` down to the root's parent is bound (or its link copied) back, but for those names and the next
+    /// component, which starts empty. The folders are bound through their descriptors, which nothing mounted
+    /// over them can hide.
     static let script = """
         set -e
         root=$1; top=$2; target=$3; home=$4; relative=$5; private=$6; shift 6
@@ -55,6 +58,27 @@ public struct CargoLauncher: Sendable {
                 case $rest in */*) rest=${rest#*/} ;; *) rest= ;; esac
             done
         }
+        show() {
+            if [ -L "$1" ]; then ln -s "$(readlink "$1")" "$2"
+            elif [ -d "$1" ]; then mkdir "$2" && mount --no-canonicalize --rbind "$1" "$2"
+            else : > "$2" && mount --no-canonicalize --bind "$1" "$2"; fi
+        }
+        shown() {
+            host=/proc/self/fd/6; level=$private; rest=${root#"$private"}; rest=${rest#/}
+            while [ -n "$rest" ]; do
+                next=${rest%%/*}
+                for entry in "$host"/* "$host"/.[!.]* "$host"/..?*; do
+                    [ -e "$entry" ] || [ -L "$entry" ] || continue
+                    name=${entry##*/}
+                    case $name in .cargo | rust-toolchain | rust-toolchain.toml | "$next") continue ;; esac
+                    show "$entry" "$level/$name" 2>/dev/null || true
+                done
+                case $rest in */*) rest=${rest#*/} ;; *) return 0 ;; esac
+                if [ -d "$host/$next" ] && [ ! -L "$host/$next" ]; then host=$host/$next; else return 0; fi
+                level=$level/$next
+                mkdir -p "$level"
+            done
+        }
         if [ -n "$private" ]; then
             exec 6<"$private"
             mount -t tmpfs -o mode=1777 kindling-private "$private"
@@ -63,6 +87,7 @@ public struct CargoLauncher: Sendable {
             if ! { layers 2>/dev/null && mount -t overlay -o "lowerdir=/proc/self/fd/6,upperdir=$u,workdir=$w,userxattr" \
                 kindling-private "$private" 2>/dev/null; }; then
                 rm -rf "$u" "$w"
+                shown
             fi
             exec 6<&-
             if [ -n "${TMPDIR:-}" ]; then mkdir -p "$TMPDIR" 2>/dev/null || true; fi

@@ -30,6 +30,10 @@ struct MiniRepository {
                 seen.sort();
                 fs::write(Path::new(&out).join("seen.txt"), format!("{}\\n{}", manifest, seen.join(","))).unwrap();
             }
+            if let Ok(probe) = fs::read_to_string("probe.txt") {
+                let verdict = if fs::read(probe.trim()).is_ok() { "readable" } else { "denied" };
+                fs::write(Path::new(&out).join("probe.txt"), verdict).unwrap();
+            }
             println!("cargo:rerun-if-changed=build.rs");
         }
         """
@@ -373,18 +377,99 @@ struct CargoHostileSnapshotTests {
         #expect(saturatingNanoseconds(timespec(tv_sec: 2, tv_nsec: 5)) == 2_000_000_005)
     }
 
-    @Test("Symlinks where cargo keeps its bookkeeping are refused, in a build script's OUT_DIR they may stay")
+    @Test("Symlinks are refused everywhere cargo writes (its bookkeeping above all); in a build script's OUT_DIR they may stay")
     func bookkeepingRule() {
         let profiles = ["x86_64-unknown-linux-gnu/debug", "debug"]
         for path in [
             "debug", "x86_64-unknown-linux-gnu", "debug/.fingerprint", "debug/deps", "debug/deps/libx.rlib",
             "debug/build/x-1/output", "debug/build/x-1/out", "debug/incremental/x-1/s-1", "debug/.cargo-lock",
             "debug/\(FreshnessRepair.hiddenFingerprints)", "x86_64-unknown-linux-gnu/debug/.fingerprint/a-1",
+            "debug/app", ".rustc_info.json", "CACHEDIR.TAG", "release/deps",
         ] {
             #expect(CargoBookkeeping.symlinkRefusal(path, profiles: profiles) != nil, "\(path)")
         }
-        for path in ["debug/build/x-1/out/link", "debug/build/x-1/out/a/b", "other/deps", "debug/app"] {
+        for path in ["debug/build/x-1/out/link", "debug/build/x-1/out/a/b", "x86_64-unknown-linux-gnu/debug/build/y-2/out/l"] {
             #expect(CargoBookkeeping.symlinkRefusal(path, profiles: profiles) == nil, "\(path)")
         }
+    }
+}
+
+@Suite("bors: building and signing as two users")
+struct BorsSplitTests {
+    static var script: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+            .appendingPathComponent("tools/bors/publish-after-merge.sh").path
+    }
+
+    @Test(
+        "The build step runs as a user that cannot read the key and refuses to hold it; the signer publishes",
+        .enabled(if: getuid() == 0 && CargoLauncher.namespacesAvailable, "needs root (to switch users) and namespaces"))
+    func buildThenSign() throws {
+        let directory = TemporaryDirectory("bors-split")
+        chmod(directory.path, 0o755)
+        let bin = directory.file("bin")
+        try FileManager.default.createDirectory(atPath: bin, withIntermediateDirectories: true)
+        try FileManager.default.copyItem(atPath: CommandRunner.kindlingPath, toPath: bin + "/kindling")
+        let sysroot = try ProcessRunner.output("rustc", ["--print", "sysroot"], directory: "/")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let copy = try CommandRunner.run("/bin/cp", ["-al", sysroot, directory.file("toolchain")])
+        try #require(copy.status == 0, "\(copy)")
+        let script = directory.file("publish-after-merge.sh")
+        try FileManager.default.copyItem(atPath: Self.script, toPath: script)
+        chmod(script, 0o755)
+
+        // The key: readable by the signer (daemon) alone.
+        let keys = directory.file("keys")
+        try FileManager.default.createDirectory(atPath: keys, withIntermediateDirectories: true)
+        let key = keys + "/bors.key"
+        try #require(CommandRunner.kindling(["keygen", "--secret-key", key]).status == 0)
+        let origin = directory.file("origin")
+        try MiniRepository.create(at: origin)
+        try (key + "\n").write(toFile: origin + "/probe.txt", atomically: true, encoding: .utf8)
+        try MiniRepository.git(["add", "-A"], in: origin)
+        try MiniRepository.git(["commit", "-q", "-m", "probe"], in: origin)
+        let commit = try MiniRepository.git(["rev-parse", "HEAD"], in: origin).stdout
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        for path in [keys, origin, directory.file("work"), directory.file("signer")] {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+            try #require(CommandRunner.run("/bin/chown", ["-R", "1:1", path]).status == 0)
+        }
+        chmod(keys, 0o700)
+        chmod(key, 0o400)
+        try FileManager.default.createDirectory(atPath: directory.file("builder"), withIntermediateDirectories: true)
+        try #require(CommandRunner.run("/bin/chown", ["-R", "65534:65534", directory.file("builder")]).status == 0)
+
+        func step(_ uid: Int, _ name: String, _ environment: [String: String]) throws -> CommandResult {
+            let common = [
+                "PATH": "\(bin):\(directory.file("toolchain"))/bin:/usr/bin:/bin", "KINDLING": bin + "/kindling",
+                "KINDLING_CI_WORK": directory.file("work"), "KINDLING_BUILD_ROOT": directory.file("roots"),
+                "KINDLING_REPO": "test/bors",
+            ]
+            let assignments = common.merging(environment) { $1 }.map { "\($0.key)=\($0.value)" }
+            return try CommandRunner.run(
+                "/usr/bin/setpriv",
+                ["--reuid=\(uid)", "--regid=\(uid)", "--clear-groups", "--reset-env", "/usr/bin/env", "-i"]
+                    + assignments + [script, name, origin, commit],
+                directory: directory.path)
+        }
+        let signer = ["HOME": directory.file("signer"), "CARGO_HOME": directory.file("signer/cargo")]
+        let checkout = try step(1, "checkout", signer)
+        try #require(checkout.status == 0, "\(checkout)")
+        let target = directory.file("work/origin/target")
+        try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: true)
+        try #require(CommandRunner.run("/bin/chown", ["65534:65534", target]).status == 0)
+
+        let builder = ["HOME": directory.file("builder"), "CARGO_HOME": directory.file("builder/cargo")]
+        let holding = try step(65534, "build", builder.merging(["KINDLING_SECRET_KEY": key]) { $1 })
+        #expect(holding.status != 0 && holding.stderr.contains("must not hold the key"), "\(holding)")
+        let build = try step(65534, "build", builder.merging(["MINI_WHO": "builder"]) { $1 })
+        #expect(build.status == 0, "\(build)")
+        let seen = MiniRepository.outFile("seen.txt", target: target) ?? ""
+        #expect(seen.hasPrefix(directory.file("roots/test--bors/ws") + "\n"), "built at the build root: \(seen)")
+        #expect(MiniRepository.outFile("probe.txt", target: target) == "denied", "the build could read the key")
+
+        let sign = try step(1, "sign", signer.merging(["KINDLING_SECRET_KEY": key, "KINDLING_HOME": directory.file("signer/store")]) { $1 })
+        #expect(sign.status == 0, "\(sign)")
+        #expect(sign.stdout.contains("repository test/bors commit \(commit)"), "\(sign)")
     }
 }

@@ -5,10 +5,13 @@
 # Building and signing are split between two users, because the build runs arbitrary code (build scripts and
 # proc macros of the merged commit and its dependencies) and must never see the key:
 #
-#   SIGNER  (default kindling-sign)  owns the checkout's git state and the store, and is the only user that can
-#                                    read the key file (mode 0400, in a directory only it can enter);
+#   SIGNER  (default kindling-sign)  owns the checkout's git state and the store (KINDLING_HOME, else its
+#                                    ~/.cache/kindling), and is the only user that can read the key file (mode
+#                                    0400, in a directory only it can enter);
 #   BUILDER (default kindling-build) runs `kindling cargo build`; it can read the checkout, write only target/
-#                                    and its own CARGO_HOME, and cannot read the key.
+#                                    and its own CARGO_HOME (BUILDER_CARGO_HOME, else its ~/.cargo), and cannot
+#                                    read the key. A user for this job alone: its processes are killed after
+#                                    each build.
 #
 # As root, one call does the three steps, each as its user:
 #
@@ -46,7 +49,8 @@ checkout="$work/$(basename "$repository_url" .git)"
 
 home_of() { getent passwd "$1" | cut -d: -f6; }
 
-# Runs "$@" as user $1 with a fresh environment that carries nothing of ours but what is named here.
+# Runs "$@" as user $1 with a fresh environment that carries nothing of ours but what is named here (further
+# NAME=value words before the command are added).
 as_user() {
     local user=$1; shift
     runuser -u "$user" -- env -i HOME="$(home_of "$user")" PATH="$PATH" LANG=C.UTF-8 \
@@ -70,10 +74,14 @@ do_build() {
         exit 1
     fi
     cd "$checkout"
+    # The checkout is the signer's: the builder's git (which kindling runs to find the commit) trusts it.
+    export GIT_CONFIG_COUNT=1 GIT_CONFIG_KEY_0=safe.directory GIT_CONFIG_VALUE_0="$checkout"
     local release=()
     [ "$profile" = release ] && release=(--release)
     # Never restore on bors: it builds from its own previous target.
     KINDLING_NO_RESTORE=1 "$kindling" cargo build --locked "${release[@]}"
+    # The signer reads target/ (rustc makes some files, such as incremental locks, 0600); it is published anyway.
+    chmod -R a+rX target
 }
 
 do_sign() {
@@ -115,10 +123,11 @@ all)
     as_user "$signer" "$script" checkout "$repository_url" "$commit"
     # target/ belongs to the builder; the checkout around it stays the signer's (not writable by the build).
     install -d -o "$builder" -m 0755 "$checkout/target"
-    as_user "$builder" "$script" build "$repository_url" "$commit"
+    as_user "$builder" ${BUILDER_CARGO_HOME:+CARGO_HOME="$BUILDER_CARGO_HOME"} "$script" build "$repository_url" "$commit"
     # Nothing of the build may still run while the signer reads target/ (a detached build script could swap
-    # folders for links between the signer's checks and its reads).
+    # folders for links between the signer's checks and its reads). BUILDER must be a user for this job alone.
     pkill -KILL -u "$builder" || true
-    as_user "$signer" KINDLING_SECRET_KEY="$KINDLING_SECRET_KEY" "$script" sign "$repository_url" "$commit"
+    as_user "$signer" KINDLING_SECRET_KEY="$KINDLING_SECRET_KEY" ${KINDLING_HOME:+KINDLING_HOME="$KINDLING_HOME"} \
+        "$script" sign "$repository_url" "$commit"
     ;;
 esac
