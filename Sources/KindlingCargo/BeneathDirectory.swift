@@ -230,7 +230,9 @@ public enum CargoBookkeeping {
             var prefix = ""
             for part in parts {
                 prefix = prefix.isEmpty ? part : prefix + "/" + part
-                if target.kind(prefix) == S_IFLNK { throw .bookkeepingSymlink(symlinkRefusal(prefix, profiles: [profile]) ?? prefix) }
+                if target.kind(prefix) == S_IFLNK {
+                    throw .bookkeepingSymlink(symlinkRefusal(prefix, profiles: [profile]) ?? prefix)
+                }
             }
             var stack = [profile]
             while let folder = stack.popLast() {

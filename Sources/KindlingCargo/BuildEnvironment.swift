@@ -9,7 +9,8 @@ public enum BuildEnvironment {
     /// (`KINDLING_SECRET_KEY`, `KINDLING_MESH_SECRET`).
     public static func namesKey(_ name: String) -> Bool {
         let upper = name.uppercased()
-        if ["SECRET_KEY", "SIGNING_KEY", "PRIVATE_KEY", "SECRET_ACCESS_KEY"].contains(where: upper.contains) { return true }
+        let keyWords = ["SECRET_KEY", "SIGNING_KEY", "PRIVATE_KEY", "SECRET_ACCESS_KEY"]
+        if keyWords.contains(where: upper.contains) { return true }
         return upper.hasPrefix("KINDLING_") && (upper.contains("SECRET") || upper.contains("KEY"))
     }
 

@@ -42,7 +42,8 @@ public struct CargoCacheKey: Hashable, Sendable {
         // In the namespace a private tmpfs hides the root's ancestors from the private base down: the build reads
         // no config there, so neither does the key (a planted file cannot make snapshots miss).
         let hidden = CargoLauncher.namespacesAvailable ? (try? CargoLauncher.privateBase(for: root.path)) ?? nil : nil
-        entries["cargo-config"] = configDigest(files: configFiles(cargoHome: cargoHome, root: root, hiddenBelow: hidden))
+        entries["cargo-config"] = configDigest(
+            files: configFiles(cargoHome: cargoHome, root: root, hiddenBelow: hidden))
         return CargoCacheKey(entries: entries)
     }
 

@@ -84,8 +84,8 @@ public struct CargoLauncher: Sendable {
             mount -t tmpfs -o mode=1777 kindling-private "$private"
             u=$private/.kindling-upper; w=$private/.kindling-work
             mkdir "$u" "$w"
-            if ! { layers 2>/dev/null && mount -t overlay -o "lowerdir=/proc/self/fd/6,upperdir=$u,workdir=$w,userxattr" \
-                kindling-private "$private" 2>/dev/null; }; then
+            options="lowerdir=/proc/self/fd/6,upperdir=$u,workdir=$w,userxattr"
+            if ! { layers 2>/dev/null && mount -t overlay -o "$options" kindling-private "$private" 2>/dev/null; }; then
                 rm -rf "$u" "$w"
                 shown
             fi

@@ -43,7 +43,8 @@ struct MiniRepository {
         try FileManager.default.createDirectory(atPath: path + "/src", withIntermediateDirectories: true)
         try "[package]\nname = \"mini\"\nversion = \"0.1.0\"\nedition = \"2021\"\n"
             .write(toFile: path + "/Cargo.toml", atomically: true, encoding: .utf8)
-        try "fn main() { println!(\"mini\"); }\n".write(toFile: path + "/src/main.rs", atomically: true, encoding: .utf8)
+        try "fn main() { println!(\"mini\"); }\n"
+            .write(toFile: path + "/src/main.rs", atomically: true, encoding: .utf8)
         try buildScript.write(toFile: path + "/build.rs", atomically: true, encoding: .utf8)
         try "/target\n".write(toFile: path + "/.gitignore", atomically: true, encoding: .utf8)
         let lock = try CommandRunner.run("/usr/bin/env", ["cargo", "generate-lockfile", "--offline"], directory: path)
@@ -83,7 +84,7 @@ struct MiniRepository {
 struct CargoBuildContainmentTests {
     static var namespaces: Bool { CargoLauncher.namespacesAvailable }
 
-    @Test("A .cargo/config.toml planted in a world-writable build-root base is unseen in the namespace, refused in place")
+    @Test("A .cargo/config.toml planted in a world-writable build-root base: unseen in the namespace, refused in place")
     func plantedConfig() throws {
         let directory = TemporaryDirectory("planted")
         let shared = directory.file("shared")
@@ -107,7 +108,8 @@ struct CargoBuildContainmentTests {
         ]
 
         if Self.namespaces {
-            let built = try CommandRunner.kindling(["cargo", "build", "-q"], environment: environment, directory: checkout)
+            let built = try CommandRunner.kindling(
+                ["cargo", "build", "-q"], environment: environment, directory: checkout)
             #expect(built.status == 0, "\(built)")
             #expect(!FileManager.default.fileExists(atPath: marker), "the planted rustc-wrapper ran")
             #expect(!FileManager.default.fileExists(atPath: shared + "/roots"), "nothing is made on the host")
@@ -151,7 +153,9 @@ struct CargoBuildContainmentTests {
         try toolchainFile.write(toFile: checkout + "/rust-toolchain.toml", atomically: true, encoding: .utf8)
         let inside = try CommandRunner.kindling(["cargo", "build", "-q"], environment: environment, directory: checkout)
         #expect(inside.status != 0, "\(inside)")
-        #expect(inside.stderr.contains("names a toolchain by path") && inside.stderr.contains("RUSTUP_TOOLCHAIN"), "\(inside)")
+        #expect(
+            inside.stderr.contains("names a toolchain by path") && inside.stderr.contains("RUSTUP_TOOLCHAIN"),
+            "\(inside)")
         #expect(!FileManager.default.fileExists(atPath: marker), "the checkout's path toolchain ran")
 
         // The user's own choice wins over the file (and is the only way to run a toolchain named by path).
@@ -169,8 +173,8 @@ struct CargoBuildContainmentTests {
         let checkout = directory.file("co")
         try MiniRepository.clone(directory.file("origin"), to: checkout)
         let keys = [
-            "KINDLING_SECRET_KEY", "KINDLING_MESH_SECRET", "DEPLOY_SIGNING_KEY", "GPG_PRIVATE_KEY", "AWS_SECRET_ACCESS_KEY",
-            "my_secret_key",
+            "KINDLING_SECRET_KEY", "KINDLING_MESH_SECRET", "DEPLOY_SIGNING_KEY", "GPG_PRIVATE_KEY",
+            "AWS_SECRET_ACCESS_KEY", "my_secret_key",
         ]
         var environment = [
             "KINDLING_BUILD_ROOT": directory.file("roots"), "KINDLING_REPO": MiniRepository.name,
@@ -182,8 +186,8 @@ struct CargoBuildContainmentTests {
             let env = inPlace ? environment.merging(["KINDLING_NO_NAMESPACES": "1"]) { $1 } : environment
             let built = try CommandRunner.kindling(["cargo", "build", "-q"], environment: env, directory: checkout)
             #expect(built.status == 0, "\(built)")
-            let names = Set((MiniRepository.outFile("env.txt", target: checkout + "/target") ?? "").split(separator: "\n")
-                .map(String.init))
+            let dump = MiniRepository.outFile("env.txt", target: checkout + "/target") ?? ""
+            let names = Set(dump.split(separator: "\n").map(String.init))
             #expect(names.contains("HARMLESS_SETTING"), "the dump holds the environment: \(names.sorted())")
             #expect(names.isDisjoint(with: keys), "leaked: \(names.intersection(keys))")
         }
@@ -193,7 +197,8 @@ struct CargoBuildContainmentTests {
 
     @Test(
         "Two users build the same repository at the same build root at once, neither seeing the other",
-        .enabled(if: getuid() == 0 && CargoLauncher.namespacesAvailable, "needs root (to run as nobody) and namespaces"))
+        .enabled(
+            if: getuid() == 0 && CargoLauncher.namespacesAvailable, "needs root (to run as nobody) and namespaces"))
     func twoUsers() throws {
         let directory = TemporaryDirectory("two-users")
         chmod(directory.path, 0o755)
@@ -273,7 +278,8 @@ final class HostileSnapshotWorld {
         try #require(added.status == 0, "\(added)")
         let built = try CommandRunner.kindling(
             ["cargo", "build", "-q"],
-            environment: environment.merging(["KINDLING_NO_RESTORE": "1", "KINDLING_HOME": directory.file("bors-store")]) { $1 },
+            environment: environment.merging(
+                ["KINDLING_NO_RESTORE": "1", "KINDLING_HOME": directory.file("bors-store")]) { $1 },
             directory: bors)
         try #require(built.status == 0, "\(built)")
     }
@@ -315,7 +321,8 @@ struct CargoHostileSnapshotTests {
 
         // publish --cargo refuses it.
         let store = world.directory.file("hostile-store")
-        let refused = try world.kindling(["publish", "--cargo", "--secret-key", world.key], in: world.bors, store: store)
+        let refused = try world.kindling(
+            ["publish", "--cargo", "--secret-key", world.key], in: world.bors, store: store)
         #expect(refused.status != 0, "\(refused)")
         #expect(refused.stderr.contains("symlink") && refused.stderr.contains(".fingerprint"), "\(refused)")
 
@@ -377,7 +384,7 @@ struct CargoHostileSnapshotTests {
         #expect(saturatingNanoseconds(timespec(tv_sec: 2, tv_nsec: 5)) == 2_000_000_005)
     }
 
-    @Test("Symlinks are refused everywhere cargo writes (its bookkeeping above all); in a build script's OUT_DIR they may stay")
+    @Test("Symlinks are refused wherever cargo writes (its bookkeeping above all), not in a build script's OUT_DIR")
     func bookkeepingRule() {
         let profiles = ["x86_64-unknown-linux-gnu/debug", "debug"]
         for path in [
@@ -388,7 +395,10 @@ struct CargoHostileSnapshotTests {
         ] {
             #expect(CargoBookkeeping.symlinkRefusal(path, profiles: profiles) != nil, "\(path)")
         }
-        for path in ["debug/build/x-1/out/link", "debug/build/x-1/out/a/b", "x86_64-unknown-linux-gnu/debug/build/y-2/out/l"] {
+        let allowed = [
+            "debug/build/x-1/out/link", "debug/build/x-1/out/a/b", "x86_64-unknown-linux-gnu/debug/build/y-2/out/l",
+        ]
+        for path in allowed {
             #expect(CargoBookkeeping.symlinkRefusal(path, profiles: profiles) == nil, "\(path)")
         }
     }
@@ -397,8 +407,8 @@ struct CargoHostileSnapshotTests {
 @Suite("bors: building and signing as two users")
 struct BorsSplitTests {
     static var script: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-            .appendingPathComponent("tools/bors/publish-after-merge.sh").path
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("tools/bors/publish-after-merge.sh").path
     }
 
     @Test(
@@ -468,7 +478,8 @@ struct BorsSplitTests {
         #expect(seen.hasPrefix(directory.file("roots/test--bors/ws") + "\n"), "built at the build root: \(seen)")
         #expect(MiniRepository.outFile("probe.txt", target: target) == "denied", "the build could read the key")
 
-        let sign = try step(1, "sign", signer.merging(["KINDLING_SECRET_KEY": key, "KINDLING_HOME": directory.file("signer/store")]) { $1 })
+        let signing = ["KINDLING_SECRET_KEY": key, "KINDLING_HOME": directory.file("signer/store")]
+        let sign = try step(1, "sign", signer.merging(signing) { $1 })
         #expect(sign.status == 0, "\(sign)")
         #expect(sign.stdout.contains("repository test/bors commit \(commit)"), "\(sign)")
     }

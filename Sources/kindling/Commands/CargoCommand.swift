@@ -47,15 +47,16 @@ struct CargoCommand: AsyncParsableCommand {
             Terminal.printWarning(CargoLauncher.unavailableMessage)
             let writable: [String]
             do {
-                writable = try CargoLauncher.checkInPlace(directory: directory, checkoutTop: workspace.checkout.toplevel)
+                writable = try CargoLauncher.checkInPlace(
+                    directory: directory, checkoutTop: workspace.checkout.toplevel)
             } catch {
                 throw CommandFailure(error.description)
             }
             if let first = writable.first {
                 Terminal.printWarning(
                     "cargo runs in place under \(first), which other users can write: a .cargo/config.toml or "
-                        + "rust-toolchain.toml planted there after this check would still be read; build in a directory "
-                        + "only you can write, or where user namespaces work")
+                        + "rust-toolchain.toml planted there after this check would still be read; build in a "
+                        + "directory only you can write, or where user namespaces work")
             }
         }
         let environment = ProcessInfo.processInfo.environment
