@@ -30,25 +30,29 @@ enum BuildInputs {
     /// `workspaceRoot` is where cargo ran rustc (the workspace root at the build root): rustc names the files of
     /// workspace members relative to it.
     static func units(targetDirectory: String, profileDirectories: [String], workspaceRoot: String) -> [Unit] {
+        // Read relative to the target's descriptor, never through a symlink: a snapshot's (or a build's) link
+        // must not make us read, or publish the paths named in, a file outside the target.
+        guard let target = try? BeneathDirectory(targetDirectory) else { return [] }
         var units: [Unit] = []
+        func text(_ relative: String) -> String? { target.read(relative).map { String(decoding: $0, as: UTF8.self) } }
         func addCompiled(_ relative: String, profile: String) {
-            guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { return }
+            guard let text = text(relative) else { return }
             let inputs = dependencies(inMakefile: text).map { normalised($0.hasPrefix("/") ? $0 : workspaceRoot + "/" + $0) }
             units.append(Unit(file: relative, profile: profile, isBuildScriptRun: false, absoluteInputs: inputs))
         }
         for profile in profileDirectories {
             let deps = profile + "/deps"
-            for name in (try? FileSystem.contents(of: targetDirectory + "/" + deps)) ?? [] where name.hasSuffix(".d") {
+            for name in target.names(deps) where name.hasSuffix(".d") {
                 addCompiled(deps + "/" + name, profile: profile)
             }
             let build = profile + "/build"
-            for folder in (try? FileSystem.contents(of: targetDirectory + "/" + build)) ?? [] {
+            for folder in target.names(build) {
                 let directory = build + "/" + folder
-                for name in (try? FileSystem.contents(of: targetDirectory + "/" + directory)) ?? [] where name.hasSuffix(".d") {
+                for name in target.names(directory) where name.hasSuffix(".d") {
                     addCompiled(directory + "/" + name, profile: profile)
                 }
                 let relative = directory + "/output"
-                guard let text = try? String(contentsOfFile: targetDirectory + "/" + relative, encoding: .utf8) else { continue }
+                guard let text = text(relative) else { continue }
                 let paths = text.split(separator: "\n").compactMap { line -> String? in
                     for prefix in ["cargo::rerun-if-changed=", "cargo:rerun-if-changed="] where line.hasPrefix(prefix) {
                         return String(line.dropFirst(prefix.count))
@@ -118,8 +122,8 @@ enum BuildInputs {
     }
 
     /// The sysroot of the toolchain that builds in `directory`.
-    static func sysroot(directory: String) -> String? {
-        (try? ProcessRunner.output("rustc", ["--print", "sysroot"], directory: directory))?
+    static func sysroot(directory: String, environment: [String: String]) -> String? {
+        (try? ProcessRunner.output("rustc", ["--print", "sysroot"], directory: directory, environment: environment))?
             .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 }

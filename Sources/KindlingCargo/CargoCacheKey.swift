@@ -15,8 +15,12 @@ public struct CargoCacheKey: Hashable, Sendable {
     ) throws(CargoError) -> CargoCacheKey {
         let environment = environment ?? ProcessInfo.processInfo.environment
         // Run where the build runs, so that a rust-toolchain file picks the same toolchain cargo will use.
-        let rustc = try ProcessRunner.output("rustc", ["-vV"], directory: workspace.root).trimmingCharacters(in: .whitespacesAndNewlines)
-        let cargo = try ProcessRunner.output("cargo", ["-V"], directory: workspace.root).trimmingCharacters(in: .whitespacesAndNewlines)
+        // With the pinned toolchain: the one the build runs with.
+        let pin = workspace.toolchainEnvironment
+        let rustc = try ProcessRunner.output("rustc", ["-vV"], directory: workspace.root, environment: pin)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let cargo = try ProcessRunner.output("cargo", ["-V"], directory: workspace.root, environment: pin)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         let host = rustc.split(separator: "\n").first { $0.hasPrefix("host: ") }.map { String($0.dropFirst(6)) } ?? "unknown"
         var entries: [String: String] = [
             "kind": kind, "rustc": rustc, "cargo": cargo, "host": host, "target": target ?? host, "profile": profile,
@@ -35,17 +39,25 @@ public struct CargoCacheKey: Hashable, Sendable {
             .map { "\($0)=\(environment[$0] ?? "")" }
         entries["cargo-env"] = cargoEnvironment.isEmpty ? "" : Blake2b.hash(Array(cargoEnvironment.joined(separator: "\n").utf8)).short
         let cargoHome = environment["CARGO_HOME"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cargo")
-        entries["cargo-config"] = configDigest(files: configFiles(cargoHome: cargoHome, root: root))
+        // In the namespace a private tmpfs hides the root's ancestors from the private base down: the build reads
+        // no config there, so neither does the key (a planted file cannot make snapshots miss).
+        let hidden = CargoLauncher.namespacesAvailable ? (try? CargoLauncher.privateBase(for: root.path)) ?? nil : nil
+        entries["cargo-config"] = configDigest(
+            files: configFiles(cargoHome: cargoHome, root: root, hiddenBelow: hidden))
         return CargoCacheKey(entries: entries)
     }
 
     /// The cargo config files outside the checkout that a build at the build root reads: those of the root's
     /// ancestors, then CARGO_HOME's. (The checkout's own are tracked files, so part of the commit.)
-    static func configFiles(cargoHome: String, root: BuildRoot) -> [String] {
+    static func configFiles(cargoHome: String, root: BuildRoot, hiddenBelow hidden: String? = nil) -> [String] {
         var directories: [String] = []
         var parent = URL(fileURLWithPath: root.path).deletingLastPathComponent().path
         while true {
-            directories.append(parent)
+            if let hidden, parent == hidden || parent.hasPrefix(hidden + "/") {
+                // Not seen by the build.
+            } else {
+                directories.append(parent)
+            }
             if parent == "/" { break }
             parent = URL(fileURLWithPath: parent).deletingLastPathComponent().path
         }

@@ -12,6 +12,11 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
     case clockBehind(seconds: Double)
     case targetBusy(String)
     case invalidRepository(name: String, reason: String)
+    case bookkeepingSymlink(String)
+    case implausibleTimestamp(nanoseconds: UInt64)
+    case plantedFile(path: String, reason: String)
+    case toolchainByPath(file: String, path: String)
+    case buildRoot(String)
 
     public var description: String {
         switch self {
@@ -48,6 +53,20 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
         case .invalidRepository(let name, let reason):
             return "the repository name \(name.debugDescription) cannot be used (\(reason)); give a name like "
                 + "'owner/name' with --repo, KINDLING_REPO or 'git config \(GitCheckout.repositoryConfigKey)'"
+        case .bookkeepingSymlink(let reason):
+            return "the snapshot is refused: \(reason); the repair and cargo would read, write or delete outside the "
+                + "target through it (rebuild without the link and publish again)"
+        case .implausibleTimestamp(let nanoseconds):
+            return "the snapshot is refused: a file in it is dated \(nanoseconds / 1_000_000_000) s after the epoch, "
+                + "more than a day ahead of this machine's clock; cargo's freshness checks cannot work with it"
+        case .plantedFile(let path, let reason):
+            return "refusing to build: \(path) \(reason), and cargo or rustup would read it as your configuration; "
+                + "remove it (or ask its owner to), build in a directory only you can write, or enable user namespaces"
+        case .toolchainByPath(let file, let path):
+            return "\(file) names a toolchain by path (\(path)): Kindling does not run a toolchain a checkout names by "
+                + "path; set RUSTUP_TOOLCHAIN to the toolchain you choose (RUSTUP_TOOLCHAIN=\(path) if you trust it)"
+        case .buildRoot(let detail):
+            return "cannot use the build root: \(detail)"
         }
     }
 }

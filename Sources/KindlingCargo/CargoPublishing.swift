@@ -36,6 +36,8 @@ public struct CargoPublishing: Sendable {
         for directory in profileDirectories where !FileSystem.isDirectory(workspace.targetDirectory + "/" + directory) {
             throw .notAWorkspace("\(workspace.targetDirectory)/\(directory) does not exist; build first ('kindling cargo build')")
         }
+        // A symlink where cargo keeps its bookkeeping would send every restore's repair outside its target.
+        try CargoBookkeeping.check(targetDirectory: workspace.targetDirectory, profiles: profileDirectories)
         let record = CargoRecord(
             root: root.path, workspaceDirectory: workspace.relativeRoot, profileDirectories: profileDirectories,
             sources: try recordSources(), directories: try recordDirectories(), externalInputs: recordExternalInputs())
@@ -83,7 +85,13 @@ public struct CargoPublishing: Sendable {
         let units = BuildInputs.units(
             targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories,
             workspaceRoot: root.workspaceRoot(relative: workspace.relativeRoot))
-        let paths = BuildInputs.externalInputs(of: units, root: root, sysroot: BuildInputs.sysroot(directory: workspace.root))
-        return paths.map { CargoRecord.ExternalInput(path: $0, digest: hashFile($0)?.digest) }
+        let sysroot = BuildInputs.sysroot(directory: workspace.root, environment: workspace.toolchainEnvironment)
+        let paths = BuildInputs.externalInputs(of: units, root: root, sysroot: sysroot)
+        // Only regular files are hashed: a dep file may name a FIFO or /dev/zero, which would hang the read.
+        return paths.map { path in
+            var info = stat()
+            let regular = stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+            return CargoRecord.ExternalInput(path: path, digest: regular ? hashFile(path)?.digest : nil)
+        }
     }
 }

@@ -75,6 +75,9 @@ public struct CargoRestoring: Sendable {
         guard record.root == root.path else {
             throw CargoError.malformedRecord("it was built at \(record.root), this checkout builds at \(root.path)")
         }
+        // Refused before anything is written: the repair and cargo would act through such a link.
+        try CargoBookkeeping.check(
+            entries: manifest.body.entries.map { ($0.path, $0.kind == .symlink) }, profiles: record.profileDirectories)
         let target = workspace.targetDirectory
         if !RestoreMarker.state(of: target).isReplaceable, !replace {
             throw CargoError.localWork(target: target)
@@ -109,15 +112,20 @@ public struct CargoRestoring: Sendable {
 
     /// The most clock skew a restore waits out rather than refuses.
     static let tolerableSkew: UInt64 = 5_000_000_000
+    /// Past this, a newest output is not a clock that disagrees but a timestamp no build made.
+    static let implausibleSkew: UInt64 = 86_400_000_000_000
 
     /// Freshness rests on "a file stamped now is newer than every restored output". That needs now to be a full
     /// second (timestamp granularity on some filesystems) past the newest output: a snapshot fetched within a
     /// second of its build waits that second; a clock far behind CI's is refused, since every file edited in the
     /// next minutes could look older than the build.
     static func waitUntilPast(newestOutput: UInt64) throws(CargoError) {
-        // Saturating: a decoded manifest is dated at most 2262, but this must not trap whatever it is given.
-        let ready = newestOutput.addingReportingOverflow(1_000_000_000).overflow ? UInt64.max : newestOutput + 1_000_000_000
         let current = now
+        // A timestamp at the edge (2^64-1, or years ahead) is the snapshot's problem: refused, never an overflow.
+        let (ready, overflow) = newestOutput.addingReportingOverflow(1_000_000_000)
+        guard !overflow, ready - min(ready, current) <= implausibleSkew else {
+            throw .implausibleTimestamp(nanoseconds: newestOutput)
+        }
         guard ready > current else { return }
         let behind = ready - current
         guard behind <= tolerableSkew else { throw .clockBehind(seconds: Double(behind) / 1e9) }
@@ -134,7 +142,8 @@ final class CargoBuildLocks {
         for profile in profiles {
             let path = targetDirectory + "/" + profile + "/.cargo-lock"
             guard FileSystem.exists(path) else { continue }
-            let descriptor = open(path, O_RDWR | O_CLOEXEC)
+            // Never through a symlink: flock on a file outside the target would hold someone else's lock.
+            let descriptor = open(path, O_RDWR | O_NOFOLLOW | O_CLOEXEC)
             guard descriptor >= 0 else { continue }
             descriptors.append(descriptor)
             if flock(descriptor, LOCK_EX | LOCK_NB) != 0 {

@@ -11,12 +11,18 @@ public struct CargoWorkspace: Sendable {
     /// The real target directory (what `cargo metadata` reports outside any build root).
     public let targetDirectory: String
     public let repository: String
+    /// The toolchain every cargo and rustc of this workspace runs with (nil without rustup).
+    public let toolchain: ToolchainPin?
+    /// What pins it, for the environment of cargo and rustc.
+    public var toolchainEnvironment: [String: String] { toolchain?.environment ?? [:] }
 
     /// Finds the workspace containing `directory` (or named by `manifestPath`).
     public static func locate(directory: String, manifestPath: String? = nil, repository: String? = nil) throws(CargoError) -> CargoWorkspace {
         var arguments = ["metadata", "--format-version", "1", "--no-deps", "--offline"]
         if let manifestPath { arguments += ["--manifest-path", manifestPath] }
-        let json = try ProcessRunner.run("cargo", arguments, directory: directory)
+        let toolchain = try ToolchainPin.resolve(directory: directory)
+        let json = try ProcessRunner.run(
+            "cargo", arguments, directory: directory, environment: toolchain?.environment ?? [:])
         guard json.status == 0 else { throw .notAWorkspace(json.stderr.split(separator: "\n").first.map(String.init) ?? directory) }
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any],
             let workspaceRoot = object["workspace_root"] as? String, let target = object["target_directory"] as? String
@@ -31,7 +37,8 @@ public struct CargoWorkspace: Sendable {
         }
         return CargoWorkspace(
             checkout: checkout, root: root, relativeRoot: relative,
-            targetDirectory: URL(fileURLWithPath: target).standardizedFileURL.path, repository: name)
+            targetDirectory: URL(fileURLWithPath: target).standardizedFileURL.path, repository: name,
+            toolchain: toolchain)
     }
 }
 

@@ -53,7 +53,7 @@ public struct FreshnessRepair: Sendable {
             var info = stat()
             guard lstat(path, &info) == 0 else { return nil }
             size = Int(info.st_size)
-            modificationTime = UInt64(max(0, info.st_mtim.tv_sec)) * 1_000_000_000 + UInt64(max(0, info.st_mtim.tv_nsec))
+            modificationTime = saturatingNanoseconds(info.st_mtim)
             inode = UInt64(info.st_ino)
         }
     }
@@ -172,26 +172,26 @@ public struct FreshnessRepair: Sendable {
 
     /// Invalidates the units whose inputs the mtimes cannot speak for, then hides the fingerprints until `finish`.
     public func prepareTarget(_ staging: String, plan: inout Plan) throws(CargoError) {
+        // Everything below opens paths relative to the staging folder's descriptor and refuses symlinks on the
+        // way: a snapshot's links are hostile (Specs/cargo.md, "Symlinks in a snapshot").
+        try CargoBookkeeping.check(targetDirectory: staging, profiles: record.profileDirectories)
+        let target = try BeneathDirectory(staging)
         let units = BuildInputs.units(
             targetDirectory: staging, profileDirectories: record.profileDirectories,
             workspaceRoot: root.workspaceRoot(relative: record.workspaceDirectory))
-        let (externalChanged, invalidatedExternal) = try invalidateChangedExternalInputs(units, in: staging)
+        let (externalChanged, invalidatedExternal) = try invalidateChangedExternalInputs(units, in: target)
         plan.report.externalChanged = externalChanged
-        var invalidated = invalidatedExternal + (try invalidateChangedLinks(units, plan: plan, in: staging))
-        if !atBuildRoot { invalidated += try invalidateUnitsNamingTheBuildRoot(in: staging) }
+        var invalidated = invalidatedExternal + (try invalidateChangedLinks(units, plan: plan, in: target))
+        if !atBuildRoot { invalidated += try invalidateUnitsNamingTheBuildRoot(in: target) }
         plan.report.unitsInvalidated = invalidated
-        for profile in record.profileDirectories {
-            let fingerprints = staging + "/" + profile + "/.fingerprint"
-            guard FileSystem.exists(fingerprints) else { continue }
-            guard rename(fingerprints, staging + "/" + profile + "/" + Self.hiddenFingerprints) == 0 else {
-                throw .repairFailed(path: fingerprints, reason: String(cString: strerror(errno)))
-            }
+        for profile in record.profileDirectories where target.kind(profile + "/.fingerprint") == S_IFDIR {
+            try target.rename(in: profile, from: ".fingerprint", to: Self.hiddenFingerprints)
         }
     }
 
     /// Units that depend on an input outside the checkout whose content is not the one CI built with.
     private func invalidateChangedExternalInputs(
-        _ units: [BuildInputs.Unit], in target: String
+        _ units: [BuildInputs.Unit], in target: BeneathDirectory
     ) throws(CargoError) -> (changed: Int, invalidated: Int) {
         let known = Dictionary(record.externalInputs.map { ($0.path, $0.digest) }, uniquingKeysWith: { first, _ in first })
         var verdicts: [String: Bool] = [:]
@@ -199,7 +199,10 @@ public struct FreshnessRepair: Sendable {
             if let verdict = verdicts[path] { return verdict }
             // Inputs under the build root are the checkout's own files (covered by the source record).
             if path.hasPrefix(root.path + "/") { return false }
-            let local = hashFile(path)?.digest
+            // Only regular files are hashed: a dep file may name a FIFO or /dev/zero, which would hang the read.
+            var info = stat()
+            let regular = stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
+            let local = regular ? hashFile(path)?.digest : nil
             let verdict: Bool
             if let recorded = known[path] { verdict = recorded != local } else { verdict = true }
             verdicts[path] = verdict
@@ -216,7 +219,9 @@ public struct FreshnessRepair: Sendable {
     /// made to look changed by its own mtime: the units naming it rebuild. Build scripts name their inputs
     /// relative to their package, which is not resolved here, so with any such link the build scripts of the
     /// checkout's own packages that watch relative paths rerun (registry packages cannot watch our files).
-    private func invalidateChangedLinks(_ units: [BuildInputs.Unit], plan: Plan, in target: String) throws(CargoError) -> Int {
+    private func invalidateChangedLinks(
+        _ units: [BuildInputs.Unit], plan: Plan, in target: BeneathDirectory
+    ) throws(CargoError) -> Int {
         guard !plan.changedLinks.isEmpty else { return 0 }
         let paths = Set(plan.changedLinks.map { BuildInputs.normalised(root.workspace + "/" + $0) })
         let ownPackages = checkoutPackageNames()
@@ -249,26 +254,19 @@ public struct FreshnessRepair: Sendable {
 
     /// Removes what makes cargo consider a unit fresh: a build script's `output` (the script reruns), or the
     /// fingerprint folders of a compiled unit (it recompiles).
-    private func invalidate(_ unit: BuildInputs.Unit, in target: String) throws(CargoError) -> Int {
+    private func invalidate(_ unit: BuildInputs.Unit, in target: BeneathDirectory) throws(CargoError) -> Int {
         if unit.isBuildScriptRun {
-            let path = target + "/" + unit.file
-            guard unlink(path) == 0 || errno == ENOENT else {
-                throw .repairFailed(path: path, reason: String(cString: strerror(errno)))
-            }
+            try target.remove(unit.file)
             return 1
         }
         // deps/<crate>-<hash>.d and build/<package>-<hash>/<name>-<hash>.d belong to .fingerprint/<package>-<hash>/.
         let name = URL(fileURLWithPath: unit.file).deletingPathExtension().lastPathComponent
         guard let dash = name.lastIndex(of: "-") else { return 0 }
         let hash = name[name.index(after: dash)...]
-        let fingerprints = target + "/" + unit.profile + "/.fingerprint"
+        let fingerprints = unit.profile + "/.fingerprint"
         var removed = 0
-        for folder in (try? FileSystem.contents(of: fingerprints)) ?? [] where folder.hasSuffix("-" + hash) {
-            do throws(FileError) {
-                try FileSystem.removeTree(fingerprints + "/" + folder)
-            } catch {
-                throw .repairFailed(path: fingerprints + "/" + folder, reason: error.description)
-            }
+        for folder in target.names(fingerprints) where folder.hasSuffix("-" + hash) {
+            try target.remove(fingerprints + "/" + folder)
             removed += 1
         }
         return removed
@@ -276,25 +274,20 @@ public struct FreshnessRepair: Sendable {
 
     /// Outside the build root, an absolute build-root path in a fingerprint points at nothing (or, worse, at a
     /// stale copy): those units rebuild.
-    private func invalidateUnitsNamingTheBuildRoot(in target: String) throws(CargoError) -> Int {
+    private func invalidateUnitsNamingTheBuildRoot(in target: BeneathDirectory) throws(CargoError) -> Int {
         let needle = Array(root.path.utf8)
         var removed = 0
         for profile in record.profileDirectories {
-            let fingerprints = target + "/" + profile + "/.fingerprint"
-            for folder in (try? FileSystem.contents(of: fingerprints)) ?? [] {
+            let fingerprints = profile + "/.fingerprint"
+            for folder in target.names(fingerprints) {
                 let unit = fingerprints + "/" + folder
-                let names = (try? FileSystem.contents(of: unit)) ?? []
-                let mentionsRoot = names.filter { $0.hasPrefix("dep-") }.contains { name in
+                let mentionsRoot = target.names(unit).filter { $0.hasPrefix("dep-") }.contains { name in
                     // Unreadable counts as naming the root: when in doubt, rebuild.
-                    guard let bytes = try? PosixFile(opening: unit + "/" + name, flags: O_RDONLY).readAll(limit: 64 << 20) else {
-                        return true
-                    }
+                    guard let bytes = target.read(unit + "/" + name) else { return true }
                     return bytes.firstRange(of: needle) != nil
                 }
                 guard mentionsRoot else { continue }
-                do throws(FileError) { try FileSystem.removeTree(unit) } catch {
-                    throw .repairFailed(path: unit, reason: error.description)
-                }
+                try target.remove(unit)
                 removed += 1
             }
         }
@@ -333,13 +326,21 @@ public struct FreshnessRepair: Sendable {
                 throw .repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
             }
         }
-        for profile in record.profileDirectories {
-            let hidden = targetDirectory + "/" + profile + "/" + Self.hiddenFingerprints
-            guard FileSystem.exists(hidden) else { continue }
-            guard rename(hidden, targetDirectory + "/" + profile + "/.fingerprint") == 0 else {
-                throw .repairFailed(path: hidden, reason: String(cString: strerror(errno)))
-            }
+        // Relative to the target's descriptor, refusing symlinks on the way (the staging check already did).
+        let target = try BeneathDirectory(targetDirectory)
+        for profile in record.profileDirectories where target.kind(profile + "/" + Self.hiddenFingerprints) == S_IFDIR {
+            try target.rename(in: profile, from: Self.hiddenFingerprints, to: ".fingerprint")
         }
         return report
     }
+}
+
+/// Nanoseconds since the epoch of a timestamp, clamped to 0 (before the epoch) and `UInt64.max` (far future):
+/// the edges are a file's business, never a crash.
+func saturatingNanoseconds(_ time: timespec) -> UInt64 {
+    guard time.tv_sec >= 0 else { return 0 }
+    let (seconds, overflow) = UInt64(time.tv_sec).multipliedReportingOverflow(by: 1_000_000_000)
+    guard !overflow else { return .max }
+    let (total, carry) = seconds.addingReportingOverflow(UInt64(max(0, time.tv_nsec)))
+    return carry ? .max : total
 }

@@ -15,11 +15,10 @@ struct ProcessRunner {
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = [program] + arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        if !environment.isEmpty {
-            var merged = ProcessInfo.processInfo.environment
-            for (key, value) in environment { merged[key] = value }
-            process.environment = merged
-        }
+        // Never a key in what the cargo integration runs (git, cargo, rustc, rustup).
+        var merged = BuildEnvironment.scrubbed(ProcessInfo.processInfo.environment)
+        for (key, value) in environment { merged[key] = value }
+        process.environment = merged
         let out = Pipe()
         let err = Pipe()
         process.standardOutput = out

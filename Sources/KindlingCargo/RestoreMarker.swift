@@ -30,8 +30,10 @@ public struct RestoreMarker: Codable, Sendable {
     }
 
     public static func read(targetDirectory: String) -> RestoreMarker? {
-        guard let data = FileManager.default.contents(atPath: targetDirectory + "/" + fileName) else { return nil }
-        return try? JSONDecoder().decode(RestoreMarker.self, from: data)
+        // Not through a symlink a snapshot could have put at the marker's name.
+        guard let target = try? BeneathDirectory(targetDirectory), let bytes = target.read(fileName, limit: 1 << 16)
+        else { return nil }
+        return try? JSONDecoder().decode(RestoreMarker.self, from: Data(bytes))
     }
 
     public func write(targetDirectory: String) throws {

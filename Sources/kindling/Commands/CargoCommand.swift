@@ -27,31 +27,55 @@ struct CargoCommand: AsyncParsableCommand {
     static let farBehind = 50
 
     func run() async throws {
+        // Nothing this command starts (cargo, its build scripts, git, rustc) sees a variable that names a key.
+        BuildEnvironment.scrubProcess()
         let directory = FileManager.default.currentDirectoryPath
-        let located: CargoWorkspace?
+        let workspace: CargoWorkspace
         do {
-            located = try CargoWorkspace.locate(directory: directory)
-        } catch .invalidRepository(let name, let reason) {
-            // A workspace whose name would make a bad build root: say so rather than build elsewhere silently.
-            Terminal.printError(CargoError.invalidRepository(name: name, reason: reason).description)
-            throw ExitCode.failure
+            workspace = try CargoWorkspace.locate(directory: directory)
         } catch {
-            located = nil
-        }
-        guard let workspace = located else {
-            // Not a workspace in a git checkout: plain cargo.
+            switch error {
+            case .toolchainByPath, .invalidRepository:
+                // A toolchain the checkout names by path is never run, and a name that would make a bad build root
+                // is not silently built elsewhere: both are refused rather than handed to the plain cargo below.
+                throw CommandFailure(error.description)
+            default:
+                break
+            }
+            // Not a workspace in a git checkout: plain cargo (with the user's toolchain pinned when it resolves).
+            if let pin = try? ToolchainPin.resolve(directory: directory) { setenv("RUSTUP_TOOLCHAIN", pin.name, 1) }
             execvp("cargo", (["cargo"] + arguments).map { strdup($0) } + [nil])
             throw ExitCode.failure
         }
         let root = BuildRoot.forRepository(workspace.repository)
+        // Before anything is restored: a refused build needs no restore.
+        if !CargoLauncher.namespacesAvailable {
+            Terminal.printWarning(CargoLauncher.unavailableMessage)
+            let writable: [String]
+            do {
+                writable = try CargoLauncher.checkInPlace(
+                    directory: directory, checkoutTop: workspace.checkout.toplevel)
+            } catch {
+                throw CommandFailure(error.description)
+            }
+            if let first = writable.first {
+                Terminal.printWarning(
+                    "cargo runs in place under \(first), which other users can write: a .cargo/config.toml or "
+                        + "rust-toolchain.toml planted there after this check would still be read; build in a "
+                        + "directory only you can write, or where user namespaces work")
+            }
+        }
         let environment = ProcessInfo.processInfo.environment
         if let command = arguments.first(where: { !$0.hasPrefix("-") }), Self.buildCommands.contains(command),
             environment["KINDLING_NO_RESTORE"] == nil
         {
             autoRestore(workspace: workspace, root: root)
         }
-        if !CargoLauncher.namespacesAvailable { Terminal.printWarning(CargoLauncher.unavailableMessage) }
-        try CargoLauncher(workspace: workspace, root: root).exec(cargo: arguments, directory: directory)
+        do {
+            try CargoLauncher(workspace: workspace, root: root).exec(cargo: arguments, directory: directory)
+        } catch let error as CargoError {
+            throw CommandFailure(error.description)
+        }
     }
 
     /// Restores when target/ is empty, or far behind HEAD and a nearer snapshot exists; never fails the build.
