@@ -36,4 +36,12 @@ struct CargoRecordSafetyTests {
             #expect(throws: CargoError.self) { try CargoRestoring.waitUntilPast(newestOutput: newest) }
         }
     }
+
+    @Test("Inputs whose names differ only in Unicode normalization are two inputs, not one")
+    func inputsByBytes() {
+        let nfc = "/data/\u{E9}.txt"
+        let nfd = "/data/e\u{301}.txt"
+        let inputs = BuildInputs.dependencies(inMakefile: "out.rmeta: \(nfd) \(nfc) \(nfc)\n")
+        #expect(inputs.map { Array($0.utf8) } == [Array(nfd.utf8), Array(nfc.utf8)])
+    }
 }
