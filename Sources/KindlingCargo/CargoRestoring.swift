@@ -116,7 +116,8 @@ public struct CargoRestoring: Sendable {
     /// next minutes could look older than the build.
     static func waitUntilPast(newestOutput: UInt64) throws(CargoError) {
         // Saturating: a decoded manifest is dated at most 2262, but this must not trap whatever it is given.
-        let ready = newestOutput.addingReportingOverflow(1_000_000_000).overflow ? UInt64.max : newestOutput + 1_000_000_000
+        let (sum, overflow) = newestOutput.addingReportingOverflow(1_000_000_000)
+        let ready = overflow ? UInt64.max : sum
         let current = now
         guard ready > current else { return }
         let behind = ready - current
