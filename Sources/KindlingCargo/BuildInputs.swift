@@ -1,4 +1,5 @@
 import Foundation
+import KindlingManifest
 import KindlingStore
 
 /// Reads the inputs cargo and rustc recorded in a target directory: rustc's make-style dep files
@@ -85,7 +86,7 @@ enum BuildInputs {
 
     /// The prerequisites of a make-style dep file (rustc's `--emit=dep-info`), with `\ ` unescaped.
     static func dependencies(inMakefile text: String) -> [String] {
-        var result = Set<String>()
+        var result: [String] = []
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
             guard let colon = line.range(of: ": ") ?? (line.hasSuffix(":") ? line.range(of: ":", options: .backwards) : nil) else { continue }
             var current = ""
@@ -97,28 +98,29 @@ enum BuildInputs {
                 } else if character == "\\" {
                     escaped = true
                 } else if character == " " {
-                    if !current.isEmpty { result.insert(current) }
+                    if !current.isEmpty { result.append(current) }
                     current = ""
                 } else {
                     current.append(character)
                 }
             }
-            if !current.isEmpty { result.insert(current) }
+            if !current.isEmpty { result.append(current) }
         }
-        return result.sorted()
+        // By bytes: a Set<String> would merge two inputs whose names differ only in Unicode normalization.
+        return RelativePath.uniqueSortedByBytes(result)
     }
 
     /// Inputs outside the build root and the toolchain: system files a build script watches, files included by
     /// absolute path, registry sources outside the root.
     static func externalInputs(of units: [Unit], root: BuildRoot, sysroot: String?) -> [String] {
-        var paths = Set<String>()
+        var paths: [String] = []
         for unit in units {
             for path in unit.absoluteInputs where !path.hasPrefix(root.path + "/") {
                 if let sysroot, path.hasPrefix(sysroot + "/") { continue }
-                paths.insert(path)
+                paths.append(path)
             }
         }
-        return paths.sorted()
+        return RelativePath.uniqueSortedByBytes(paths)
     }
 
     /// The sysroot of the toolchain that builds in `directory`.

@@ -59,21 +59,23 @@ public struct CargoPublishing: Sendable {
             guard let mtime = modificationTime(full), let (digest, size) = hashFile(full) else { return }
             sources.withLock { $0.append(CargoRecord.Source(path: path, size: size, digest: digest, modificationTime: mtime)) }
         }
-        return sources.withLock { $0 }.sorted { $0.path < $1.path }
+        return sources.withLock { $0 }.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }
 
     /// Every directory holding tracked files (the top level aside), with the names in it and its mtime.
     func recordDirectories() throws(CargoError) -> [CargoRecord.Directory] {
         let toplevel = workspace.checkout.toplevel
-        var directories = Set<String>()
+        // By bytes: NFC and NFD spellings of a folder are two folders on disk, and each needs its record.
+        var directories = Set<[UInt8]>()
         for path in try workspace.checkout.trackedFiles() {
-            var parent = Substring(path)
-            while let slash = parent.lastIndex(of: "/") {
+            var parent = Array(path.utf8)[...]
+            while let slash = parent.lastIndex(of: UInt8(ascii: "/")) {
                 parent = parent[..<slash]
-                guard directories.insert(String(parent)).inserted else { break }
+                guard directories.insert(Array(parent)).inserted else { break }
             }
         }
-        return directories.sorted().compactMap { path in
+        let paths = directories.sorted { $0.lexicographicallyPrecedes($1) }.map { String(decoding: $0, as: UTF8.self) }
+        return paths.compactMap { path in
             let full = toplevel + "/" + path
             guard let mtime = modificationTime(full), let names = try? FileSystem.contents(of: full) else { return nil }
             return CargoRecord.Directory(path: path, names: CargoRecord.namesDigest(names), modificationTime: mtime)

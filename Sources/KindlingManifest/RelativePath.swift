@@ -32,4 +32,16 @@ public enum RelativePath {
         }
         return result
     }
+
+    /// `paths` without duplicates and sorted, both by bytes: a `Set<String>` would merge two names that differ only
+    /// in Unicode normalization, which the filesystem keeps apart.
+    public static func uniqueSortedByBytes(_ paths: some Sequence<String>) -> [String] {
+        var seen = Set<[UInt8]>()
+        var result: [(bytes: [UInt8], path: String)] = []
+        for path in paths {
+            let bytes = Array(path.utf8)
+            if seen.insert(bytes).inserted { result.append((bytes, path)) }
+        }
+        return result.sorted { $0.bytes.lexicographicallyPrecedes($1.bytes) }.map(\.path)
+    }
 }

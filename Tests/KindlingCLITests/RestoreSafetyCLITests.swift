@@ -32,7 +32,8 @@ struct RestoreSafetyCLITests {
     }
 
     func restoreManifest(_ world: CLIWorld, _ file: String, into: String) throws -> CommandResult {
-        try world.kindling(["restore", "--store", world.store, "--trust", world.trust, "--manifest", file, "--into", into])
+        try world.kindling(
+            ["restore", "--store", world.store, "--trust", world.trust, "--manifest", file, "--into", into])
     }
 
     @Test("The signed Unicode-normalization attack is refused and creates nothing outside the destination")
@@ -101,7 +102,10 @@ struct RestoreSafetyCLITests {
         let world = try CLIWorld()
         _ = try world.publish(try world.makeSource())
         #expect(symlink(world.path("."), world.path("alias")) == 0)
-        for into in [world.path(""), world.store, world.store + "/inside", world.path("alias"), world.path("alias/store")] {
+        let places = [
+            world.path(""), world.store, world.store + "/inside", world.path("alias"), world.path("alias/store"),
+        ]
+        for into in places {
             for extra in [[], ["--replace"]] {
                 let result = try world.restore(into: into, extra: extra)
                 expectCleanFailure(result, mentioning: "store")
@@ -118,7 +122,8 @@ struct RestoreSafetyCLITests {
         let world = try CLIWorld()
         for (index, time) in [UInt64.max, UInt64(Int64.max) + 1].enumerated() {
             let file = world.path("time\(index).kdf")
-            try writeSignedManifest([.directory(path: "d", mode: 0o755, modificationTime: time)], world: world, to: file)
+            let entry = ManifestEntry.directory(path: "d", mode: 0o755, modificationTime: time)
+            try writeSignedManifest([entry], world: world, to: file)
             let result = try restoreManifest(world, file, into: world.path("out"))
             expectCleanFailure(result, mentioning: "modification time")
             #expect(!FileManager.default.fileExists(atPath: world.path("out")))
@@ -140,8 +145,9 @@ func rawListing(_ root: String) -> [String: String] {
                 result[key] = "dir " + mode
                 if let child = try? directory.openDirectory(bytes: name) { walk(child, prefix: path) }
             } else {
-                let file = PosixFile(descriptor: openat(directory.descriptor, cPath(name), O_RDONLY | O_NOFOLLOW), path: "")
-                result[key] = "file " + mode + " " + String(decoding: (try? file.readAll(limit: 1 << 20)) ?? [], as: UTF8.self)
+                let fd = openat(directory.descriptor, cPath(name), O_RDONLY | O_NOFOLLOW)
+                let content = (try? PosixFile(descriptor: fd, path: "").readAll(limit: 1 << 20)) ?? []
+                result[key] = "file " + mode + " " + String(decoding: content, as: UTF8.self)
             }
         }
     }

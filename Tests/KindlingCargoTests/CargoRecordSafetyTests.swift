@@ -20,7 +20,8 @@ struct CargoRecordSafetyTests {
         for good in ["debug", "release", "my-profile", "x86_64-unknown-linux-gnu/debug"] {
             #expect(try CargoRecord(decoding: record(profiles: [good]).encoded()).profileDirectories == [good])
         }
-        for evil in ["..", "../..", "../../home", "/etc", "", ".", "debug/../..", "de\0bug", "a//b", "debug/", "a/b/c"] {
+        let evils = ["..", "../..", "../../home", "/etc", "", ".", "debug/../..", "de\0bug", "a//b", "debug/", "a/b/c"]
+        for evil in evils {
             #expect(throws: CargoError.self, "\(evil.debugDescription)") {
                 try CargoRecord(decoding: record(profiles: [evil]).encoded())
             }
@@ -29,11 +30,22 @@ struct CargoRecordSafetyTests {
 
     @Test("Record times past what a clock holds are refused; the restore's wait never overflows")
     func timeEdges() throws {
-        #expect(throws: CargoError.self) { try CargoRecord(decoding: record(profiles: ["debug"], mtime: .max).encoded()) }
-        #expect(try CargoRecord(decoding: record(profiles: ["debug"], mtime: UInt64(Int64.max)).encoded()).sources.count == 1)
+        #expect(throws: CargoError.self) {
+            try CargoRecord(decoding: record(profiles: ["debug"], mtime: .max).encoded())
+        }
+        let edge = try CargoRecord(decoding: record(profiles: ["debug"], mtime: UInt64(Int64.max)).encoded())
+        #expect(edge.sources.count == 1)
         // The newest output of a manifest decides the wait: at the very edge it is a refusal, not a trap.
         for newest in [UInt64.max, UInt64.max - 1, ManifestLimits.maxModificationTime] {
             #expect(throws: CargoError.self) { try CargoRestoring.waitUntilPast(newestOutput: newest) }
         }
+    }
+
+    @Test("Inputs whose names differ only in Unicode normalization are two inputs, not one")
+    func inputsByBytes() {
+        let nfc = "/data/\u{E9}.txt"
+        let nfd = "/data/e\u{301}.txt"
+        let inputs = BuildInputs.dependencies(inMakefile: "out.rmeta: \(nfd) \(nfc) \(nfc)\n")
+        #expect(inputs.map { Array($0.utf8) } == [Array(nfd.utf8), Array(nfc.utf8)])
     }
 }

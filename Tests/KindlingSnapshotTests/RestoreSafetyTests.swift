@@ -30,7 +30,8 @@ func rawTree(_ root: String) -> [[UInt8]: String] {
             case S_IFLNK:
                 var buffer = [CChar](repeating: 0, count: 4097)
                 let count = readlinkat(directory.descriptor, cPath(name), &buffer, 4096)
-                result[path] = "link:" + String(decoding: buffer[0..<max(0, count)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                let target = buffer[0..<max(0, count)].map { UInt8(bitPattern: $0) }
+                result[path] = "link:" + String(decoding: target, as: UTF8.self)
             default:
                 let fd = openat(directory.descriptor, cPath(name), O_RDONLY | O_NOFOLLOW)
                 let file = PosixFile(descriptor: fd, path: "")
@@ -130,7 +131,9 @@ struct RestoreSafetyTests {
             try FileSystem.createDirectories(staging)
             _ = try TreeRestore().write(
                 entries, from: store, into: try DirectoryDescriptor(opening: staging), mask: mask, progress: nil)
-            let modes = ["open", "open/all", "open/rw", "open/exe"].map { Int(Fixtures.status(staging + "/" + $0)?.mode ?? 0) }
+            let modes = ["open", "open/all", "open/rw", "open/exe"].map {
+                Int(Fixtures.status(staging + "/" + $0)?.mode ?? 0)
+            }
             #expect(modes == expected, "mask \(String(mask, radix: 8))")
         }
     }
@@ -189,8 +192,9 @@ struct RestoreSafetyTests {
     @Test("Timestamps at the edges: capture clamps, decoding refuses what no clock holds, nothing traps")
     func timestampEdges() throws {
         #expect(ManifestLimits.modificationTime(seconds: -5, nanoseconds: 7) == 0)
-        #expect(ManifestLimits.modificationTime(seconds: Int.max, nanoseconds: 999_999_999) == ManifestLimits.maxModificationTime)
-        #expect(ManifestLimits.modificationTime(seconds: 20_000_000_000, nanoseconds: 0) == ManifestLimits.maxModificationTime)
+        let limit = ManifestLimits.maxModificationTime
+        #expect(ManifestLimits.modificationTime(seconds: Int.max, nanoseconds: 999_999_999) == limit)
+        #expect(ManifestLimits.modificationTime(seconds: 20_000_000_000, nanoseconds: 0) == limit)
         #expect(ManifestLimits.modificationTime(seconds: 1, nanoseconds: 2) == 1_000_000_002)
 
         let work = TemporaryDirectory("safety")
@@ -217,9 +221,9 @@ struct RestoreSafetyTests {
             #expect(throws: FormatError.self) { try body.validate() }
             #expect(throws: FormatError.self) { try ManifestBody(decoding: body.encoded()) }
         }
-        let limit = ManifestBody(
+        let atLimit = ManifestBody(
             entries: [.directory(path: "d", mode: 0o755, modificationTime: ManifestLimits.maxModificationTime)])
-        #expect(try ManifestBody(decoding: limit.encoded()) == limit)
+        #expect(try ManifestBody(decoding: atLimit.encoded()) == atLimit)
     }
 }
 

@@ -44,7 +44,9 @@ struct Restore: AsyncParsableCommand {
                 throw ValidationError("--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
             }
             // A target directory is cargo's: the umask keeps what it needs (build scripts stay executable).
-            guard !samePermissions else { throw ValidationError("--same-permissions is for --into; drop it with --cargo") }
+            guard !samePermissions else {
+                throw ValidationError("--same-permissions is for --into; drop it with --cargo")
+            }
         } else {
             if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest FILE") }
             if into == nil { throw ValidationError("give --into DIR") }
