@@ -92,7 +92,9 @@ public struct FreshnessRepair: Sendable {
 
     public func plan() throws(CargoError) -> Plan {
         var plan = Plan()
-        let recorded = Dictionary(record.sources.map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+        // Keyed by bytes, as the filesystem compares names: Swift's String equality would make an NFC and an NFD
+        // spelling one file and give one the other's verdict (a stale build).
+        let recorded = Dictionary(record.sources.map { (Array($0.path.utf8), $0) }, uniquingKeysWith: { first, _ in first })
         let tracked = try checkout.trackedFiles()
         let toplevel = checkout.toplevel
         let results = Mutex<(stamps: [Stamp], links: [String], unchanged: Int, changed: Int, added: Int)>(([], [], 0, 0, 0))
@@ -106,7 +108,7 @@ public struct FreshnessRepair: Sendable {
             guard kind == S_IFREG || kind == S_IFLNK else { return }
             let seen = FileIdentity(full)
             // For a symlink, the content is its target's, as cargo and rustc see it.
-            let source = recorded[path]
+            let source = recorded[Array(path.utf8)]
             let same = source.flatMap { source in hashFile(full).map { $0.digest == source.digest && $0.size == source.size } } ?? false
             results.withLock { state in
                 if same, let source {
@@ -126,16 +128,16 @@ public struct FreshnessRepair: Sendable {
         plan.report.changed = state.changed
         plan.report.added = state.added
         plan.report.changedLinks = state.links.count
-        walkCheckout(tracked: Set(tracked), into: &plan)
+        walkCheckout(tracked: Set(tracked.map { Array($0.utf8) }), into: &plan)
         return plan
     }
 
     /// Untracked files (build inputs git does not know: generated files, `.env`, a forgotten `git add`) count as
     /// changed; directories keep CI's mtime only when they hold exactly the names they held on CI. Other target
     /// directories (a `CACHEDIR.TAG`) and `.git` are skipped.
-    private func walkCheckout(tracked: Set<String>, into plan: inout Plan) {
+    private func walkCheckout(tracked: Set<[UInt8]>, into plan: inout Plan) {
         let directories = Dictionary(
-            (record.directories ?? []).map { ($0.path, $0) }, uniquingKeysWith: { first, _ in first })
+            (record.directories ?? []).map { (Array($0.path.utf8), $0) }, uniquingKeysWith: { first, _ in first })
         let realTarget = URL(fileURLWithPath: targetDirectory).resolvingSymlinksInPath().path
         var stack = [""]
         while let relative = stack.popLast() {
@@ -143,7 +145,7 @@ public struct FreshnessRepair: Sendable {
             if directory == realTarget || FileSystem.exists(directory + "/CACHEDIR.TAG") { continue }
             let names = (try? FileSystem.contents(of: directory)) ?? []
             if !relative.isEmpty {
-                if let recorded = directories[relative], recorded.names == CargoRecord.namesDigest(names) {
+                if let recorded = directories[Array(relative.utf8)], recorded.names == CargoRecord.namesDigest(names) {
                     plan.directories.append(Stamp(path: directory, time: recorded.modificationTime, seen: nil))
                     plan.report.directoriesUnchanged += 1
                 } else {
@@ -159,7 +161,7 @@ public struct FreshnessRepair: Sendable {
                 guard lstat(full, &info) == 0 else { continue }
                 if info.st_mode & S_IFMT == S_IFDIR {
                     stack.append(path)
-                } else if !tracked.contains(path) {
+                } else if !tracked.contains(Array(path.utf8)) {
                     plan.untracked.append(full)
                 }
             }
@@ -193,10 +195,12 @@ public struct FreshnessRepair: Sendable {
     private func invalidateChangedExternalInputs(
         _ units: [BuildInputs.Unit], in target: BeneathDirectory
     ) throws(CargoError) -> (changed: Int, invalidated: Int) {
-        let known = Dictionary(record.externalInputs.map { ($0.path, $0.digest) }, uniquingKeysWith: { first, _ in first })
-        var verdicts: [String: Bool] = [:]
+        let known = Dictionary(
+            record.externalInputs.map { (Array($0.path.utf8), $0.digest) }, uniquingKeysWith: { first, _ in first })
+        var verdicts: [[UInt8]: Bool] = [:]
         func changed(_ path: String) -> Bool {
-            if let verdict = verdicts[path] { return verdict }
+            let key = Array(path.utf8)
+            if let verdict = verdicts[key] { return verdict }
             // Inputs under the build root are the checkout's own files (covered by the source record).
             if path.hasPrefix(root.path + "/") { return false }
             // Only regular files are hashed: a dep file may name a FIFO or /dev/zero, which would hang the read.
@@ -204,8 +208,8 @@ public struct FreshnessRepair: Sendable {
             let regular = stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
             let local = regular ? hashFile(path)?.digest : nil
             let verdict: Bool
-            if let recorded = known[path] { verdict = recorded != local } else { verdict = true }
-            verdicts[path] = verdict
+            if let recorded = known[key] { verdict = recorded != local } else { verdict = true }
+            verdicts[key] = verdict
             return verdict
         }
         var invalidated = 0

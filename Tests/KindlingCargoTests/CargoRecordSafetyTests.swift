@@ -49,3 +49,33 @@ struct CargoRecordSafetyTests {
         #expect(inputs.map { Array($0.utf8) } == [Array(nfd.utf8), Array(nfc.utf8)])
     }
 }
+
+extension CargoRecordSafetyTests {
+    @Test("Freshness repair tells an NFC and an NFD source apart: neither gets the other's recorded content")
+    func repairKeysByBytes() throws {
+        let directory = TemporaryDirectory("repair-bytes")
+        let nfc = "\u{E9}.rs"
+        let nfd = "e\u{301}.rs"
+        // CI built X under the NFC name and Y under the NFD name; the checkout now has X under both.
+        try Fixtures.write("X", to: directory.file(nfc))
+        try Fixtures.write("X", to: directory.file(nfd))
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).count == 2)
+        for arguments in [["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]] {
+            #expect(try CommandRunner.run("/usr/bin/git", arguments, directory: directory.path).status == 0)
+        }
+        let record = CargoRecord(
+            root: "/tmp/kindling-build/demo", workspaceDirectory: "", profileDirectories: ["debug"],
+            sources: [
+                .init(path: nfc, size: 1, digest: Blake2b.hash(Array("X".utf8)), modificationTime: 5),
+                .init(path: nfd, size: 1, digest: Blake2b.hash(Array("Y".utf8)), modificationTime: 6),
+            ],
+            directories: [], externalInputs: [])
+        let repair = FreshnessRepair(
+            record: record, checkout: try GitCheckout(containing: directory.path),
+            root: BuildRoot(path: "/tmp/kindling-build/demo"), targetDirectory: directory.file("target"), atBuildRoot: true)
+        let plan = try repair.plan()
+        // Keyed by String, both names found the NFC record (X): the changed NFD file kept CI's time (stale).
+        #expect(plan.report.unchanged == 1, "\(plan.report)")
+        #expect(plan.report.changed == 1, "\(plan.report)")
+    }
+}
