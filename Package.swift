@@ -145,3 +145,20 @@ let package = Package(
         ),
     ]
 )
+
+// The libFuzzer targets of tools/fuzz (Fuzz/README.md). Declared only when KINDLING_FUZZ=1, which tools/fuzz sets
+// for its own build directory (.build-fuzz, built with -sanitize=fuzzer,address): libFuzzer supplies
+// the program's main, so the executable cannot link in the normal build, which neither sees nor compiles it.
+if Context.environment["KINDLING_FUZZ"] == "1" {
+    package.targets.append(
+        .executableTarget(
+            name: "kindling-fuzz",
+            dependencies: [
+                "KindlingNode", "KindlingMesh", "KindlingWire", "KindlingManifest", "KindlingCrypto", nioCore,
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            path: "Fuzz",
+            swiftSettings: strict
+        ))
+    package.products.append(.executable(name: "kindling-fuzz", targets: ["kindling-fuzz"]))
+}

@@ -89,9 +89,21 @@ extension WireMessage {
             w.writeVarint(nonce)
         case .error(let code, let message):
             w.writeVarint(code)
-            w.writeString(String(decoding: Array(message.utf8.prefix(WireLimits.maxErrorMessageBytes)), as: UTF8.self))
+            w.writeString(Self.truncated(message, toUTF8Bytes: WireLimits.maxErrorMessageBytes))
         }
         return w.bytes
+    }
+
+    /// The longest prefix of `text` of at most `limit` UTF-8 bytes that ends on a scalar boundary. Cutting the
+    /// bytes anywhere else and repairing them would append U+FFFD (3 bytes) and could exceed the limit, which the
+    /// receiver rejects as a protocol error (Specs/wire.md, "Messages").
+    static func truncated(_ text: String, toUTF8Bytes limit: Int) -> String {
+        let bytes = Array(text.utf8)
+        guard bytes.count > limit else { return text }
+        var end = limit
+        // A Swift string is valid UTF-8, so moving back over continuation bytes (10xxxxxx) finds a scalar start.
+        while end > 0 && bytes[end] & 0xC0 == 0x80 { end -= 1 }
+        return String(decoding: bytes[..<end], as: UTF8.self)
     }
 
     /// Decodes a frame body (type byte and payload). Returns nil for an extension type (0x80 and above), which the
@@ -193,8 +205,12 @@ extension WireMessage {
         case .noChunk:
             let request = UInt32(try r.readInt("request id", in: 0...Int(UInt32.max)))
             let chunk = try r.readDigest("chunk id")
+            // Only the reasons of Specs/wire.md: reading another value as "not held" accepted two encodings of it.
             let reasonByte = try r.readByte("reason")
-            return .noChunk(request: request, chunk: chunk, reason: NoChunkReason(rawValue: reasonByte) ?? .notHeld)
+            guard let reason = NoChunkReason(rawValue: reasonByte) else {
+                throw .invalid(field: "reason", reason: "\(reasonByte) is neither 0 (not held) nor 1 (busy)")
+            }
+            return .noChunk(request: request, chunk: chunk, reason: reason)
         case .cancel:
             return .cancel(request: UInt32(try r.readInt("request id", in: 0...Int(UInt32.max))))
         case .getPeers:

@@ -59,6 +59,39 @@ struct WireMessageTests {
         }
     }
 
+    @Test("An error message cut to the limit ends on a scalar boundary and is still a valid Error message")
+    func errorMessageTruncation() throws {
+        // Each filler length puts the limit inside, or just after, a 2-, 3- or 4-byte scalar. Cutting the bytes
+        // and repairing them made up to 514 bytes, which the decoder (and so the receiving node) refused.
+        let limit = WireLimits.maxErrorMessageBytes
+        // "e" + U+0301 (a combining accent): the cut may split a character, never a scalar (found by tools/fuzz).
+        for scalar in ["é", "€", "😀", "e\u{301}"] {
+            for filler in (limit - 4)...limit {
+                let message = String(repeating: "a", count: filler) + scalar + "zz"
+                let decoded = try WireMessage.decode(WireMessage.error(code: 9, message: message).encoded())
+                guard case .error(9, let text)? = decoded else {
+                    Issue.record("\(filler) + \(scalar): decoded as \(String(describing: decoded))")
+                    continue
+                }
+                #expect(text.utf8.count <= limit)
+                #expect(message.utf8.starts(with: text.utf8), "the sent text is a prefix of the message, no U+FFFD")
+                #expect(limit - text.utf8.count < scalar.utf8.count, "nothing more is dropped than the cut scalar")
+            }
+        }
+    }
+
+    @Test("A NoChunk reason other than 0 (not held) or 1 (busy) is malformed, not read as 'not held'")
+    func noChunkReason() throws {
+        let chunk = try #require(Digest(hex: String(repeating: "22", count: 32)))
+        let busy = WireMessage.noChunk(request: 3, chunk: chunk, reason: .busy).encoded()
+        #expect(try WireMessage.decode(busy) == .noChunk(request: 3, chunk: chunk, reason: .busy))
+        for reason: UInt8 in [2, 0x7f, 0xff] {
+            #expect(throws: WireError.self, "reason \(reason)") {
+                _ = try WireMessage.decode(Array(busy.dropLast()) + [reason])
+            }
+        }
+    }
+
     @Test("Unknown core message types are errors; extension types are ignored")
     func unknownTypes() throws {
         #expect(throws: WireError.unknownMessageType(0x55)) { _ = try WireMessage.decode([0x55, 1, 2]) }

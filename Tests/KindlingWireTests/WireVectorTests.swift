@@ -73,7 +73,8 @@ struct WireVectorTests {
         let expected: [WireMessage] = [
             .ping(300), .getChunk(request: 7, chunk: chunk), .noChunk(request: 7, chunk: chunk, reason: .busy),
             .have(manifest: chunk, availability: .partial(bitfield: [5])), .catalogDigest(count: 2, digest: chunk),
-            .error(code: 3, message: "wrong mesh"),
+            .error(code: 3, message: "wrong mesh"), .noChunk(request: 0, chunk: chunk, reason: .notHeld),
+            .haveChunks(manifest: chunk, indices: [0, 4_194_303]),
         ]
         let frames = try #require(Self.vectors["frames"] as? [[String: Any]])
         #expect(frames.count == expected.count)
@@ -81,6 +82,63 @@ struct WireVectorTests {
             let body = try Self.frameBody(frame["hex"])
             #expect(message.encoded() == body, "\(frame["message"] ?? "")")
             #expect(try WireMessage.decode(body) == message)
+        }
+    }
+
+    @Test("Malformed frames are refused: index at the manifest limit, undefined NoChunk reason, long Error text")
+    func malformedFrames() throws {
+        let frames = try #require(Self.vectors["malformedFrames"] as? [[String: Any]])
+        #expect(frames.count == 4)
+        for frame in frames {
+            let body = try Self.frameBody(frame["hex"])
+            #expect(throws: WireError.self, "\(frame["message"] ?? "")") { _ = try WireMessage.decode(body) }
+        }
+    }
+
+    @Test("An Error message over 512 bytes is cut on a scalar boundary at or below the limit")
+    func errorTruncation() throws {
+        let cases = try #require(Self.vectors["errorTruncation"] as? [[String: Any]])
+        #expect(cases.count == 5)
+        for item in cases {
+            let message = try #require(item["message"] as? String)
+            let code = try #require(item["code"] as? Int)
+            let body = try Self.frameBody(item["hex"])
+            #expect(WireMessage.error(code: code, message: message).encoded() == body, "\(message.utf8.count) bytes")
+            guard case .error(code, let sent)? = try WireMessage.decode(body) else {
+                Issue.record("the vector does not decode as an Error")
+                continue
+            }
+            #expect(message.utf8.starts(with: sent.utf8))
+        }
+    }
+
+    @Test("Sealed frames: a fixed key and stream header open the given ciphertexts in order, and only in order")
+    func sealedFrames() throws {
+        let block = try #require(Self.vectors["sealed"] as? [String: Any])
+        let key = try Self.hex(block["key"])
+        let header = try Self.hex(block["header"])
+        let frames = try #require(block["frames"] as? [[String: Any]])
+        #expect(frames.count == 5)
+        let opener = FrameOpener(try SecretStreamReceiver(key: key, header: header))
+        for frame in frames {
+            let sealed = try Self.hex(frame["sealed"])
+            #expect(Array(try Self.hex(frame["frame"]).dropFirst(4)) == sealed)
+            #expect(try opener.open(sealed) == (try Self.hex(frame["plain"])))
+        }
+        // Out of order (the second frame first), altered, or under another header: nothing opens.
+        let second = try Self.hex(frames[1]["sealed"])
+        #expect(throws: WireError.decryptionFailed) {
+            _ = try FrameOpener(try SecretStreamReceiver(key: key, header: header)).open(second)
+        }
+        var altered = try Self.hex(frames[0]["sealed"])
+        altered[altered.count / 2] ^= 1
+        #expect(throws: WireError.decryptionFailed) {
+            _ = try FrameOpener(try SecretStreamReceiver(key: key, header: header)).open(altered)
+        }
+        var otherHeader = header
+        otherHeader[0] ^= 1
+        #expect(throws: WireError.decryptionFailed) {
+            _ = try FrameOpener(try SecretStreamReceiver(key: key, header: otherHeader)).open(try Self.hex(frames[0]["sealed"]))
         }
     }
 }
