@@ -38,7 +38,10 @@ struct ChunkSchedulerTests {
         var scheduler = Self.make(chunks: 10)
         // a holds everything, b the first half: 5..<10 are the rare ones.
         let actions = scheduler.availabilityChanged(
-            [.added(Self.a, ownershipKey: 10, Self.partial(0..<10)), .added(Self.b, ownershipKey: 11, Self.partial(0..<5))],
+            [
+                .added(Self.a, ownershipKey: 10, Self.partial(0..<10)),
+                .added(Self.b, ownershipKey: 11, Self.partial(0..<5)),
+            ],
             now: .zero)
         let fromA = Self.requests(actions, from: Self.a)
         #expect(fromA.count == Scheduler.initialWindow)
@@ -57,7 +60,10 @@ struct ChunkSchedulerTests {
     func endgame() {
         var scheduler = Self.make(chunks: 3)
         let first = scheduler.availabilityChanged(
-            [.added(Self.a, ownershipKey: 10, Self.partial(0..<3)), .added(Self.b, ownershipKey: 11, Self.partial(0..<3))],
+            [
+                .added(Self.a, ownershipKey: 10, Self.partial(0..<3)),
+                .added(Self.b, ownershipKey: 11, Self.partial(0..<3)),
+            ],
             now: .zero)
         // a (first by number among equals) takes all three; b has nothing left that no one was asked for.
         #expect(Self.requests(first, from: Self.a).sorted() == [0, 1, 2])
@@ -67,7 +73,8 @@ struct ChunkSchedulerTests {
         #expect(Self.requests(second, from: Self.b).sorted() == [0, 1, 2])
         #expect(Self.requests(scheduler.timerFired(now: Self.ms(6))).isEmpty)
         // a's copy of 0 arrives first: b's request for it is withdrawn.
-        let arrived = scheduler.chunkArrived(0, from: Self.a, .stored(new: true), latency: Self.ms(30), now: Self.ms(30))
+        let arrived = scheduler.chunkArrived(
+            0, from: Self.a, .stored(new: true), latency: Self.ms(30), now: Self.ms(30))
         #expect(arrived.contains(.cancel(position: 0, from: Self.b)))
         #expect(arrived.contains(.held(position: 0)))
         #expect(arrived.contains(.fetched(position: 0)))
@@ -102,7 +109,8 @@ struct ChunkSchedulerTests {
             guard !outstanding.isEmpty else { break }
             now += Self.ms(1)
             let position = outstanding.removeFirst()
-            let actions = scheduler.chunkArrived(position, from: Self.a, .stored(new: true), latency: Self.ms(10), now: now)
+            let actions = scheduler.chunkArrived(
+                position, from: Self.a, .stored(new: true), latency: Self.ms(10), now: now)
             outstanding += Self.requests(actions)
             #expect(scheduler.requestsInFlight == outstanding.count)
             most = max(most, outstanding.count)
@@ -131,7 +139,8 @@ struct ChunkSchedulerTests {
         #expect(scheduler.statistics.retries == 1)
         // b refuses (it no longer has it): a is the only holder left that has not refused, so it is asked again,
         // with the timeout its latency now calls for.
-        let again = scheduler.requestFailed(0, from: Self.b, .notHeld, elapsed: Self.ms(5), now: .seconds(3) + Self.ms(5))
+        let again = scheduler.requestFailed(
+            0, from: Self.b, .notHeld, elapsed: Self.ms(5), now: .seconds(3) + Self.ms(5))
         #expect(again.contains(.request(position: 0, from: Self.a, timeout: .seconds(10))))
         #expect(Self.requests(again, from: Self.b).isEmpty)
     }
@@ -151,10 +160,14 @@ struct ChunkSchedulerTests {
     func badChunkBans() {
         var scheduler = Self.make(chunks: 2)
         let first = scheduler.availabilityChanged(
-            [.added(Self.a, ownershipKey: 10, Self.partial(0..<2)), .added(Self.b, ownershipKey: 11, Self.partial(0..<2))],
+            [
+                .added(Self.a, ownershipKey: 10, Self.partial(0..<2)),
+                .added(Self.b, ownershipKey: 11, Self.partial(0..<2)),
+            ],
             now: .zero)
         #expect(Self.requests(first, from: Self.a).sorted() == [0, 1])
-        let bad = scheduler.chunkArrived(0, from: Self.a, .bad(reason: "wrong hash"), latency: Self.ms(5), now: Self.ms(5))
+        let bad = scheduler.chunkArrived(
+            0, from: Self.a, .bad(reason: "wrong hash"), latency: Self.ms(5), now: Self.ms(5))
         #expect(bad.contains(.ban(Self.a, reason: "wrong hash")))
         #expect(Self.requests(bad, from: Self.b).contains(0))
         // Its other request fails as its connection closes; it reconnects and says it holds everything.
@@ -178,7 +191,8 @@ struct ChunkSchedulerTests {
         }
         #expect(actions == [.scheduleTimer(at: Self.ms(61))])
         #expect(scheduler.timerFired(now: .seconds(59)) == [.scheduleTimer(at: .seconds(59) + Self.ms(50))])
-        #expect(scheduler.timerFired(now: .seconds(61)) == [.failed(.stalled(missingChunks: 3, seconds: 60, sources: 0))])
+        let stalled = Action.failed(.stalled(missingChunks: 3, seconds: 60, sources: 0))
+        #expect(scheduler.timerFired(now: .seconds(61)) == [stalled])
         #expect(scheduler.sourceAdded(Self.b, ownershipKey: 11, holding: .complete, now: .seconds(62)).isEmpty)
     }
 
@@ -215,7 +229,8 @@ struct ChunkSchedulerTests {
             var scheduler = Self.make(chunks: 200, seed: seed)
             var log = scheduler.availabilityChanged(
                 [
-                    .added(Self.c, ownershipKey: 12, Self.partial(0..<150)), .added(Self.a, ownershipKey: 10, .complete),
+                    .added(Self.c, ownershipKey: 12, Self.partial(0..<150)),
+                    .added(Self.a, ownershipKey: 10, .complete),
                     .added(Self.b, ownershipKey: 11, Self.partial(50..<200)),
                 ],
                 now: .zero)
