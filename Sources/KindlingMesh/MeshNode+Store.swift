@@ -31,7 +31,8 @@ extension MeshNode {
         let wanted = try await pool.runIfActive { try store.wantedManifests() }
         applyGossip(gossip.resumeDownloads(wanted, now: .now))
         logger.info(
-            "catalog loaded", metadata: ["manifests": "\(gossip.catalogCount)", "held": "\(gossip.heldManifests.count)"])
+            "catalog loaded",
+            metadata: ["manifests": "\(gossip.catalogCount)", "held": "\(gossip.heldManifests.count)"])
     }
 
     /// The trust gate for gossip (invariant 1): an announcement that verifies is stored, then gossip records and
@@ -44,19 +45,22 @@ extension MeshNode {
             logger.warning(
                 "dropped untrusted announcement",
                 metadata: [
-                    "manifest": "\(signed.id.short)", "from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local")",
+                    "manifest": "\(signed.id.short)",
+                    "from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local")",
                     "reason": "\(escapedPeerText("\(error)"))",
                 ])
             let forged: Bool
             if case .badSignature = error { forged = true } else { forged = false }
-            applyGossip(gossip.announcementRejected(signed, from: peer, forged: forged), for: peer.flatMap { peers[$0] })
+            let connection = peer.flatMap { peers[$0] }
+            applyGossip(gossip.announcementRejected(signed, from: peer, forged: forged), for: connection)
             return
         }
         let store = self.store
         do {
             try await pool.runIfActive { try store.saveHeader(trusted) }
         } catch {
-            logger.error("could not store announcement", metadata: ["manifest": "\(signed.id.short)", "error": "\(error)"])
+            logger.error(
+                "could not store announcement", metadata: ["manifest": "\(signed.id.short)", "error": "\(error)"])
             return
         }
         applyGossip(gossip.announcementVerified(signed, from: peer, now: .now))

@@ -159,7 +159,8 @@ public actor MeshNode {
 
     func noteThrottledBody(from peer: PeerConnection) {
         throttledBodies += 1
-        logger.debug("request over the peer's budget, not answered", metadata: ["peer": "\(peer)", "request": "GetBody"])
+        logger.debug(
+            "request over the peer's budget, not answered", metadata: ["peer": "\(peer)", "request": "GetBody"])
     }
 
     /// A dial ended: the connection could not be made or was refused (`admitted` false), or it ran and closed.
@@ -199,7 +200,10 @@ public actor MeshNode {
                 let victim = peers.removeValue(forKey: id)
                 logger.info(
                     "evicting an idle inbound peer to make room",
-                    metadata: ["evicted": "\(victim.map(\.description) ?? id.text)", "for": "\(connection.map(\.description) ?? "")"])
+                    metadata: [
+                        "evicted": "\(victim.map(\.description) ?? id.text)",
+                        "for": "\(connection.map(\.description) ?? "")",
+                    ])
                 victim?.closeAfterSending(.error(code: code, message: message))
                 if let victim { forget(victim) }
             case .ban(let id, let code, let reason, let message):
@@ -263,7 +267,9 @@ public actor MeshNode {
                 for (id, peer) in peers where !except.contains(id) { peer.send(message) }
             case .verifyAnnouncement(let signed, let from):
                 // Only `perform` may suspend to verify; nothing that `applyGossip` is given asks for it.
-                logger.error("announcement left unverified", metadata: ["manifest": "\(signed.id.short)", "from": "\(from?.text ?? "local")"])
+                logger.error(
+                    "announcement left unverified",
+                    metadata: ["manifest": "\(signed.id.short)", "from": "\(from?.text ?? "local")"])
             case .accepted(let signed):
                 logger.info(
                     "new snapshot",
@@ -283,7 +289,9 @@ public actor MeshNode {
             case .retryScheduled(let id, let attempt, let delay):
                 logger.info(
                     "will retry the fetch",
-                    metadata: ["manifest": "\(id.short)", "attempt": "\(attempt)", "in seconds": "\(Int(delay.seconds))"])
+                    metadata: [
+                        "manifest": "\(id.short)", "attempt": "\(attempt)", "in seconds": "\(Int(delay.seconds))",
+                    ])
             case .availabilityChanged:
                 holdingsVersion.bump()
             case .throttled(let id, let request):

@@ -152,10 +152,12 @@ public enum MeshError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .unknownManifest(let id):
-            return "no trusted announcement of manifest \(id.short) has reached this node; is a peer that holds it connected?"
+            return "no trusted announcement of manifest \(id.short) has reached this node; "
+                + "is a peer that holds it connected?"
         case .shuttingDown: return "the node is shutting down"
         case .stalled(let missing, let seconds):
-            return "no peer could supply \(missing) chunks for \(seconds) s; check that a node holding the snapshot is reachable"
+            return "no peer could supply \(missing) chunks for \(seconds) s; "
+                + "check that a node holding the snapshot is reachable"
         case .noBodySource(let id):
             return "no connected peer could send the manifest body of \(id.short)"
         case .store(let message): return message

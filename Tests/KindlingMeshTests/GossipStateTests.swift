@@ -135,7 +135,8 @@ struct GossipStateTests {
         gossip.catalogLoaded(signed.map { (signed: $0, holding: nil, chunks: nil) })
         _ = gossip.peerConnected(Self.alice, listenAddress: nil, now: Self.start)
         for header in signed {
-            _ = gossip.messageReceived(.haveChunks(manifest: header.id, indices: [1]), from: Self.alice, now: Self.start)
+            let have = WireMessage.haveChunks(manifest: header.id, indices: [1])
+            _ = gossip.messageReceived(have, from: Self.alice, now: Self.start)
         }
         #expect(signed.map { gossip.holders(of: $0.id).count } == [1, 1, 0])
     }
@@ -216,10 +217,11 @@ struct GossipStateTests {
         let ids = (0..<count).map { Blake2b.hash([UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)]) }
         var gossip = Self.connected([Self.alice], knowing: [Self.header("a")])
         let digest = WireMessage.catalogDigest(count: 0, digest: ids[0])
-        #expect(gossip.messageReceived(digest, from: Self.alice, now: Self.start) == [.send(.catalogRequest, to: Self.alice)])
+        #expect(gossip.messageReceived(digest, from: Self.alice, now: Self.start)
+            == [.send(.catalogRequest, to: Self.alice)])
         // Asking for more ids than a frame holds: AnnounceRequests of at most `maxAnnounceRequestIDs` each.
-        let asked = Self.sends(gossip.messageReceived(.catalog(ids: ids, more: false), from: Self.alice, now: Self.start),
-            to: Self.alice)
+        let catalog = WireMessage.catalog(ids: ids, more: false)
+        let asked = Self.sends(gossip.messageReceived(catalog, from: Self.alice, now: Self.start), to: Self.alice)
         let sizes = asked.map { if case .announceRequest(let ids) = $0 { ids.count } else { -1 } }
         #expect(sizes.reduce(0, +) == count && sizes.allSatisfy { $0 <= WireLimits.maxAnnounceRequestIDs })
         // Answering a CatalogRequest: pages of `maxCatalogIDsPerFrame`, `more` on all but the last.
@@ -239,15 +241,16 @@ struct GossipStateTests {
         var gossip = Self.connected([Self.alice])
         let burst = gossip.configuration.catalogRequestBurst
         for _ in 0..<burst {
-            #expect(Self.sends(gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start), to: Self.alice)
-                .count == 1)
+            let answer = gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start)
+            #expect(Self.sends(answer, to: Self.alice).count == 1)
         }
         #expect(gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start)
             == [.throttled(Self.alice, request: "CatalogRequest")])
         #expect(gossip.counters.throttled == 1)
         // One more per 5 s (0.2 a second).
         let later = Self.start + .seconds(5)
-        #expect(Self.sends(gossip.messageReceived(.catalogRequest, from: Self.alice, now: later), to: Self.alice).count == 1)
+        let refilled = gossip.messageReceived(.catalogRequest, from: Self.alice, now: later)
+        #expect(Self.sends(refilled, to: Self.alice).count == 1)
     }
 
     @Test("An AnnounceRequest gets the announcement, our availability and the holders we know")
@@ -274,7 +277,9 @@ struct GossipStateTests {
         #expect(gossip.chunksStored(signed.id, positions: positions, total: 40_000, now: Self.start)
             == [.scheduleTimer(at: Self.start + .milliseconds(100))])
         let actions = gossip.timerFired(now: Self.start + .milliseconds(100))
-        let toAlice = Self.sends(actions, to: Self.alice).map { if case .haveChunks(_, let i) = $0 { i.count } else { -1 } }
+        let toAlice = Self.sends(actions, to: Self.alice).map {
+            if case .haveChunks(_, let indices) = $0 { indices.count } else { -1 }
+        }
         #expect(toAlice == [WireLimits.maxHaveIndicesPerFrame, 5])
         #expect(Self.sends(actions, to: Self.bob).isEmpty)
         // A completed snapshot is told to everyone.
