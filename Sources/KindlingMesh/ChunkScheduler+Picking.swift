@@ -6,10 +6,7 @@ extension ChunkScheduler {
     /// give up once nothing arrived for the stall timeout.
     mutating func decide(now: Duration) -> [Action] {
         guard phase == .running else { return [] }
-        guard remainingCount > 0 else {
-            phase = .done
-            return [.finished]
-        }
+        guard remainingCount > 0 else { return finishOrDrain() }
         if orderDirty && (refreshDue(now: now) || holdersAtRefresh == 0) {
             lastRefresh = now
             rebuildOrder()

@@ -140,7 +140,9 @@ public struct ChunkScheduler: Sendable {
         }
     }
 
-    enum Phase: Sendable { case running, done }
+    /// `draining`: every chunk is held, but one was found already written by a duplicate request whose own reply
+    /// (the one that wrote it, and counts it as fetched) is still on its way; `finished` waits for it.
+    enum Phase: Sendable { case running, draining, done }
 
     let configuration: Configuration
     let total: Int
@@ -256,8 +258,13 @@ public struct ChunkScheduler: Sendable {
     public mutating func chunkArrived(
         _ position: Int, from source: SourceID, _ arrival: Arrival, latency: Duration, now: Duration
     ) -> [Action] {
-        guard phase == .running, position >= 0, position < total else { return [] }
+        guard phase != .done, position >= 0, position < total else { return [] }
         inFlight = max(0, inFlight - 1)
+        if phase == .draining {
+            guard case .stored(new: true) = arrival, storedByOther.remove(position) != nil else { return finishOrDrain() }
+            statistics.chunksFetched += 1
+            return [.fetched(position: position)] + finishOrDrain()
+        }
         var actions: [Action] = []
         switch arrival {
         case .stored(let new):
@@ -292,8 +299,7 @@ public struct ChunkScheduler: Sendable {
                 lastProgress = now
                 actions.append(.held(position: position))
                 if remainingCount == 0 {
-                    phase = .done
-                    actions.append(.finished)
+                    actions += finishOrDrain()
                     return actions
                 }
             }
@@ -315,8 +321,9 @@ public struct ChunkScheduler: Sendable {
     public mutating func requestFailed(
         _ position: Int, from source: SourceID, _ error: PeerRequestError, elapsed: Duration, now: Duration
     ) -> [Action] {
-        guard phase == .running, position >= 0, position < total else { return [] }
+        guard phase != .done, position >= 0, position < total else { return [] }
         inFlight = max(0, inFlight - 1)
+        if phase == .draining { return finishOrDrain() }
         if var state = sources[source] {
             state.inFlight = max(0, state.inFlight - 1)
             sources[source] = state
@@ -351,6 +358,17 @@ public struct ChunkScheduler: Sendable {
     }
 
     // MARK: Bookkeeping
+
+    /// All chunks are held: finished, unless a chunk's writer may still report (see `Phase.draining`). Requests in
+    /// flight end by reply, failure or their timeout, so draining is bounded by the longest request timeout.
+    mutating func finishOrDrain() -> [Action] {
+        guard storedByOther.isEmpty || inFlight == 0 else {
+            phase = .draining
+            return []
+        }
+        phase = .done
+        return [.finished]
+    }
 
     mutating func forgetRequest(_ position: Int, of source: SourceID) {
         guard var askedOf = requested[position] else { return }

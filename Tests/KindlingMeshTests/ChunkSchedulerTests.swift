@@ -97,6 +97,32 @@ struct ChunkSchedulerTests {
         #expect(scheduler.timerFired(now: Self.ms(100)).isEmpty)
     }
 
+    @Test("The last chunk found written by its duplicate: finished waits for the copy that wrote it, or its end")
+    func drainsTheWriter() {
+        var scheduler = Self.make(chunks: 1)
+        _ = scheduler.availabilityChanged(
+            [.added(Self.a, ownershipKey: 10, .complete), .added(Self.b, ownershipKey: 11, .complete)], now: .zero)
+        #expect(Self.requests(scheduler.timerFired(now: Self.ms(5)), from: Self.b) == [0])
+        // b's copy comes first but a's request wrote it: all is held, yet a's reply still counts it as fetched.
+        let found = scheduler.chunkArrived(0, from: Self.b, .stored(new: false), latency: Self.ms(20), now: Self.ms(20))
+        #expect(found.contains(.held(position: 0)))
+        #expect(!found.contains(.finished))
+        #expect(scheduler.timerFired(now: Self.ms(30)).isEmpty)
+        let wrote = scheduler.chunkArrived(0, from: Self.a, .stored(new: true), latency: Self.ms(40), now: Self.ms(40))
+        #expect(wrote == [.fetched(position: 0), .finished])
+        #expect(scheduler.statistics.chunksFetched == 1)
+
+        // When the writer was someone else (a's request ends without writing), the end of the last request ends it.
+        var other = Self.make(chunks: 1)
+        _ = other.availabilityChanged(
+            [.added(Self.a, ownershipKey: 10, .complete), .added(Self.b, ownershipKey: 11, .complete)], now: .zero)
+        _ = other.timerFired(now: Self.ms(5))
+        #expect(!other.chunkArrived(0, from: Self.b, .stored(new: false), latency: Self.ms(20), now: Self.ms(20))
+            .contains(.finished))
+        #expect(other.requestFailed(0, from: Self.a, .cancelled, elapsed: Self.ms(25), now: Self.ms(25)) == [.finished])
+        #expect(other.statistics.chunksFetched == 0)
+    }
+
     @Test("Per-source pipeline: 4 requests at first, one more per prompt reply, never more than 48")
     func pipelineLimits() {
         var scheduler = Self.make(chunks: 400)
