@@ -155,7 +155,6 @@ if Context.environment["KINDLING_FUZZ"] == "1" {
             name: "kindling-fuzz",
             dependencies: [
                 "KindlingNode", "KindlingMesh", "KindlingWire", "KindlingManifest", "KindlingCrypto", nioCore,
-                .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             path: "Fuzz",
             swiftSettings: strict

@@ -95,16 +95,23 @@ public struct FrameDecoder: ByteToMessageDecoder {
         self.limit = limit
     }
 
-    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+    /// The frame at the front of `buffer` if it is whole and may pass now, else nil (wait for more bytes, or for
+    /// the Auth's verdict). The decoder's whole decision, apart from the pipeline, so the fuzzer can drive it fast.
+    public func nextFrame(from buffer: inout ByteBuffer) throws(WireError) -> [UInt8]? {
         // The handshake frames are out; the rest waits for the verdict on the peer's Auth.
-        if limit.isHolding { return .needMoreData }
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
+        if limit.isHolding { return nil }
+        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         let maximum = limit.current
         guard length > 0, Int(length) <= maximum else { throw WireError.frameTooLarge(length: Int(length), limit: maximum) }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
+        guard buffer.readableBytes >= 4 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
-        guard let frame = buffer.readBytes(length: Int(length)) else { return .needMoreData }
+        guard let frame = buffer.readBytes(length: Int(length)) else { return nil }
         limit.notePassed()
+        return frame
+    }
+
+    public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try nextFrame(from: &buffer) else { return .needMoreData }
         context.fireChannelRead(wrapInboundOut(frame))
         return .continue
     }
