@@ -135,7 +135,10 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingNodeTests",
-            dependencies: ["KindlingNode", "KindlingTesting", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            dependencies: [
+                "KindlingNode", "KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingCrypto", "KindlingWire", nioPosix, logging,
+            ],
             swiftSettings: strict
         ),
         .testTarget(
