@@ -26,14 +26,15 @@ public struct RepositoryName: Hashable, Comparable, Sendable, CustomStringConver
     public var segments: [Substring] { text.split(separator: "/") }
 
     /// The name as one folder name (the build root's last component), by an injective encoding: every '/' becomes
-    /// "%2F". A name never holds '%', so the folder name gives the name back, and two names never share a folder
-    /// ("a/b" → "a%2Fb", "a--b" → "a--b", where '/' once became "--" and both landed in "a--b"). A name without
-    /// '/' is its own folder name.
-    public var folderName: String { segments.joined(separator: "%2F") }
+    /// '+'. A name never holds '+', so the folder name gives the name back, and two names never share a folder
+    /// ("a/b" → "a+b", "a--b" → "a--b", where '/' once became "--" and both landed in "a--b"). A name without '/'
+    /// is its own folder name. Not '%2F': the path reaches cargo, rustc and the linker, and a build at a root with
+    /// '%' in it fails to link its build scripts (measured: rust-lld "cannot open output file").
+    public var folderName: String { segments.joined(separator: "+") }
 
     /// The inverse of `folderName`, for a folder name that came from one; nil for any other text.
     public init?(folderName: String) {
-        guard let name = try? RepositoryName(folderName.replacing("%2F", with: "/")), name.folderName == folderName
+        guard let name = try? RepositoryName(folderName.replacing("+", with: "/")), name.folderName == folderName
         else { return nil }
         self = name
     }

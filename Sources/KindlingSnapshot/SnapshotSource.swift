@@ -46,7 +46,7 @@ public struct StoreSnapshotSource: SnapshotSource {
     public var name: String { "the store" }
 
     public func candidates(of repository: RepositoryName) throws -> [SnapshotCandidate] {
-        try store.manifestSummaries(repository: repository.text).map { SnapshotCandidate($0.signed) }
+        try store.manifestSummaries(repository: repository).map { SnapshotCandidate($0.signed) }
     }
 
     /// The manifest, when it and every chunk it names are in `store`.

@@ -242,14 +242,14 @@ struct CargoBuildContainmentTests {
                     ["--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", "/bin/sh", "-c", command])
             if let result { results.withLock { $0[who] = result } }
         }
-        let root = roots + "/test%2Ftwo"
+        let root = roots + "/test+two"
         for who in ["root", "nobody"] {
             let result = try #require(results.withLock { $0[who] })
             #expect(result.status == 0, "\(who): \(result)")
             let seen = MiniRepository.outFile("seen.txt", target: directory.file(who + "/co/target")) ?? ""
             let lines = seen.split(separator: "\n").map(String.init)
             #expect(lines.first == root + "/ws", "\(who) built at the canonical path: \(seen)")
-            #expect(lines.last == "marker-\(who),test%2Ftwo", "\(who) saw only its own files in the base: \(seen)")
+            #expect(lines.last == "marker-\(who),test+two", "\(who) saw only its own files in the base: \(seen)")
         }
         #expect(!FileManager.default.fileExists(atPath: roots), "the build roots exist only inside the namespaces")
     }
@@ -483,7 +483,7 @@ struct BorsSplitTests {
         let build = try step(65534, "build", builder.merging(["MINI_WHO": "builder"]) { $1 })
         #expect(build.status == 0, "\(build)")
         let seen = MiniRepository.outFile("seen.txt", target: target) ?? ""
-        #expect(seen.hasPrefix(directory.file("roots/test%2Fbors/ws") + "\n"), "built at the build root: \(seen)")
+        #expect(seen.hasPrefix(directory.file("roots/test+bors/ws") + "\n"), "built at the build root: \(seen)")
         #expect(MiniRepository.outFile("probe.txt", target: target) == "denied", "the build could read the key")
 
         let signing = ["KINDLING_SECRET_KEY": key, "KINDLING_HOME": directory.file("signer/store")]

@@ -43,7 +43,7 @@ struct Status: AsyncParsableCommand {
                 node = try client.send(ControlRequest(op: .status)).status
                 snapshots = try client.send(ControlRequest(op: .snapshots, repository: name)).snapshots ?? []
             } else {
-                snapshots = try store.manifestSummaries(repository: repo).map { summary in
+                snapshots = try store.manifestSummaries(repository: name).map { summary in
                     SnapshotInfo(
                         id: summary.id.hex, repository: summary.header.repositoryName, commit: summary.header.commit,
                         createdAt: summary.header.createdAt, cacheKey: summary.header.cacheKey,
