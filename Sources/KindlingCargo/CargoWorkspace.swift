@@ -66,8 +66,9 @@ public struct BuildRoot: Hashable, Sendable {
 
     /// `$KINDLING_BUILD_ROOT/<repo>` (default base `/tmp/kindling-build`), the name as one folder name
     /// (`RepositoryName.folderName`: '/' becomes '+', so no two repositories share a root). This is a name, never a
-    /// host folder: it exists only inside the build's own mount namespace, where the writable base above it (`/tmp`) is replaced by a private overlay (`CargoLauncher`, Specs/security.md); without
-    /// namespaces cargo runs in the checkout and the root is only recorded, never created or entered.
+    /// host folder: it exists only inside the build's own mount namespace, where the writable base above it
+    /// (`/tmp`) is replaced by a private overlay (`CargoLauncher`, Specs/security.md); without namespaces cargo runs
+    /// in the checkout and the root is only recorded, never created or entered.
     public static func forRepository(_ repository: RepositoryName, base: String? = nil) -> BuildRoot {
         let base = base ?? ProcessInfo.processInfo.environment["KINDLING_BUILD_ROOT"] ?? "/tmp/kindling-build"
         return BuildRoot(path: base + "/" + repository.folderName)

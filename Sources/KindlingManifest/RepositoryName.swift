@@ -51,7 +51,8 @@ public struct RepositoryName: Hashable, Comparable, Sendable, CustomStringConver
         }
         guard allowed, name.first != "/", name.last != "/", !name.contains("//") else {
             // Escaped: the name may come from a peer and hold control characters.
-            throw .invalid(field: "repository", reason: "\(String(reflecting: name)) may use only letters, digits and . _ - /")
+            throw .invalid(
+                field: "repository", reason: "\(String(reflecting: name)) may use only letters, digits and . _ - /")
         }
         // The name becomes a folder name (the build root): no segment may mean "here" or "up".
         for segment in name.utf8.split(separator: UInt8(ascii: "/")) {

@@ -67,8 +67,8 @@ public struct SnapshotInfo: Codable, Sendable {
     public var holders: Int
 
     public init(
-        id: String, repository: RepositoryName, commit: String, createdAt: UInt64, cacheKey: [String: String], bytes: Int,
-        local: Bool, holders: Int
+        id: String, repository: RepositoryName, commit: String, createdAt: UInt64, cacheKey: [String: String],
+        bytes: Int, local: Bool, holders: Int
     ) {
         self.id = id
         self.repository = repository

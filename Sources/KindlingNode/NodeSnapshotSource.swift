@@ -40,12 +40,15 @@ public struct NodeSnapshotSource: SnapshotSource {
     }
 
     /// Asks the node to fetch `id` into its store (which must be `store`: the node writes, the CLI reads).
-    public func makeAvailable(_ id: Digest, in store: ChunkStore, progress: ProgressHandler?) throws -> SnapshotTransfer {
+    public func makeAvailable(
+        _ id: Digest, in store: ChunkStore, progress: ProgressHandler?
+    ) throws -> SnapshotTransfer {
         let final = try client.send(ControlRequest(op: .fetch, manifest: id.hex)) { event in
             if let update = event.progress { progress?(update.doneBytes, update.totalBytes) }
         }
         guard final.event == .result, let result = final.fetch else {
-            throw SnapshotSourceError.failed(source: name, reason: final.message ?? "the node did not complete the fetch")
+            throw SnapshotSourceError.failed(
+                source: name, reason: final.message ?? "the node did not complete the fetch")
         }
         return SnapshotTransfer(
             fetchedBytes: result.fetchedBytes, alreadyLocalBytes: result.alreadyLocalBytes,

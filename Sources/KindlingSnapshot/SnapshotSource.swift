@@ -55,10 +55,15 @@ public struct StoreSnapshotSource: SnapshotSource {
         return manifest
     }
 
-    public func makeAvailable(_ id: Digest, in store: ChunkStore, progress: ProgressHandler?) throws -> SnapshotTransfer {
-        guard let manifest = try Self.completeManifest(id, in: store) else { throw SnapshotSourceError.incomplete(id: id) }
+    public func makeAvailable(
+        _ id: Digest, in store: ChunkStore, progress: ProgressHandler?
+    ) throws -> SnapshotTransfer {
+        guard let manifest = try Self.completeManifest(id, in: store) else {
+            throw SnapshotSourceError.incomplete(id: id)
+        }
         // Every unique chunk came from the store.
-        let unique = Dictionary(manifest.body.entries.flatMap(\.chunks).map { ($0.id, $0.length) }) { first, _ in first }
+        let chunks = manifest.body.entries.flatMap(\.chunks)
+        let unique = Dictionary(chunks.map { ($0.id, $0.length) }) { first, _ in first }
         return SnapshotTransfer(fetchedBytes: 0, alreadyLocalBytes: unique.values.reduce(0, +))
     }
 }
@@ -72,7 +77,8 @@ public enum SnapshotSourceError: Error, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case .incomplete(let id):
-            return "the snapshot \(id.short) is not complete in the store and no node runs to fetch it; start 'kindling node'"
+            return "the snapshot \(id.short) is not complete in the store and no node runs to fetch it; "
+                + "start 'kindling node'"
         case .failed(_, let reason):
             return reason
         }

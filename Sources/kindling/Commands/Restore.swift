@@ -111,7 +111,9 @@ struct Restore: AsyncParsableCommand {
     }
 
     private func findInStore(store: ChunkStore, policy: TrustPolicy) throws -> Manifest {
-        guard let repo = try repositoryOption(self.repo), let commit else { throw ValidationError("give --repo and --commit") }
+        guard let repo = try repositoryOption(self.repo), let commit else {
+            throw ValidationError("give --repo and --commit")
+        }
         let wanted = try parseKeyValues(keyValue)
         let stored = try StoreSnapshotSource(store: store).candidates(of: repo)
         let outcome = SnapshotSelection.select(stored, commits: [commit], cacheKey: .including(wanted)) { candidate in
