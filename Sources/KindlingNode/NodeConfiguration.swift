@@ -33,15 +33,17 @@ public struct NodeSettings: Codable, Sendable {
         "peerExchange", "logLevel", "public",
     ]
 
-    /// Reads `<store>/node.json` if it exists.
-    public static func load(storeRoot: String) throws(NodeError) -> NodeSettings {
+    /// Reads `<store>/node.json` if it exists. `kindling node` reads it strictly; the CLI, which only looks up the
+    /// trust file in it, reads it as it always has (unknown keys ignored), so that a key a newer node knows does
+    /// not stop a restore.
+    public static func load(storeRoot: String, strict: Bool = true) throws(NodeError) -> NodeSettings {
         let path = storeRoot + "/node.json"
         guard let data = FileManager.default.contents(atPath: path) else { return NodeSettings() }
-        return try decode(data, path: path)
+        return try decode(data, path: path, strict: strict)
     }
 
     /// Strict: a key this node does not know (a typo such as "folow") is an error, not a setting silently ignored.
-    public static func decode(_ data: Data, path: String) throws(NodeError) -> NodeSettings {
+    public static func decode(_ data: Data, path: String, strict: Bool = true) throws(NodeError) -> NodeSettings {
         let settings: NodeSettings
         let keys: [String]
         do {
@@ -50,7 +52,7 @@ public struct NodeSettings: Codable, Sendable {
         } catch {
             throw .badConfiguration("\(path): \(error)")
         }
-        if let unknown = keys.filter({ !knownKeys.contains($0) }).sorted().first {
+        if strict, let unknown = keys.filter({ !knownKeys.contains($0) }).sorted().first {
             throw .badConfiguration(
                 "\(path): unknown setting \(unknown.debugDescription); the settings are "
                     + knownKeys.sorted().joined(separator: ", "))

@@ -136,7 +136,7 @@ struct CargoCommand: AsyncParsableCommand {
 func resolveTrustPath(_ option: String?, storeRoot: String) -> String? {
     if let option { return option }
     if let path = ProcessInfo.processInfo.environment["KINDLING_TRUST"], !path.isEmpty { return path }
-    return (try? NodeSettings.load(storeRoot: storeRoot))?.trust
+    return (try? NodeSettings.load(storeRoot: storeRoot, strict: false))?.trust
 }
 
 /// Finds, fetches (through the node when needed), restores and repairs (`CargoRestoreSession`); returns a one-line
