@@ -69,8 +69,8 @@ let package = Package(
         .target(
             name: "KindlingNode",
             dependencies: [
-                "KindlingMesh", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix,
-                logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                "KindlingMesh", "KindlingWire", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto",
+                nioCore, nioPosix, logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -131,6 +131,14 @@ let package = Package(
         .testTarget(
             name: "KindlingMeshTests",
             dependencies: ["KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingWire", nioCore, nioPosix, logging],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingNodeTests",
+            dependencies: [
+                "KindlingNode", "KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingCrypto", "KindlingWire", nioPosix, logging,
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -17,6 +17,8 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
     case plantedFile(path: String, reason: String)
     case toolchainByPath(file: String, path: String)
     case buildRoot(String)
+    case manifestMissing(id: String)
+    case notAsAnnounced(id: String)
 
     public var description: String {
         switch self {
@@ -67,6 +69,11 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
                 + "path; set RUSTUP_TOOLCHAIN to the toolchain you choose (RUSTUP_TOOLCHAIN=\(path) if you trust it)"
         case .buildRoot(let detail):
             return "cannot use the build root: \(detail)"
+        case .manifestMissing(let id):
+            return "manifest \(id) is missing from the store after the fetch"
+        case .notAsAnnounced(let id):
+            return "manifest \(id) does not have the repository, cache key and commit it was announced with; "
+                + "it was not used"
         }
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import KindlingCrypto
+import KindlingManifest
 public import KindlingSnapshot
 import KindlingStore
 import Synchronization
@@ -43,7 +44,8 @@ public struct CargoPublishing: Sendable {
             sources: try recordSources(), directories: try recordDirectories(), externalInputs: recordExternalInputs())
         let selection = TargetSelection(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
         let request = PublishRequest(
-            repository: workspace.repository, commit: commit, directory: workspace.targetDirectory, cacheKey: key.entries,
+            repository: workspace.repository.text, commit: commit, directory: workspace.targetDirectory,
+            cacheKey: key.entries,
             extra: [CargoRecord.extraKey: record.encoded()], pin: pin)
         return (request, TreeCapture(include: { selection.includes($0, kind: $1) }), key)
     }

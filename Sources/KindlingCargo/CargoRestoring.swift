@@ -1,25 +1,10 @@
 import Foundation
-public import KindlingCrypto
+import KindlingCrypto
 public import KindlingManifest
 public import KindlingSnapshot
 public import KindlingStore
 
-/// A snapshot that could be restored: from the store or announced to the local node.
-public struct SnapshotCandidate: Sendable {
-    public var id: Digest
-    public var commit: String
-    public var cacheKey: [String: String]
-    public var createdAt: UInt64
-
-    public init(id: Digest, commit: String, cacheKey: [String: String], createdAt: UInt64) {
-        self.id = id
-        self.commit = commit
-        self.cacheKey = cacheKey
-        self.createdAt = createdAt
-    }
-}
-
-/// The developer's side: finds the nearest ancestor with a matching snapshot, restores it and repairs freshness.
+/// The developer's side, once a snapshot is chosen (`CargoRestoreSession`): restores it and repairs freshness.
 public struct CargoRestoring: Sendable {
     public let workspace: CargoWorkspace
     public let root: BuildRoot
@@ -29,29 +14,6 @@ public struct CargoRestoring: Sendable {
         self.workspace = workspace
         self.root = root
         self.key = key
-    }
-
-    /// The newest candidate with exactly our key for the nearest commit of HEAD's first-parent history.
-    /// Throws, naming the key wanted and the keys that exist, when there is none.
-    public func nearest(among candidates: [SnapshotCandidate], maxDistance: Int) throws(CargoError) -> (candidate: SnapshotCandidate, distance: Int) {
-        let history = try workspace.checkout.firstParentHistory(limit: maxDistance + 1)
-        let matching = candidates.filter { $0.cacheKey == key.entries }
-        let byCommit = Dictionary(grouping: matching, by: \.commit)
-        for (distance, commit) in history.enumerated() {
-            if let newest = byCommit[commit]?.max(by: { ($0.createdAt, $0.id) < ($1.createdAt, $1.id) }) {
-                return (newest, distance)
-            }
-        }
-        var others: [String] = []
-        for candidate in candidates where candidate.cacheKey != key.entries {
-            let line = key.differences(from: candidate.cacheKey).joined(separator: "; ")
-            if !others.contains(line) { others.append(line) }
-        }
-        let inHistory = Set(history)
-        if others.isEmpty && !matching.isEmpty && matching.allSatisfy({ !inHistory.contains($0.commit) }) {
-            others.append("\(matching.count) snapshots with this key exist, for commits that are not first-parent ancestors of HEAD within \(maxDistance)")
-        }
-        throw .noSnapshot(wanted: CargoCacheKey.describe(key.entries), available: others, searched: history.count)
     }
 
     public struct Outcome: Sendable {

@@ -1,5 +1,5 @@
 import Foundation
-import KindlingManifest
+public import KindlingManifest
 
 /// A cargo workspace inside a git checkout, as the cargo integration sees it.
 public struct CargoWorkspace: Sendable {
@@ -10,14 +10,16 @@ public struct CargoWorkspace: Sendable {
     public let relativeRoot: String
     /// The real target directory (what `cargo metadata` reports outside any build root).
     public let targetDirectory: String
-    public let repository: String
+    public let repository: RepositoryName
     /// The toolchain every cargo and rustc of this workspace runs with (nil without rustup).
     public let toolchain: ToolchainPin?
     /// What pins it, for the environment of cargo and rustc.
     public var toolchainEnvironment: [String: String] { toolchain?.environment ?? [:] }
 
     /// Finds the workspace containing `directory` (or named by `manifestPath`).
-    public static func locate(directory: String, manifestPath: String? = nil, repository: String? = nil) throws(CargoError) -> CargoWorkspace {
+    public static func locate(
+        directory: String, manifestPath: String? = nil, repository: RepositoryName? = nil
+    ) throws(CargoError) -> CargoWorkspace {
         var arguments = ["metadata", "--format-version", "1", "--no-deps", "--offline"]
         if let manifestPath { arguments += ["--manifest-path", manifestPath] }
         let toolchain = try ToolchainPin.resolve(directory: directory)
@@ -30,10 +32,15 @@ public struct CargoWorkspace: Sendable {
         let root = URL(fileURLWithPath: workspaceRoot).resolvingSymlinksInPath().path
         let checkout = try GitCheckout(containing: root)
         let relative = root == checkout.toplevel ? "" : String(root.dropFirst(checkout.toplevel.count + 1))
-        let name = repository ?? checkout.repositoryName()
-        // The name comes from the environment, git config or a flag, and becomes a folder of the build root.
-        do throws(FormatError) { try ManifestHeader.validateRepository(name) } catch {
-            throw .invalidRepository(name: name, reason: error.description)
+        // Unless given, the name comes from the environment or git config, and becomes a folder of the build root.
+        let name: RepositoryName
+        if let repository {
+            name = repository
+        } else {
+            let text = checkout.repositoryName()
+            do throws(FormatError) { name = try RepositoryName(text) } catch {
+                throw .invalidRepository(name: text, reason: error.description)
+            }
         }
         return CargoWorkspace(
             checkout: checkout, root: root, relativeRoot: relative,
@@ -57,13 +64,14 @@ public struct BuildRoot: Hashable, Sendable {
         self.path = path
     }
 
-    /// `$KINDLING_BUILD_ROOT/<repo>` (default base `/tmp/kindling-build`), with '/' in the name turned into "--".
-    /// This is a name, never a host folder: it exists only inside the build's own mount namespace, where the
-    /// writable base above it (`/tmp`) is replaced by a private overlay (`CargoLauncher`, Specs/security.md); without
-    /// namespaces cargo runs in the checkout and the root is only recorded, never created or entered.
-    public static func forRepository(_ repository: String, base: String? = nil) -> BuildRoot {
+    /// `$KINDLING_BUILD_ROOT/<repo>` (default base `/tmp/kindling-build`), the name as one folder name
+    /// (`RepositoryName.folderName`: '/' becomes '+', so no two repositories share a root). This is a name, never a
+    /// host folder: it exists only inside the build's own mount namespace, where the writable base above it
+    /// (`/tmp`) is replaced by a private overlay (`CargoLauncher`, Specs/security.md); without namespaces cargo runs
+    /// in the checkout and the root is only recorded, never created or entered.
+    public static func forRepository(_ repository: RepositoryName, base: String? = nil) -> BuildRoot {
         let base = base ?? ProcessInfo.processInfo.environment["KINDLING_BUILD_ROOT"] ?? "/tmp/kindling-build"
-        return BuildRoot(path: base + "/" + repository.replacingOccurrences(of: "/", with: "--"))
+        return BuildRoot(path: base + "/" + repository.folderName)
     }
 
     public var workspace: String { path + "/ws" }

@@ -1,4 +1,5 @@
 import Foundation
+public import KindlingManifest
 
 /// The git facts the cargo integration needs: where the checkout is, which commit, what is tracked, history.
 public struct GitCheckout: Sendable {
@@ -62,7 +63,7 @@ public struct GitCheckout: Sendable {
 
     /// Remembers the repository name for this checkout, so that `kindling cargo` builds at the same build root as
     /// the restore that named it.
-    public func rememberRepositoryName(_ name: String) throws(CargoError) {
-        _ = try git(["config", Self.repositoryConfigKey, name])
+    public func rememberRepositoryName(_ name: RepositoryName) throws(CargoError) {
+        _ = try git(["config", Self.repositoryConfigKey, name.text])
     }
 }

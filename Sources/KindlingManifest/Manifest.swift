@@ -44,12 +44,21 @@ public struct Manifest: Hashable, Sendable {
     public var id: Digest { signed.id }
     public var header: ManifestHeader { signed.header }
 
-    /// Builds and signs a manifest for `entries`.
+    /// Builds and signs a manifest for `entries`, validating the repository name first.
     public static func sign(
         repository: String, commit: String, createdAt: UInt64, cacheKey: [String: String],
         body: ManifestBody, with key: SigningKey
     ) throws(FormatError) -> Manifest {
-        try ManifestHeader.validateRepository(repository)
+        try sign(
+            repository: RepositoryName(repository), commit: commit, createdAt: createdAt, cacheKey: cacheKey,
+            body: body, with: key)
+    }
+
+    /// Builds and signs a manifest for `entries`.
+    public static func sign(
+        repository: RepositoryName, commit: String, createdAt: UInt64, cacheKey: [String: String],
+        body: ManifestBody, with key: SigningKey
+    ) throws(FormatError) -> Manifest {
         try ManifestHeader.validateCommit(commit)
         try validateCacheKey(cacheKey)
         try body.validate()

@@ -8,7 +8,10 @@ public struct ManifestHeader: Hashable, Sendable {
     public static let magic: [UInt8] = Array("KNDM".utf8)
     public static let formatVersion: UInt64 = 1
 
-    public var repository: String
+    public var repositoryName: RepositoryName
+    /// The name as text. KindlingMesh reads this while it is being rewritten (issue 11); everything else uses
+    /// `repositoryName`.
+    public var repository: String { repositoryName.text }
     public var commit: String
     /// Nanoseconds since the Unix epoch, from the publisher's clock.
     public var createdAt: UInt64
@@ -22,10 +25,11 @@ public struct ManifestHeader: Hashable, Sendable {
     public var chunkReferenceCount: Int
 
     public init(
-        repository: String, commit: String, createdAt: UInt64, publisher: PublicKey, cacheKey: [String: String],
-        bodyDigest: Digest, bodyByteCount: Int, entryCount: Int, fileByteCount: Int, chunkReferenceCount: Int
+        repository: RepositoryName, commit: String, createdAt: UInt64, publisher: PublicKey,
+        cacheKey: [String: String], bodyDigest: Digest, bodyByteCount: Int, entryCount: Int, fileByteCount: Int,
+        chunkReferenceCount: Int
     ) {
-        self.repository = repository
+        self.repositoryName = repository
         self.commit = commit
         self.createdAt = createdAt
         self.publisher = publisher
@@ -69,8 +73,8 @@ public struct ManifestHeader: Hashable, Sendable {
         }
         let version = try reader.readVarint("format version")
         guard version == Self.formatVersion else { throw .unsupportedVersion(what: "manifest", version: version) }
-        repository = try reader.readString("repository", maxCount: ManifestLimits.maxRepositoryBytes)
-        try Self.validateRepository(repository)
+        repositoryName = try RepositoryName(
+            reader.readString("repository", maxCount: ManifestLimits.maxRepositoryBytes))
         commit = try reader.readString("commit", maxCount: ManifestLimits.maxCommitBytes)
         try Self.validateCommit(commit)
         createdAt = try reader.readVarint("creation time")
@@ -102,28 +106,6 @@ public struct ManifestHeader: Hashable, Sendable {
         fileByteCount = try reader.readInt("total file size", in: 0...Int.max)
         chunkReferenceCount = try reader.readInt("chunk count", in: 0...ManifestLimits.maxChunkReferences)
         try reader.expectEnd("manifest header")
-    }
-
-    /// Letters, digits and `._-/`, no leading or trailing '/' and no empty segment, like "rust-lang/rust".
-    public static func validateRepository(_ name: String) throws(FormatError) {
-        guard !name.isEmpty, name.utf8.count <= ManifestLimits.maxRepositoryBytes else {
-            throw .invalid(field: "repository", reason: "must be 1 to \(ManifestLimits.maxRepositoryBytes) bytes")
-        }
-        let allowed = name.utf8.allSatisfy { c in
-            (c >= UInt8(ascii: "a") && c <= UInt8(ascii: "z")) || (c >= UInt8(ascii: "A") && c <= UInt8(ascii: "Z"))
-                || (c >= UInt8(ascii: "0") && c <= UInt8(ascii: "9")) || c == UInt8(ascii: ".")
-                || c == UInt8(ascii: "_") || c == UInt8(ascii: "-") || c == UInt8(ascii: "/")
-        }
-        guard allowed, name.first != "/", name.last != "/", !name.contains("//") else {
-            // Escaped: the name may come from a peer and hold control characters.
-            throw .invalid(field: "repository", reason: "\(String(reflecting: name)) may use only letters, digits and . _ - /")
-        }
-        // The name becomes a folder name (the build root): no segment may mean "here" or "up".
-        for segment in name.utf8.split(separator: UInt8(ascii: "/")) {
-            if segment.elementsEqual(".".utf8) || segment.elementsEqual("..".utf8) {
-                throw .invalid(field: "repository", reason: "\(String(reflecting: name)) has a '.' or '..' segment")
-            }
-        }
     }
 
     /// Any printable ASCII without spaces: a commit hash, or a tag-like name.

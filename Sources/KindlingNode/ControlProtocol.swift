@@ -1,3 +1,4 @@
+public import KindlingManifest
 public import KindlingMesh
 
 /// The control socket's protocol (Specs/control.md): one JSON request per connection, answered by JSON lines.
@@ -10,12 +11,12 @@ public struct ControlRequest: Codable, Sendable {
     /// For fetch and announce: a manifest id.
     public var manifest: String?
     /// For fetch (the newest trusted snapshot of this repository and commit) and snapshots.
-    public var repository: String?
+    public var repository: RepositoryName?
     public var commit: String?
     public var cacheKey: [String: String]?
 
     public init(
-        op: Operation, manifest: String? = nil, repository: String? = nil, commit: String? = nil,
+        op: Operation, manifest: String? = nil, repository: RepositoryName? = nil, commit: String? = nil,
         cacheKey: [String: String]? = nil
     ) {
         self.op = op
@@ -57,7 +58,7 @@ public struct ControlEvent: Codable, Sendable {
 /// A snapshot the node knows of, for `kindling status` and the cargo integration's ancestor search.
 public struct SnapshotInfo: Codable, Sendable {
     public var id: String
-    public var repository: String
+    public var repository: RepositoryName
     public var commit: String
     public var createdAt: UInt64
     public var cacheKey: [String: String]
@@ -66,8 +67,8 @@ public struct SnapshotInfo: Codable, Sendable {
     public var holders: Int
 
     public init(
-        id: String, repository: String, commit: String, createdAt: UInt64, cacheKey: [String: String], bytes: Int,
-        local: Bool, holders: Int
+        id: String, repository: RepositoryName, commit: String, createdAt: UInt64, cacheKey: [String: String],
+        bytes: Int, local: Bool, holders: Int
     ) {
         self.id = id
         self.repository = repository

@@ -2,6 +2,7 @@ import Foundation
 import KindlingCrypto
 import KindlingManifest
 import KindlingMesh
+import KindlingSnapshot
 import Logging
 import NIOCore
 import NIOPosix
@@ -94,9 +95,11 @@ struct ControlServer {
         case .status, .peers:
             await send(ControlEvent(event: .result, status: await node.status()))
         case .snapshots:
-            let snapshots = await node.knownSnapshots(repository: request.repository).map { item in
+            // KindlingMesh still names repositories by their text (issue 11: it is being rewritten).
+            let snapshots = await node.knownSnapshots(repository: request.repository?.text).map { item in
                 SnapshotInfo(
-                    id: item.signed.id.hex, repository: item.signed.header.repository, commit: item.signed.header.commit,
+                    id: item.signed.id.hex, repository: item.signed.header.repositoryName,
+                    commit: item.signed.header.commit,
                     createdAt: item.signed.header.createdAt, cacheKey: item.signed.header.cacheKey,
                     bytes: item.signed.header.fileByteCount, local: item.local, holders: item.holders)
             }
@@ -113,7 +116,7 @@ struct ControlServer {
             }
         case .fetch:
             guard let id = await resolve(request) else {
-                let what = request.manifest ?? "\(request.repository ?? "?")@\(request.commit ?? "?")"
+                let what = request.manifest ?? "\(request.repository?.text ?? "?")@\(request.commit ?? "?")"
                 return await send(
                     ControlEvent(event: .error, message: "no trusted snapshot \(what) is known to this node (no peer announced one)"))
             }
@@ -136,13 +139,15 @@ struct ControlServer {
         }
     }
 
-    /// A manifest id, or the newest trusted snapshot the node knows for a repository, commit and cache key.
+    /// A manifest id, or the snapshot `SnapshotSelection` picks among the trusted ones the node knows for a
+    /// repository, commit and cache key (the node admitted only trusted headers to its catalogue).
     private func resolve(_ request: ControlRequest) async -> Digest? {
         if let text = request.manifest { return Digest(hex: text) }
         guard let repository = request.repository, let commit = request.commit else { return nil }
-        let wanted = request.cacheKey ?? [:]
-        return await node.knownSnapshots(repository: repository).first { item in
-            item.signed.header.commit == commit && wanted.allSatisfy { item.signed.header.cacheKey[$0.key] == $0.value }
-        }?.signed.id
+        let known = await node.knownSnapshots(repository: repository.text).map { SnapshotCandidate($0.signed) }
+        switch SnapshotSelection.select(known, commits: [commit], cacheKey: .including(request.cacheKey ?? [:])) {
+        case .found(let candidate, _, _): return candidate.id
+        case .none: return nil
+        }
     }
 }

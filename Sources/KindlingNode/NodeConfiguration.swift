@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import KindlingCrypto
 import KindlingManifest
 public import KindlingMesh
@@ -27,15 +27,37 @@ public struct NodeSettings: Codable, Sendable {
 
     public init() {}
 
-    /// Reads `<store>/node.json` if it exists.
-    public static func load(storeRoot: String) throws(NodeError) -> NodeSettings {
+    /// The keys of node.json, as the JSON spells them (a test checks this against the encoder).
+    public static let knownKeys: Set<String> = [
+        "listen", "peers", "trust", "follow", "lan", "meshSecret", "meshName", "maxSize", "uploadLimit", "maxPeers",
+        "peerExchange", "logLevel", "public",
+    ]
+
+    /// Reads `<store>/node.json` if it exists. `kindling node` reads it strictly; the CLI, which only looks up the
+    /// trust file in it, reads it as it always has (unknown keys ignored), so that a key a newer node knows does
+    /// not stop a restore.
+    public static func load(storeRoot: String, strict: Bool = true) throws(NodeError) -> NodeSettings {
         let path = storeRoot + "/node.json"
         guard let data = FileManager.default.contents(atPath: path) else { return NodeSettings() }
+        return try decode(data, path: path, strict: strict)
+    }
+
+    /// Strict: a key this node does not know (a typo such as "folow") is an error, not a setting silently ignored.
+    public static func decode(_ data: Data, path: String, strict: Bool = true) throws(NodeError) -> NodeSettings {
+        let settings: NodeSettings
+        let keys: [String]
         do {
-            return try JSONDecoder().decode(NodeSettings.self, from: data)
+            settings = try JSONDecoder().decode(NodeSettings.self, from: data)
+            keys = (try JSONSerialization.jsonObject(with: data) as? [String: Any]).map { Array($0.keys) } ?? []
         } catch {
             throw .badConfiguration("\(path): \(error)")
         }
+        if strict, let unknown = keys.filter({ !knownKeys.contains($0) }).sorted().first {
+            throw .badConfiguration(
+                "\(path): unknown setting \(unknown.debugDescription); the settings are "
+                    + knownKeys.sorted().joined(separator: ", "))
+        }
+        return settings
     }
 
     /// `other`'s values where set, ours otherwise.

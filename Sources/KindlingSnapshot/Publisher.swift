@@ -46,7 +46,7 @@ public struct Publisher: Sendable {
     ) throws(SnapshotError) -> (manifest: Manifest, summary: CaptureSummary) {
         // Check names before spending minutes on a capture.
         do throws(FormatError) {
-            try ManifestHeader.validateRepository(request.repository)
+            _ = try RepositoryName(request.repository)
             try ManifestHeader.validateCommit(request.commit)
         } catch {
             throw .format(error)

@@ -252,9 +252,11 @@ public final class ChunkStore: Sendable {
     }
 
     /// Headers of stored manifests, newest first, optionally for one repository and commit.
-    public func manifestSummaries(repository: String? = nil, commit: String? = nil) throws(StoreError) -> [ManifestSummary] {
+    public func manifestSummaries(
+        repository: RepositoryName? = nil, commit: String? = nil
+    ) throws(StoreError) -> [ManifestSummary] {
         var summaries: [ManifestSummary] = []
-        for row in try index.manifestRows(repository: repository, commit: commit) {
+        for row in try index.manifestRows(repository: repository?.text, commit: commit) {
             guard let signed = try? Self.decodeHeader(row) else { continue }
             summaries.append(ManifestSummary(signed: signed, hasBody: row.body != nil, pinned: false))
         }

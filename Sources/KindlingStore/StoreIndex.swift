@@ -199,7 +199,7 @@ final class StoreIndex: Sendable {
                 """)
             statement.bind(
                 .blob(signed.id.bytes), .blob(signed.headerBytes), .blob(signed.signature.bytes),
-                body.map { .blob($0) } ?? .null, .text(signed.header.repository), .text(signed.header.commit),
+                body.map { .blob($0) } ?? .null, .text(signed.header.repositoryName.text), .text(signed.header.commit),
                 .integer(Int64(clamping: signed.header.createdAt)), .integer(now))
             try statement.run()
         }

@@ -103,7 +103,7 @@ struct BadInputTests {
             body.writeVarint(0)
             body.writeVarint(0)
             let header = ManifestHeader(
-                repository: "rust-lang/demo", commit: "c1", createdAt: Date().nanosecondsSinceEpoch,
+                repository: try RepositoryName("rust-lang/demo"), commit: "c1", createdAt: Date().nanosecondsSinceEpoch,
                 publisher: key.publicKey, cacheKey: [:], bodyDigest: Blake2b.hash(body.bytes),
                 bodyByteCount: body.bytes.count, entryCount: 1, fileByteCount: 0, chunkReferenceCount: 0)
             let signed = SignedHeader(signing: header, with: key)

@@ -18,7 +18,7 @@ struct RestoreSafetyCLITests {
         let body = ManifestBody(entries: entries)
         let bytes = body.encoded()
         let header = ManifestHeader(
-            repository: "rust-lang/demo", commit: "c1", createdAt: Date().nanosecondsSinceEpoch,
+            repository: try RepositoryName("rust-lang/demo"), commit: "c1", createdAt: Date().nanosecondsSinceEpoch,
             publisher: key.publicKey, cacheKey: [:], bodyDigest: Blake2b.hash(bytes), bodyByteCount: bytes.count,
             entryCount: entries.count, fileByteCount: body.fileByteCount, chunkReferenceCount: body.chunkReferenceCount)
         let signed = SignedHeader(signing: header, with: key)

@@ -13,6 +13,7 @@ import Testing
 /// after leaving a marker there and waiting (`seen.txt`). Small, so that each test builds in seconds.
 struct MiniRepository {
     static let name = "test/mini"
+    static func repository() throws -> RepositoryName { try RepositoryName(name) }
     static let buildScript = """
         use std::{env, fs, path::Path};
         fn main() {
@@ -241,14 +242,14 @@ struct CargoBuildContainmentTests {
                     ["--reuid=65534", "--regid=65534", "--clear-groups", "--reset-env", "/bin/sh", "-c", command])
             if let result { results.withLock { $0[who] = result } }
         }
-        let root = roots + "/test--two"
+        let root = roots + "/test+two"
         for who in ["root", "nobody"] {
             let result = try #require(results.withLock { $0[who] })
             #expect(result.status == 0, "\(who): \(result)")
             let seen = MiniRepository.outFile("seen.txt", target: directory.file(who + "/co/target")) ?? ""
             let lines = seen.split(separator: "\n").map(String.init)
             #expect(lines.first == root + "/ws", "\(who) built at the canonical path: \(seen)")
-            #expect(lines.last == "marker-\(who),test--two", "\(who) saw only its own files in the base: \(seen)")
+            #expect(lines.last == "marker-\(who),test+two", "\(who) saw only its own files in the base: \(seen)")
         }
         #expect(!FileManager.default.fileExists(atPath: roots), "the build roots exist only inside the namespaces")
     }
@@ -263,7 +264,7 @@ final class HostileSnapshotWorld {
     var key: String { directory.file("bors.key") }
     var trust: String { directory.file("trust.json") }
     var roots: String { directory.file("roots") }
-    var root: BuildRoot { BuildRoot.forRepository(MiniRepository.name, base: roots) }
+    func root() throws -> BuildRoot { BuildRoot.forRepository(try MiniRepository.repository(), base: roots) }
     var environment: [String: String] {
         ["KINDLING_BUILD_ROOT": roots, "KINDLING_REPO": MiniRepository.name, "KINDLING_TRUST": trust]
     }
@@ -286,8 +287,8 @@ final class HostileSnapshotWorld {
 
     /// What `publish --cargo` would capture and sign, prepared before the caller tampers with the target.
     func prepare() throws -> (request: PublishRequest, capture: TreeCapture) {
-        let workspace = try CargoWorkspace.locate(directory: bors, repository: MiniRepository.name)
-        let prepared = try CargoPublishing(workspace: workspace, root: root, profile: "dev", targetTriple: nil)
+        let workspace = try CargoWorkspace.locate(directory: bors, repository: try MiniRepository.repository())
+        let prepared = try CargoPublishing(workspace: workspace, root: try root(), profile: "dev", targetTriple: nil)
             .prepare(allowDirty: false, pin: false)
         return (prepared.request, prepared.capture)
     }
@@ -482,7 +483,7 @@ struct BorsSplitTests {
         let build = try step(65534, "build", builder.merging(["MINI_WHO": "builder"]) { $1 })
         #expect(build.status == 0, "\(build)")
         let seen = MiniRepository.outFile("seen.txt", target: target) ?? ""
-        #expect(seen.hasPrefix(directory.file("roots/test--bors/ws") + "\n"), "built at the build root: \(seen)")
+        #expect(seen.hasPrefix(directory.file("roots/test+bors/ws") + "\n"), "built at the build root: \(seen)")
         #expect(MiniRepository.outFile("probe.txt", target: target) == "denied", "the build could read the key")
 
         let signing = ["KINDLING_SECRET_KEY": key, "KINDLING_HOME": directory.file("signer/store")]

@@ -213,8 +213,8 @@ struct ChunkStoreTests {
         #expect(try store.signedHeader(manifest.id) == manifest.signed)
         try store.saveManifest(trusted)
         #expect(try store.manifest(manifest.id) == manifest)
-        #expect(try store.manifestSummaries(repository: "a/b", commit: "c").map(\.id) == [manifest.id])
-        #expect(try store.manifestSummaries(repository: "a/b", commit: "other").isEmpty)
+        #expect(try store.manifestSummaries(repository: try RepositoryName("a/b"), commit: "c").map(\.id) == [manifest.id])
+        #expect(try store.manifestSummaries(repository: try RepositoryName("a/b"), commit: "other").isEmpty)
     }
 }
 
@@ -234,6 +234,6 @@ struct SharedStoreTests {
         try writer.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(second))
         // ...and must still see the next commit.
         #expect(try reader.manifest(second.id) == second)
-        #expect(try reader.manifestSummaries(repository: "a/b").count == 2)
+        #expect(try reader.manifestSummaries(repository: try RepositoryName("a/b")).count == 2)
     }
 }

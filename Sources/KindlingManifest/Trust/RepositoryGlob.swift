@@ -9,6 +9,8 @@ public struct RepositoryGlob: Hashable, Sendable, CustomStringConvertible {
 
     public var description: String { pattern }
 
+    public func matches(_ repository: RepositoryName) -> Bool { matches(repository.text) }
+
     public func matches(_ repository: String) -> Bool {
         Self.match(Array(pattern.utf8)[...], Array(repository.utf8)[...])
     }

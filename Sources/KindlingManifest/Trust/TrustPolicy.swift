@@ -27,7 +27,7 @@ public struct TrustPolicy: Sendable {
         }
         guard signed.hasValidSignature else { throw .badSignature(manifest: signed.id) }
         guard !key.revoked else { throw .revokedKey(name: key.name) }
-        guard key.repositories.contains(where: { $0.matches(header.repository) }) else {
+        guard key.repositories.contains(where: { $0.matches(header.repositoryName) }) else {
             throw .repositoryNotAllowed(
                 key: key.name, repository: header.repository, allowed: key.repositories.map(\.pattern))
         }

@@ -136,10 +136,11 @@ struct CargoCommand: AsyncParsableCommand {
 func resolveTrustPath(_ option: String?, storeRoot: String) -> String? {
     if let option { return option }
     if let path = ProcessInfo.processInfo.environment["KINDLING_TRUST"], !path.isEmpty { return path }
-    return (try? NodeSettings.load(storeRoot: storeRoot))?.trust
+    return (try? NodeSettings.load(storeRoot: storeRoot, strict: false))?.trust
 }
 
-/// Finds, fetches (through the node when needed), restores and repairs; returns a one-line summary.
+/// Finds, fetches (through the node when needed), restores and repairs (`CargoRestoreSession`); returns a one-line
+/// summary.
 func restoreCargoSnapshot(
     workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, trustPath: String, profile: String, target: String?,
     maxDistance: Int, replace: Bool, fetch: Bool, announce: (String) -> Void = { print($0) }
@@ -149,50 +150,22 @@ func restoreCargoSnapshot(
     let store = try ChunkStore(root: storeRoot)
     let key = try CargoCacheKey.compute(
         workspace: workspace, root: root, profile: CargoCacheKey.profileDirectory(profile), target: target)
-    let restoring = CargoRestoring(workspace: workspace, root: root, key: key)
+    // The node lists what the mesh announced even with --no-fetch; `fetch` only decides whether it may fetch.
+    let session = CargoRestoreSession(
+        workspace: workspace, root: root, key: key, store: store, policy: policy,
+        remotes: [NodeSnapshotSource.running(storeRoot: storeRoot)].compactMap { $0 })
+    let choice = try session.choose(maxDistance: maxDistance)
+    let candidate = choice.candidate
+    announce("restoring \(workspace.repository)@\(candidate.commit.prefix(12)), \(choice.distance) commits behind HEAD")
 
-    // Candidates: trusted snapshots in the store, and those announced to the local node.
-    var candidates = try store.manifestSummaries(repository: workspace.repository)
-        .filter { policy.isTrusted($0.signed) }
-        .map { SnapshotCandidate(id: $0.id, commit: $0.header.commit, cacheKey: $0.header.cacheKey, createdAt: $0.header.createdAt) }
-    let client = ControlClient(storeRoot: storeRoot)
-    let nodeRunning = client.isNodeRunning
-    if nodeRunning, let known = try? client.send(ControlRequest(op: .snapshots, repository: workspace.repository)).snapshots {
-        for snapshot in known where !candidates.contains(where: { $0.id.hex == snapshot.id }) {
-            if let id = Digest(hex: snapshot.id) {
-                candidates.append(SnapshotCandidate(id: id, commit: snapshot.commit, cacheKey: snapshot.cacheKey, createdAt: snapshot.createdAt))
-            }
-        }
-    }
-    let (candidate, distance) = try restoring.nearest(among: candidates, maxDistance: maxDistance)
-    announce("restoring \(workspace.repository)@\(candidate.commit.prefix(12)), \(distance) commits behind HEAD")
-
-    var fetched: FetchResult?
-    let local = try store.manifest(candidate.id)
-    let complete = try local.map { try store.missingChunks(of: $0).isEmpty } ?? false
-    if !complete {
-        guard fetch, nodeRunning else {
-            throw CommandFailure(
-                "the snapshot \(candidate.id.short) is not complete in the store and no node runs to fetch it; start 'kindling node'")
-        }
-        fetched = try fetchThroughNode(storeRoot: storeRoot, request: ControlRequest(op: .fetch, manifest: candidate.id.hex))
-    }
-    guard let manifest = try store.manifest(candidate.id) else {
-        throw CommandFailure("manifest \(candidate.id.short) is missing from the store after the fetch")
-    }
-    // The trust gate again, on the complete manifest, with this user's trust file; and it must be the snapshot
-    // chosen (a candidate's key and commit came from the node, the manifest's are signed).
-    _ = try policy.verify(manifest)
-    guard manifest.header.cacheKey == key.entries, manifest.header.commit == candidate.commit,
-        manifest.header.repository == workspace.repository
-    else {
-        throw CommandFailure(
-            "manifest \(candidate.id.short) does not have the repository, cache key and commit it was announced with; "
-                + "it was not used")
-    }
+    let (fetchBar, fetchProgress) = ProgressBar.handler(label: "fetching")
+    let fetched = try session.makeAvailable(choice, fetch: fetch, progress: fetchProgress)
+    if fetched != nil { fetchBar?.finish() }
     let (bar, progress) = ProgressBar.handler(label: "restoring")
-    let outcome = try restoring.restore(manifest, from: store, replace: replace, progress: progress)
+    let restored = try session.restore(choice, replace: replace, progress: progress)
     bar?.finish()
+    let manifest = restored.manifest
+    let outcome = restored.outcome
     let seconds = (ContinuousClock.now - started).components
     let elapsed = Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18
     let fetchedBytes = fetched?.fetchedBytes ?? 0
@@ -201,12 +174,12 @@ func restoreCargoSnapshot(
         .values.reduce(0, +)
     // Plain bytes fetched, and what crossed the wire (compressed) from each peer.
     let sources = fetched.map { result in
-        let wire = result.wireBytesByPeer.values.reduce(0, +)
+        let wire = result.wireBytesBySource.values.reduce(0, +)
         return "\(Format.bytes(wire)) on the wire: "
-            + result.wireBytesByPeer.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
+            + result.wireBytesBySource.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
             .joined(separator: ", ")
     } ?? ""
-    return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(distance) commits behind HEAD) into "
+    return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(choice.distance) commits behind HEAD) into "
         + "\(workspace.targetDirectory): \(Format.bytes(fetchedBytes)) fetched\(sources.isEmpty ? "" : " (\(sources))"), "
         + "\(Format.bytes(fetched?.alreadyLocalBytes ?? uniqueBytes)) already in the store, "
         + "\(Format.seconds(elapsed)); sources: \(outcome.repair.unchanged) unchanged, \(outcome.repair.changed) changed, "

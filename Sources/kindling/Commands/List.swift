@@ -32,7 +32,8 @@ struct List: AsyncParsableCommand {
     func run() async throws {
         try await reportingErrors {
             let store = try storeOptions.openExisting()
-            let rows = try store.manifestSummaries(repository: repo, commit: commit).map { summary in
+            let repository = try repositoryOption(repo)
+            let rows = try store.manifestSummaries(repository: repository, commit: commit).map { summary in
                 Row(
                     id: summary.id.hex, repository: summary.header.repository, commit: summary.header.commit,
                     createdAt: Format.date(nanoseconds: summary.header.createdAt),

@@ -33,15 +33,19 @@ struct Status: AsyncParsableCommand {
             let client = ControlClient(storeRoot: storeOptions.path)
             // Inside a checkout, the snapshots of its repository are the interesting ones.
             let repo = all ? nil : (self.repo ?? (try? GitCheckout(containing: FileManager.default.currentDirectoryPath))?.repositoryName())
+            // A checkout's name that no manifest could carry has no snapshots (the option was validated already).
+            let name = repo.flatMap { try? RepositoryName($0) }
             var node: MeshStatus?
             var snapshots: [SnapshotInfo] = []
-            if client.isNodeRunning {
+            if repo != nil && name == nil {
+                if client.isNodeRunning { node = try client.send(ControlRequest(op: .status)).status }
+            } else if client.isNodeRunning {
                 node = try client.send(ControlRequest(op: .status)).status
-                snapshots = try client.send(ControlRequest(op: .snapshots, repository: repo)).snapshots ?? []
+                snapshots = try client.send(ControlRequest(op: .snapshots, repository: name)).snapshots ?? []
             } else {
-                snapshots = try store.manifestSummaries(repository: repo).map { summary in
+                snapshots = try store.manifestSummaries(repository: name).map { summary in
                     SnapshotInfo(
-                        id: summary.id.hex, repository: summary.header.repository, commit: summary.header.commit,
+                        id: summary.id.hex, repository: summary.header.repositoryName, commit: summary.header.commit,
                         createdAt: summary.header.createdAt, cacheKey: summary.header.cacheKey,
                         bytes: summary.header.fileByteCount, local: summary.hasBody, holders: 0)
                 }
@@ -65,7 +69,7 @@ struct Status: AsyncParsableCommand {
             for snapshot in snapshots.prefix(20) {
                 let holders = snapshot.holders > 0 ? ", \(snapshot.holders) peers hold it" : ""
                 print(
-                    "  \(snapshot.id.prefix(12))  \(escapedPeerText(snapshot.repository))@"
+                    "  \(snapshot.id.prefix(12))  \(escapedPeerText(snapshot.repository.text))@"
                         + "\(escapedPeerText(String(snapshot.commit.prefix(12))))  "
                         + "\(Format.date(nanoseconds: snapshot.createdAt))  \(Format.bytes(snapshot.bytes))"
                         + "\(snapshot.local ? "  local" : "")\(holders)")
@@ -121,7 +125,8 @@ struct Fetch: AsyncParsableCommand {
             let result = try fetchThroughNode(
                 storeRoot: storeOptions.path,
                 request: ControlRequest(
-                    op: .fetch, manifest: manifest, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)),
+                    op: .fetch, manifest: manifest, repository: try repositoryOption(repo), commit: commit,
+                    cacheKey: try parseKeyValues(keyValue)),
                 quiet: json)
             // The node picked the manifest; what it names is signed, and must be what was asked for.
             if repo != nil || commit != nil {

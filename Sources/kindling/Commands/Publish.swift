@@ -55,8 +55,9 @@ struct Publish: AsyncParsableCommand {
             var publisher = Publisher(store: store, key: key)
             let request: PublishRequest
             if cargo {
+                let named = try repositoryOption(repo)
                 let workspace = try CargoWorkspace.locate(
-                    directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
+                    directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: named)
                 // The build ran at the build root of the name `kindling cargo` derived; another name is another root.
                 if let repo, repo != workspace.checkout.repositoryName() {
                     throw CommandFailure(

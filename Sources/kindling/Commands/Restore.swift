@@ -59,6 +59,7 @@ struct Restore: AsyncParsableCommand {
                 throw ValidationError("give --trust FILE (or set KINDLING_TRUST)")
             }
             if cargo {
+                let repo = try repositoryOption(self.repo)
                 let workspace = try CargoWorkspace.locate(
                     directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
                 print(
@@ -67,7 +68,7 @@ struct Restore: AsyncParsableCommand {
                         trustPath: trust, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
                         fetch: !noFetch))
                 // `kindling cargo` must build at the same build root, or the restored state is of no use.
-                if let repo, repo != workspace.checkout.repositoryName() {
+                if let repo, repo.text != workspace.checkout.repositoryName() {
                     try workspace.checkout.rememberRepositoryName(repo)
                     Terminal.printNote("this checkout is now known as \(repo) (git config \(GitCheckout.repositoryConfigKey))")
                 }
@@ -98,23 +99,37 @@ struct Restore: AsyncParsableCommand {
         if let local = try? findInStore(store: store, policy: policy), try store.missingChunks(of: local).isEmpty {
             return local
         }
-        guard !noFetch, client.isNodeRunning, let repo, let commit else { return try findInStore(store: store, policy: policy) }
+        guard !noFetch, client.isNodeRunning, let repo = try repositoryOption(self.repo), let commit else {
+            return try findInStore(store: store, policy: policy)
+        }
         let result = try fetchThroughNode(
             storeRoot: storeOptions.path,
             request: ControlRequest(op: .fetch, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)))
         printFetchSummary(result)
-        try requireFetched(result, repository: repo, commit: commit, storeRoot: storeOptions.path)
+        try requireFetched(result, repository: repo.text, commit: commit, storeRoot: storeOptions.path)
         return try findInStore(store: store, policy: policy)
     }
 
     private func findInStore(store: ChunkStore, policy: TrustPolicy) throws -> Manifest {
-        guard let repo, let commit else { throw ValidationError("give --repo and --commit") }
+        guard let repo = try repositoryOption(self.repo), let commit else {
+            throw ValidationError("give --repo and --commit")
+        }
         let wanted = try parseKeyValues(keyValue)
-        switch try SnapshotSelection(store: store, policy: policy).newest(repository: repo, commit: commit, cacheKey: wanted) {
-        case .found(let trusted, _):
-            guard let manifest = try store.manifest(trusted.signed.id) else {
+        let stored = try StoreSnapshotSource(store: store).candidates(of: repo)
+        let outcome = SnapshotSelection.select(stored, commits: [commit], cacheKey: .including(wanted)) { candidate in
+            guard let signed = candidate.signed else { return "the store has no signed header" }
+            do throws(TrustError) {
+                _ = try policy.verify(signed)
+                return nil
+            } catch {
+                return error.description
+            }
+        }
+        switch outcome {
+        case .found(let candidate, _, _):
+            guard let manifest = try store.manifest(candidate.id) else {
                 throw CommandFailure(
-                    "the store knows manifest \(trusted.signed.id.short) only by its header; fetch it first ('kindling fetch')")
+                    "the store knows manifest \(candidate.id.short) only by its header; fetch it first ('kindling fetch')")
             }
             return manifest
         case .none(let candidates, let rejected):

@@ -45,9 +45,14 @@ enum Terminal {
 /// Refuses a `--repo` that no manifest could carry (`.`, `..`, empty, control characters...), before it reaches a
 /// store query, a node or a build-root path.
 func validateRepositoryOption(_ repository: String?) throws {
-    guard let repository else { return }
+    _ = try repositoryOption(repository)
+}
+
+/// The `--repo` option as a name (nil when not given), refused as `validateRepositoryOption` says.
+func repositoryOption(_ repository: String?) throws -> RepositoryName? {
+    guard let repository else { return nil }
     do {
-        try ManifestHeader.validateRepository(repository)
+        return try RepositoryName(repository)
     } catch {
         throw ValidationError("--repo \(repository.debugDescription) is not a repository name: \(error)")
     }
