@@ -21,9 +21,9 @@ struct GossipStateTests {
         return GossipState(configuration: GossipState.Configuration(mesh))
     }
 
-    static func header(_ commit: String, repository: String = "demo/ws", chunks: Int = 20) -> SignedHeader {
+    static func header(_ commit: String, repository: String = "demo/ws", chunks: Int = 20) throws -> SignedHeader {
         let header = ManifestHeader(
-            repository: repository, commit: commit, createdAt: 1, publisher: TestTrust.bors.publicKey, cacheKey: [:],
+            repository: try RepositoryName(repository), commit: commit, createdAt: 1, publisher: TestTrust.bors.publicKey, cacheKey: [:],
             bodyDigest: Blake2b.hash(Array(commit.utf8)), bodyByteCount: 1, entryCount: 1, fileByteCount: 1,
             chunkReferenceCount: chunks)
         return SignedHeader(signing: header, with: TestTrust.bors)
@@ -48,8 +48,8 @@ struct GossipStateTests {
     }
 
     @Test("A new peer is told our catalog digest and what we hold; availability changes")
-    func peerConnected() {
-        let signed = Self.header("a")
+    func peerConnected() throws {
+        let signed = try Self.header("a")
         var gossip = Self.machine()
         gossip.catalogLoaded([(signed: signed, holding: .complete, chunks: 4)])
         let actions = gossip.peerConnected(Self.alice, listenAddress: nil, now: Self.start)
@@ -64,8 +64,8 @@ struct GossipStateTests {
     }
 
     @Test("A new announcement is verified first; once verified it is relayed once to every other peer")
-    func announcementFanOut() {
-        let signed = Self.header("a")
+    func announcementFanOut() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice, Self.bob, Self.carol])
         #expect(gossip.messageReceived(.announce(signed), from: Self.alice, now: Self.start)
             == [.verifyAnnouncement(signed, from: Self.alice)])
@@ -79,21 +79,21 @@ struct GossipStateTests {
     }
 
     @Test("A followed repository's snapshot is fetched as soon as it is accepted; others are not")
-    func followStartsDownload() {
+    func followStartsDownload() throws {
         var mesh = MeshConfiguration(nodeKey: Fixtures.key(1), trust: TestTrust.policy)
         mesh.follow = [RepositoryGlob("demo/*")]
         var gossip = GossipState(configuration: GossipState.Configuration(mesh))
-        let followed = Self.header("a")
-        let other = Self.header("b", repository: "else/where")
+        let followed = try Self.header("a")
+        let other = try Self.header("b", repository: "else/where")
         #expect(gossip.announcementVerified(followed, from: nil, now: Self.start).contains(.startDownload(followed.id)))
         #expect(!gossip.announcementVerified(other, from: nil, now: Self.start).contains(.startDownload(other.id)))
         #expect(gossip.isDownloading(followed.id))
     }
 
     @Test("A forged announcement bans its sender; one from an unknown publisher is a strike")
-    func rejectedAnnouncements() {
+    func rejectedAnnouncements() throws {
         var gossip = Self.connected([Self.alice])
-        let signed = Self.header("a")
+        let signed = try Self.header("a")
         #expect(gossip.announcementRejected(signed, from: Self.alice, forged: true)
             == [.ban(Self.alice, reason: "forged announcement")])
         #expect(gossip.announcementRejected(signed, from: Self.alice, forged: false)
@@ -103,15 +103,15 @@ struct GossipStateTests {
     }
 
     @Test("Availability beyond a manifest's chunks is a strike; of unknown manifests it is ignored")
-    func availabilityBounds() {
-        let signed = Self.header("a", chunks: 10)
+    func availabilityBounds() throws {
+        let signed = try Self.header("a", chunks: 10)
         var gossip = Self.connected([Self.alice], knowing: [signed])
         let beyond = Bitset(bytes: [0, 0b0000_0100])  // position 10
         #expect(gossip.messageReceived(.have(manifest: signed.id, availability: .partial(beyond)), from: Self.alice,
             now: Self.start) == [.strike(Self.alice, reason: "availability bitfield beyond the manifest's 10 chunks")])
         #expect(gossip.messageReceived(.haveChunks(manifest: signed.id, indices: [3, 10]), from: Self.alice,
             now: Self.start) == [.strike(Self.alice, reason: "HaveChunks index 10 beyond the manifest's 10 chunks")])
-        let unknown = Self.header("unknown")
+        let unknown = try Self.header("unknown")
         #expect(gossip.messageReceived(.haveChunks(manifest: unknown.id, indices: [1]), from: Self.alice,
             now: Self.start).isEmpty)
         // Within the bounds: recorded, and the scheduler is told.
@@ -129,9 +129,9 @@ struct GossipStateTests {
     }
 
     @Test("Partial availability beyond the per-peer budget is ignored")
-    func partialBudget() {
+    func partialBudget() throws {
         var gossip = Self.machine { $0.maxPartialHoldingsPerPeer = 2 }
-        let signed = (0..<3).map { Self.header("m\($0)") }
+        let signed = try (0..<3).map { try Self.header("m\($0)") }
         gossip.catalogLoaded(signed.map { (signed: $0, holding: nil, chunks: nil) })
         _ = gossip.peerConnected(Self.alice, listenAddress: nil, now: Self.start)
         for header in signed {
@@ -142,8 +142,8 @@ struct GossipStateTests {
     }
 
     @Test("A Have complete is a first-hand holder notice, relayed once to the others; a failed fetch dials it")
-    func holderNotices() {
-        let signed = Self.header("a")
+    func holderNotices() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice, Self.bob], knowing: [signed])
         let have = WireMessage.have(manifest: signed.id, availability: .complete)
         let notice = HolderNotice(
@@ -167,8 +167,8 @@ struct GossipStateTests {
     }
 
     @Test("Requesting a download dials known holders we are not connected to, then starts it once")
-    func downloadRequested() {
-        let signed = Self.header("a")
+    func downloadRequested() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice], knowing: [signed])
         let carol = HolderNotice(manifest: signed.id, nodeID: Self.carol, host: "10.0.0.9", port: 9)
         _ = gossip.messageReceived(.holder(carol), from: Self.alice, now: Self.start)
@@ -180,8 +180,8 @@ struct GossipStateTests {
     }
 
     @Test("Failed fetches are retried with a backoff that doubles up to its cap; a new holder brings it forward")
-    func retryBackoff() {
-        let signed = Self.header("a")
+    func retryBackoff() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice], knowing: [signed])
         var now = Self.start
         var delays: [Duration] = []
@@ -212,10 +212,10 @@ struct GossipStateTests {
     }
 
     @Test("Anti-entropy: a differing digest asks for the catalog, which comes in pages; unknown ids are asked for")
-    func antiEntropyPages() {
+    func antiEntropyPages() throws {
         let count = WireLimits.maxCatalogIDsPerFrame + 10
         let ids = (0..<count).map { Blake2b.hash([UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)]) }
-        var gossip = Self.connected([Self.alice], knowing: [Self.header("a")])
+        var gossip = Self.connected([Self.alice], knowing: [try Self.header("a")])
         let digest = WireMessage.catalogDigest(count: 0, digest: ids[0])
         #expect(gossip.messageReceived(digest, from: Self.alice, now: Self.start)
             == [.send(.catalogRequest, to: Self.alice)])
@@ -226,7 +226,7 @@ struct GossipStateTests {
         #expect(sizes.reduce(0, +) == count && sizes.allSatisfy { $0 <= WireLimits.maxAnnounceRequestIDs })
         // Answering a CatalogRequest: pages of `maxCatalogIDsPerFrame`, `more` on all but the last.
         var big = Self.machine()
-        big.catalogLoaded((0..<count).map { (signed: Self.header("c\($0)"), holding: nil, chunks: nil) })
+        big.catalogLoaded(try (0..<count).map { (signed: try Self.header("c\($0)"), holding: nil, chunks: nil) })
         _ = big.peerConnected(Self.alice, listenAddress: nil, now: Self.start)
         let pages = Self.sends(big.messageReceived(.catalogRequest, from: Self.alice, now: Self.start), to: Self.alice)
         let shape = pages.map { if case .catalog(let ids, let more) = $0 { "\(ids.count) \(more)" } else { "?" } }
@@ -237,7 +237,7 @@ struct GossipStateTests {
     }
 
     @Test("Catalog exchanges over a peer's budget are throttled until the budget refills")
-    func catalogBudget() {
+    func catalogBudget() throws {
         var gossip = Self.connected([Self.alice])
         let burst = gossip.configuration.catalogRequestBurst
         for _ in 0..<burst {
@@ -254,8 +254,8 @@ struct GossipStateTests {
     }
 
     @Test("An AnnounceRequest gets the announcement, our availability and the holders we know")
-    func announceRequest() {
-        let signed = Self.header("a")
+    func announceRequest() throws {
+        let signed = try Self.header("a")
         var gossip = Self.machine()
         gossip.catalogLoaded([(signed: signed, holding: .complete, chunks: 4)])
         _ = gossip.peerConnected(Self.alice, listenAddress: Self.address(Self.alice), now: Self.start)
@@ -269,8 +269,8 @@ struct GossipStateTests {
     }
 
     @Test("Stored chunks are announced in batched HaveChunks at the next flush, not to complete holders")
-    func flushHaves() {
-        let signed = Self.header("a", chunks: 40_000)
+    func flushHaves() throws {
+        let signed = try Self.header("a", chunks: 40_000)
         var gossip = Self.connected([Self.alice, Self.bob], knowing: [signed])
         _ = gossip.messageReceived(.have(manifest: signed.id, availability: .complete), from: Self.bob, now: Self.start)
         let positions = Array(0..<(WireLimits.maxHaveIndicesPerFrame + 5))
@@ -288,8 +288,8 @@ struct GossipStateTests {
     }
 
     @Test("A download that holds nothing yet says so with an empty HaveChunks")
-    func chunksPresent() {
-        let signed = Self.header("a")
+    func chunksPresent() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice], knowing: [signed])
         #expect(gossip.chunksPresent(signed.id, positions: [], total: 20)
             == [.broadcast(.haveChunks(manifest: signed.id, indices: []), except: [])])
@@ -300,8 +300,8 @@ struct GossipStateTests {
     }
 
     @Test("Holder notices reach a late peer in batches; the timer asks to be called again while work is left")
-    func holderReplay() {
-        let signed = (0..<300).map { Self.header("m\($0)") }
+    func holderReplay() throws {
+        let signed = try (0..<300).map { try Self.header("m\($0)") }
         var gossip = Self.connected([Self.alice], knowing: signed)
         for (n, header) in signed.enumerated() {
             let notice = HolderNotice(manifest: header.id, nodeID: Self.carol, host: "10.0.1.1", port: UInt16(n + 1))
@@ -317,8 +317,8 @@ struct GossipStateTests {
     }
 
     @Test("A local snapshot is announced once and its completeness told; a gc that shrinks it is re-advertised")
-    func localSnapshots() {
-        let signed = Self.header("a")
+    func localSnapshots() throws {
+        let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice])
         #expect(gossip.localSnapshotAdded(signed, chunks: 8, complete: true) == [
             .broadcast(.announce(signed), except: []),
