@@ -1,4 +1,5 @@
 import Foundation
+import KindlingSystem
 
 /// Runs cargo so that the checkout, the target directory and CARGO_HOME appear at the build root
 /// (Specs/cargo.md, "Build root"): a private user and mount namespace (`unshare`, no root needed) with a tmpfs on
@@ -164,7 +165,7 @@ public struct CargoLauncher: Sendable {
     /// mounts a private tmpfs over it. Nil when every existing one is ours or root's. `/tmp` for the default root.
     public static func privateBase(for root: String, uid: UInt32? = nil) throws(CargoError) -> String? {
         let uid = uid ?? getuid()
-        guard root.hasPrefix("/"), let parts = BeneathDirectory.components(String(root.dropFirst())) else {
+        guard root.hasPrefix("/"), let parts = DirectoryDescriptor.components(String(root.dropFirst())) else {
             throw .buildRoot("\(root) is not an absolute path without '.' or '..'; set KINDLING_BUILD_ROOT to one")
         }
         var info = stat()
@@ -247,11 +248,10 @@ public struct CargoLauncher: Sendable {
     /// Replaces this process with cargo (so signals and the exit status are cargo's own).
     public func exec(cargo arguments: [String], directory: String) throws -> Never {
         let (program, programArguments, environment, _) = try command(cargo: arguments, directory: directory)
-        // The environment is replaced in this process, then exec'd: execvp still finds the program on PATH.
-        for name in ProcessInfo.processInfo.environment.keys where environment[name] == nil { unsetenv(name) }
-        for (name, value) in environment { setenv(name, value, 1) }
-        let argv = ([program] + programArguments).map { strdup($0) } + [nil]
-        execvp(program, argv)
-        throw CargoError.toolMissing("\(program) (\(String(cString: strerror(errno))))")
+        do throws(FileError) {
+            try ProcessControl.replace(with: program, arguments: [program] + programArguments, environment: environment)
+        } catch {
+            throw CargoError.toolMissing("\(program) (\(error.errno))")
+        }
     }
 }

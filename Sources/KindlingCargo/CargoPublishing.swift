@@ -2,6 +2,7 @@ import Foundation
 import KindlingCrypto
 public import KindlingSnapshot
 import KindlingStore
+import KindlingSystem
 import Synchronization
 
 /// bors's side: turns a workspace built at the build root into a publish request and a capture filter.

@@ -2,6 +2,7 @@ import Foundation
 public import KindlingCrypto
 import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// What a cargo snapshot needs beyond its files, stored in the manifest's extra field "kindling.cargo"
 /// (Specs/cargo.md): the build root, where the workspace sits in the checkout, the profile folders captured,

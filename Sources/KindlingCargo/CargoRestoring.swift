@@ -3,6 +3,7 @@ public import KindlingCrypto
 public import KindlingManifest
 public import KindlingSnapshot
 public import KindlingStore
+import KindlingSystem
 
 /// A snapshot that could be restored: from the store or announced to the local node.
 public struct SnapshotCandidate: Sendable {
