@@ -46,13 +46,13 @@ let package = Package(
         // Content-defined chunking of byte streams (FastCDC).
         .target(name: "KindlingChunking", dependencies: ["KindlingCrypto", "CKindlingShims"], swiftSettings: strict),
         // Manifests, their canonical encoding and signatures, path rules, and the trust file.
-        .target(name: "KindlingManifest", dependencies: ["KindlingCrypto"], swiftSettings: strict),
+        .target(name: "KindlingManifest", dependencies: ["KindlingCrypto", "KindlingSystem"], swiftSettings: strict),
         // The wire protocol: messages, framing, handshake and encryption (no sockets).
         .target(name: "KindlingWire", dependencies: ["KindlingManifest", "KindlingCrypto", nioCore], swiftSettings: strict),
         // The content-addressed chunk store: zstd chunk files plus an SQLite index of chunks, manifests and pins.
         .target(
             name: "KindlingStore",
-            dependencies: ["KindlingSystem", "KindlingManifest", "KindlingCrypto", "CZstd", "CSQLite", "CKindlingShims"],
+            dependencies: ["KindlingSystem", "KindlingManifest", "KindlingCrypto", "CZstd", "CSQLite"],
             swiftSettings: strict
         ),
         // Capturing a directory tree into the store and materialising a manifest into a directory atomically.
@@ -65,8 +65,8 @@ let package = Package(
         .target(
             name: "KindlingMesh",
             dependencies: [
-                "KindlingSystem", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix,
-                logging,
+                "KindlingSystem", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore,
+                nioPosix, logging,
             ],
             swiftSettings: strict
         ),
@@ -74,8 +74,8 @@ let package = Package(
         .target(
             name: "KindlingNode",
             dependencies: [
-                "KindlingMesh", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix,
-                logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                "KindlingMesh", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", "KindlingSystem",
+                nioCore, nioPosix, logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -107,7 +107,8 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        .testTarget(name: "KindlingSystemTests", dependencies: ["KindlingSystem", "KindlingTesting"], swiftSettings: strict),
+        .testTarget(
+            name: "KindlingSystemTests", dependencies: ["KindlingSystem", "KindlingTesting"], swiftSettings: strict),
         .testTarget(name: "KindlingCryptoTests", dependencies: ["KindlingCrypto"], swiftSettings: strict),
         .testTarget(
             name: "KindlingChunkingTests",

@@ -315,23 +315,20 @@ public struct FreshnessRepair: Sendable {
         ParallelWork.forEach(plan.files) { (_: Int, stamp: Stamp) in
             // Edited since the plan looked: it is changed now, whatever it was then.
             let time = stamp.seen == FileIdentity(stamp.path) ? (stamp.time ?? floor) : floor
-            if !setModificationTime(stamp.path, time) && errno != ENOENT {
-                let error = CargoError.repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
+            do throws(CargoError) {
+                try setModificationTime(stamp.path, time)
+            } catch {
                 failure.withLock { if $0 == nil { $0 = error } }
             }
         }
         if let error = failure.withLock({ $0 }) { throw error }
         for path in plan.untracked {
             guard let mtime = modificationTime(path), mtime < floor else { continue }
-            guard setModificationTime(path, floor) || errno == ENOENT else {
-                throw .repairFailed(path: path, reason: String(cString: strerror(errno)))
-            }
+            try setModificationTime(path, floor)
             report.untrackedTouched += 1
         }
         for stamp in plan.directories {
-            guard setModificationTime(stamp.path, stamp.time ?? floor) || errno == ENOENT else {
-                throw .repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
-            }
+            try setModificationTime(stamp.path, stamp.time ?? floor)
         }
         // Relative to the target's descriptor, refusing symlinks on the way (the staging check already did).
         let target = try CargoError.repair { () throws(FileError) in try DirectoryDescriptor(opening: targetDirectory) }

@@ -32,7 +32,8 @@ public struct RestoreMarker: Codable, Sendable {
 
     public static func read(targetDirectory: String) -> RestoreMarker? {
         // Not through a symlink a snapshot could have put at the marker's name.
-        guard let target = try? DirectoryDescriptor(opening: targetDirectory), let bytes = target.read(fileName, limit: 1 << 16)
+        guard let target = try? DirectoryDescriptor(opening: targetDirectory),
+            let bytes = target.read(fileName, limit: 1 << 16)
         else { return nil }
         return try? JSONDecoder().decode(RestoreMarker.self, from: Data(bytes))
     }

@@ -18,13 +18,7 @@ extension DirectoryDescriptor {
             Glibc.close(copy)
             throw error
         }
-        defer { closedir(handle) }
-        var names: [[UInt8]] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
-            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { names.append(name) }
-        }
-        return names
+        return Syscall.names(closing: handle)
     }
 
     /// Makes the directory `name` with `mode` (less the umask); one that is already there is fine.
@@ -45,8 +39,8 @@ extension DirectoryDescriptor {
     public func createFile(named name: some Collection<UInt8>, mode: mode_t = 0o600) throws(FileError) -> PosixFile {
         let shown = shown(name)
         let flags = O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW
-        return PosixFile(descriptor: try Syscall.openat(descriptor, cPath(name), flags: flags, mode: mode, shown: shown),
-            path: shown)
+        let file = try Syscall.openat(descriptor, cPath(name), flags: flags, mode: mode, shown: shown)
+        return PosixFile(descriptor: file, path: shown)
     }
 
     /// Creates the symlink `name` pointing at `target` (never read or followed here).
@@ -113,21 +107,7 @@ extension DirectoryDescriptor {
         }
     }
 
-    // MARK: The directory itself
-
-    /// What fstat says of this directory.
-    public func status() throws(FileError) -> stat {
-        try Syscall.status(descriptor, shown: path)
-    }
-
-    public func setMode(_ mode: mode_t) throws(FileError) {
-        guard fchmod(descriptor, mode) == 0 else { throw FileError(call: "fchmod", "setting mode of", path) }
-    }
-
-    public func setTimes(nanoseconds: UInt64) throws(FileError) {
-        var times = [timespec(nanoseconds: nanoseconds), timespec(nanoseconds: nanoseconds)]
-        guard futimens(descriptor, &times) == 0 else { throw FileError(call: "futimens", "setting times of", path) }
-    }
+    // MARK: The directory itself (status, mode, times and sync: `OpenDescriptor`)
 
     /// The identities of this directory and of every directory above it, up to "/", following "..": how a path
     /// is compared with another whatever links, bind mounts or spellings lead to either.
@@ -145,11 +125,6 @@ extension DirectoryDescriptor {
             Glibc.close(directory)
         }
         return chain
-    }
-
-    /// fsync of the directory: makes its entries (names created, renamed or removed in it) durable.
-    public func sync() throws(FileError) {
-        guard fsync(descriptor) == 0 else { throw FileError(call: "fsync", "flushing", path) }
     }
 }
 

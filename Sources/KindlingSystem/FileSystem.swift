@@ -48,13 +48,7 @@ public enum FileSystem {
     /// Names in a directory, as the bytes the filesystem holds, without "." and "..".
     public static func rawContents(of path: String) throws(FileError) -> [[UInt8]] {
         guard let directory = opendir(path) else { throw FileError(call: "opendir", "listing", path) }
-        defer { closedir(directory) }
-        var names: [[UInt8]] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
-            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { names.append(name) }
-        }
-        return names
+        return Syscall.names(closing: directory)
     }
 
     /// The target a symlink holds, as bytes (never followed).
@@ -68,6 +62,33 @@ public enum FileSystem {
     /// Renames `from` to `to`, replacing what is there (rename(2): atomic on one filesystem).
     public static func rename(_ from: String, to: String, operation: String = "renaming") throws(FileError) {
         guard Glibc.rename(from, to) == 0 else { throw FileError(call: "rename", operation, to) }
+    }
+
+    /// Sets the access and modification times of `path` itself (of a link, its own times, never its target's).
+    public static func setTimes(_ path: String, nanoseconds: UInt64) throws(FileError) {
+        var times = [timespec(nanoseconds: nanoseconds), timespec(nanoseconds: nanoseconds)]
+        guard utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0 else {
+            throw FileError(call: "utimensat", "setting times of", path)
+        }
+    }
+
+    /// Sets the mode of `path` (following a link: chmod(2) cannot change a link's own mode).
+    public static func setMode(_ path: String, _ mode: mode_t) throws(FileError) {
+        guard chmod(path, mode) == 0 else { throw FileError(call: "chmod", "setting mode of", path) }
+    }
+
+    /// Creates a new directory, mode 0700, named `prefix` and six random characters (mkdtemp); returns its path.
+    public static func makePrivateDirectory(prefix: String) throws(FileError) -> String {
+        var template = Array((prefix + "XXXXXX").utf8CString)
+        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
+            throw FileError(call: "mkdtemp", "creating a private directory", prefix + "XXXXXX")
+        }
+        return String(cString: made)
+    }
+
+    /// Removes an empty directory; a missing one is fine.
+    public static func removeEmptyDirectory(_ path: String) throws(FileError) {
+        guard rmdir(path) == 0 || errno == ENOENT else { throw FileError(call: "rmdir", "removing", path) }
     }
 
     /// Removes a file or a link (never what it points to); a missing one is fine.
@@ -131,8 +152,9 @@ public enum FileSystem {
         var bytes: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         while bytes.count < limit {
-            let read = buffer.withUnsafeMutableBytes { raw in Result { () throws(FileError) in try file.read(into: raw) } }
-            let count = try read.get()
+            let count = try buffer.withUnsafeMutableBytes { raw in
+                Result { () throws(FileError) in try file.read(into: raw) }
+            }.get()
             if count == 0 { break }
             bytes += buffer[0..<count]
         }

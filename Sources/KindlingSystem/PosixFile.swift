@@ -81,24 +81,6 @@ public final class PosixFile {
         try result.get()
     }
 
-    public func sync() throws(FileError) {
-        guard fsync(descriptor) == 0 else { throw FileError(call: "fsync", "syncing", path) }
-    }
-
-    /// What fstat says of the open file (the one read, whatever happens to its path meanwhile).
-    public func status() throws(FileError) -> stat {
-        try Syscall.status(descriptor, shown: path)
-    }
-
-    public func setMode(_ mode: mode_t) throws(FileError) {
-        guard fchmod(descriptor, mode) == 0 else { throw FileError(call: "fchmod", "setting mode of", path) }
-    }
-
-    public func setTimes(nanoseconds: UInt64) throws(FileError) {
-        var times = [timespec(nanoseconds: nanoseconds), timespec(nanoseconds: nanoseconds)]
-        guard futimens(descriptor, &times) == 0 else { throw FileError(call: "futimens", "setting times of", path) }
-    }
-
     /// Starts writing the file's dirty pages to disk without waiting, so that a later flush has less left to wait
     /// for. Advisory: a failure changes nothing but the timing.
     public func startWriteback() {

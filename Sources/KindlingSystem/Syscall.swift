@@ -36,6 +36,17 @@ enum Syscall {
         return info
     }
 
+    /// The names a directory stream holds, as bytes, without "." and ".."; closes the stream.
+    static func names(closing stream: OpaquePointer) -> [[UInt8]] {
+        defer { closedir(stream) }
+        var names: [[UInt8]] = []
+        while let entry = readdir(stream) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { names.append(name) }
+        }
+        return names
+    }
+
     /// fstat(2) of an open descriptor.
     static func status(_ descriptor: Int32, shown: String) throws(FileError) -> stat {
         var info = stat()

@@ -12,7 +12,8 @@ struct TypedErrnoTests {
         let error = try #require(throws: FileError.self) { try PosixFile(opening: path, flags: O_RDONLY) }
         #expect(error.errno == .noSuchFile && error.code == ENOENT)
         #expect(error.call == "open" && error.path == path)
-        #expect(error.description == "opening \(path) failed (open: No such file or directory); check that the path exists")
+        #expect(
+            error.description == "opening \(path) failed (open: No such file or directory); check that the path exists")
         let directory = try #require(throws: FileError.self) { try DirectoryDescriptor(opening: path) }
         #expect(directory.errno == .noSuchFile && directory.path == path)
         #expect(directory.description.contains("opening directory \(path)"))
@@ -29,7 +30,8 @@ struct TypedErrnoTests {
         }
         #expect(large.errno == .fileTooLarge)
         let full = FileError(call: "write", "writing", "/x", errno: .noSpace)
-        #expect(full.isDiskFull && full.description == "no space left on device while writing /x; free some space and retry")
+        #expect(full.isDiskFull)
+        #expect(full.description == "no space left on device while writing /x; free some space and retry")
         #expect(Errno(rawValue: ELOOP).advice?.contains("symlink") == true)
         #expect(Errno(rawValue: EMFILE).advice?.contains("ulimit -n") == true)
     }
@@ -52,7 +54,9 @@ struct TypedErrnoTests {
         #expect(try FileLock(path: path, mode: .shared, wait: false) != nil)
         shared = nil
         #expect(try FileLock(path: path, mode: .exclusive, wait: false) != nil)
-        let error = try #require(throws: FileError.self) { try FileLock(path: work.file("no/such/lock"), mode: .shared) }
+        let error = try #require(throws: FileError.self) {
+            try FileLock(path: work.file("no/such/lock"), mode: .shared)
+        }
         #expect(error.errno == .noSuchFile && error.call == "open")
     }
 
