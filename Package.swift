@@ -75,7 +75,8 @@ let package = Package(
             name: "KindlingNode",
             dependencies: [
                 "KindlingMesh", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", "KindlingSystem",
-                nioCore, nioPosix, logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                nioCore, nioPosix, logging, lifecycle,
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),

@@ -27,7 +27,8 @@ struct ControlServer {
             directory = try FileSystem.makePrivateDirectory(prefix: parent + "/.ctl-")
         } catch {
             throw NodeError.cannotListen(
-                "cannot create a private directory in \(parent) (\(error.errno)); check that the store folder is writable")
+                "cannot create a private directory in \(parent) (\(error.errno)); check that the store folder is "
+                    + "writable")
         }
         defer { try? FileSystem.removeEmptyDirectory(directory) }
         let staging = directory + "/s"
