@@ -41,7 +41,7 @@ public final class DirectoryDescriptor: Sendable {
 
     /// `relative` below this directory, for messages.
     func shown(_ relative: some Collection<UInt8>) -> String {
-        relative.isEmpty ? path : path + "/" + String(decoding: relative, as: UTF8.self)
+        relative.isEmpty ? path : (path == "/" ? "" : path) + "/" + String(decoding: relative, as: UTF8.self)
     }
 
     // MARK: Opening below
