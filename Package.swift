@@ -39,30 +39,35 @@ let package = Package(
             cSettings: [.define("_GNU_SOURCE"), .unsafeFlags(["-O2"])]
         ),
 
+        // Raw system calls (files beneath a directory, locks, resource limits, processes), errno as typed errors.
+        .target(name: "KindlingSystem", dependencies: ["CKindlingShims"], swiftSettings: strict),
         // Hashes, signatures, key exchange and authenticated encryption (libsodium).
         .target(name: "KindlingCrypto", dependencies: ["CSodium"], swiftSettings: strict),
         // Content-defined chunking of byte streams (FastCDC).
         .target(name: "KindlingChunking", dependencies: ["KindlingCrypto", "CKindlingShims"], swiftSettings: strict),
         // Manifests, their canonical encoding and signatures, path rules, and the trust file.
-        .target(name: "KindlingManifest", dependencies: ["KindlingCrypto"], swiftSettings: strict),
+        .target(name: "KindlingManifest", dependencies: ["KindlingCrypto", "KindlingSystem"], swiftSettings: strict),
         // The wire protocol: messages, framing, handshake and encryption (no sockets).
         .target(name: "KindlingWire", dependencies: ["KindlingManifest", "KindlingCrypto", nioCore], swiftSettings: strict),
         // The content-addressed chunk store: zstd chunk files plus an SQLite index of chunks, manifests and pins.
         .target(
             name: "KindlingStore",
-            dependencies: ["KindlingManifest", "KindlingCrypto", "CZstd", "CSQLite", "CKindlingShims"],
+            dependencies: ["KindlingSystem", "KindlingManifest", "KindlingCrypto", "CZstd", "CSQLite"],
             swiftSettings: strict
         ),
         // Capturing a directory tree into the store and materialising a manifest into a directory atomically.
         .target(
             name: "KindlingSnapshot",
-            dependencies: ["KindlingStore", "KindlingChunking", "KindlingManifest", "CKindlingShims"],
+            dependencies: ["KindlingSystem", "KindlingStore", "KindlingChunking", "KindlingManifest"],
             swiftSettings: strict
         ),
         // The mesh: connections, gossip, swarm downloads, serving, peer exchange.
         .target(
             name: "KindlingMesh",
-            dependencies: ["KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore, nioPosix, logging],
+            dependencies: [
+                "KindlingSystem", "KindlingWire", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioCore,
+                nioPosix, logging,
+            ],
             swiftSettings: strict
         ),
         // The long-running node: the mesh, the local control socket, configuration, store upkeep.
@@ -70,14 +75,15 @@ let package = Package(
             name: "KindlingNode",
             dependencies: [
                 "KindlingMesh", "KindlingWire", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto",
-                nioCore, nioPosix, logging, lifecycle, .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                "KindlingSystem", nioCore, nioPosix, logging, lifecycle,
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
         // The cargo integration: build root, cache key, what of target/ to capture, ancestor search, freshness repair.
         .target(
             name: "KindlingCargo",
-            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            dependencies: ["KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
             swiftSettings: strict
         ),
         // The `kindling` command line.
@@ -85,7 +91,7 @@ let package = Package(
             name: "kindling",
             dependencies: [
                 "KindlingNode", "KindlingMesh", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
-                "KindlingCrypto", "KindlingChunking", "KindlingWire", argumentParser, logging,
+                "KindlingCrypto", "KindlingChunking", "KindlingWire", "KindlingSystem", argumentParser, logging,
             ],
             swiftSettings: strict
         ),
@@ -98,10 +104,12 @@ let package = Package(
         // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
         .target(
             name: "KindlingTesting",
-            dependencies: ["KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            dependencies: ["KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
             swiftSettings: strict
         ),
 
+        .testTarget(
+            name: "KindlingSystemTests", dependencies: ["KindlingSystem", "KindlingTesting"], swiftSettings: strict),
         .testTarget(name: "KindlingCryptoTests", dependencies: ["KindlingCrypto"], swiftSettings: strict),
         .testTarget(
             name: "KindlingChunkingTests",
@@ -115,12 +123,12 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingStoreTests",
-            dependencies: ["KindlingStore", "KindlingTesting"],
+            dependencies: ["KindlingStore", "KindlingSystem", "KindlingTesting"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KindlingSnapshotTests",
-            dependencies: ["KindlingSnapshot", "KindlingTesting"],
+            dependencies: ["KindlingSnapshot", "KindlingSystem", "KindlingTesting"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -148,7 +156,7 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingCLITests",
-            dependencies: ["KindlingTesting", "KindlingManifest", "KindlingCrypto", "kindling"],
+            dependencies: ["KindlingTesting", "KindlingManifest", "KindlingCrypto", "KindlingSystem", "kindling"],
             swiftSettings: strict
         ),
     ]

@@ -1,6 +1,7 @@
 import Foundation
 import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// Reads the inputs cargo and rustc recorded in a target directory: rustc's make-style dep files
 /// (`deps/*.d`) and build scripts' `rerun-if-changed` lines (`build/*/output`). The cargo integration uses them to
@@ -33,7 +34,7 @@ enum BuildInputs {
     static func units(targetDirectory: String, profileDirectories: [String], workspaceRoot: String) -> [Unit] {
         // Read relative to the target's descriptor, never through a symlink: a snapshot's (or a build's) link
         // must not make us read, or publish the paths named in, a file outside the target.
-        guard let target = try? BeneathDirectory(targetDirectory) else { return [] }
+        guard let target = try? DirectoryDescriptor(opening: targetDirectory) else { return [] }
         var units: [Unit] = []
         func text(_ relative: String) -> String? { target.read(relative).map { String(decoding: $0, as: UTF8.self) } }
         func addCompiled(_ relative: String, profile: String) {

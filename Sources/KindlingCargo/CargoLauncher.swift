@@ -1,4 +1,5 @@
 import Foundation
+import KindlingSystem
 
 /// Runs cargo so that the checkout, the target directory and CARGO_HOME appear at the build root
 /// (Specs/cargo.md, "Build root"): a private user and mount namespace (`unshare`, no root needed) with a tmpfs on
@@ -163,22 +164,26 @@ public struct CargoLauncher: Sendable {
     /// The highest existing ancestor of `root` (or `root` itself) that another user could write: the namespace
     /// mounts a private tmpfs over it. Nil when every existing one is ours or root's. `/tmp` for the default root.
     public static func privateBase(for root: String, uid: UInt32? = nil) throws(CargoError) -> String? {
-        let uid = uid ?? getuid()
-        guard root.hasPrefix("/"), let parts = BeneathDirectory.components(String(root.dropFirst())) else {
+        let uid = uid ?? ProcessControl.userID
+        guard root.hasPrefix("/"), let parts = DirectoryDescriptor.components(String(root.dropFirst())) else {
             throw .buildRoot("\(root) is not an absolute path without '.' or '..'; set KINDLING_BUILD_ROOT to one")
         }
-        var info = stat()
-        guard stat("/", &info) == 0, !writableByOthers(info, uid: uid) else {
+        guard let top = status(following: "/"), !writableByOthers(top, uid: uid) else {
             throw .buildRoot("/ is writable by other users")
         }
         var prefix = ""
         for part in parts {
             prefix += "/" + part
-            guard stat(prefix, &info) == 0 else { return nil }
+            guard let info = status(following: prefix) else { return nil }
             guard info.st_mode & S_IFMT == S_IFDIR else { throw .buildRoot("\(prefix) is not a directory") }
             if writableByOthers(info, uid: uid) { return prefix }
         }
         return nil
+    }
+
+    /// What stat (following links) says of `path`; nil when it cannot be inspected.
+    private static func status(following path: String) -> stat? {
+        (try? FileSystem.status(path, followingLinks: true)) ?? nil
     }
 
     /// What cargo and rustup read from a directory's ancestors: `.cargo/config{,.toml}` and `rust-toolchain*`.
@@ -189,13 +194,12 @@ public struct CargoLauncher: Sendable {
     /// ancestors other users could write (where such a file could still appear later).
     @discardableResult
     static func checkAncestors(
-        of path: String, checkoutTop: String?, uid: uid_t = getuid()
+        of path: String, checkoutTop: String?, uid: uid_t = ProcessControl.userID
     ) throws(CargoError) -> [String] {
         var writable: [String] = []
         var current = URL(fileURLWithPath: checkoutTop ?? path).deletingLastPathComponent().path
         while true {
-            var info = stat()
-            if stat(current, &info) == 0 {
+            if let info = status(following: current) {
                 if writableByOthers(info, uid: uid) { writable.append(current) }
                 for name in plantable {
                     let entry = (current == "/" ? "" : current) + "/" + name
@@ -212,8 +216,7 @@ public struct CargoLauncher: Sendable {
     }
 
     private static func checkEntry(_ path: String, uid: uid_t) throws(CargoError) {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return }
+        guard let info = (try? FileSystem.status(path)) ?? nil else { return }
         if info.st_uid != uid && info.st_uid != 0 {
             throw .plantedFile(path: path, reason: "belongs to another user (uid \(info.st_uid))")
         }
@@ -247,11 +250,10 @@ public struct CargoLauncher: Sendable {
     /// Replaces this process with cargo (so signals and the exit status are cargo's own).
     public func exec(cargo arguments: [String], directory: String) throws -> Never {
         let (program, programArguments, environment, _) = try command(cargo: arguments, directory: directory)
-        // The environment is replaced in this process, then exec'd: execvp still finds the program on PATH.
-        for name in ProcessInfo.processInfo.environment.keys where environment[name] == nil { unsetenv(name) }
-        for (name, value) in environment { setenv(name, value, 1) }
-        let argv = ([program] + programArguments).map { strdup($0) } + [nil]
-        execvp(program, argv)
-        throw CargoError.toolMissing("\(program) (\(String(cString: strerror(errno))))")
+        do throws(FileError) {
+            try ProcessControl.replace(with: program, arguments: [program] + programArguments, environment: environment)
+        } catch {
+            throw CargoError.toolMissing("\(program) (\(error.errno))")
+        }
     }
 }

@@ -3,6 +3,7 @@ import KindlingCrypto
 import KindlingManifest
 public import KindlingSnapshot
 import KindlingStore
+import KindlingSystem
 import Synchronization
 
 /// bors's side: turns a workspace built at the build root into a publish request and a capture filter.

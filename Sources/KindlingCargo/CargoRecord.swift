@@ -2,6 +2,7 @@ import Foundation
 public import KindlingCrypto
 import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// What a cargo snapshot needs beyond its files, stored in the manifest's extra field "kindling.cargo"
 /// (Specs/cargo.md): the build root, where the workspace sits in the checkout, the profile folders captured,
@@ -190,13 +191,15 @@ func hashFile(_ path: String) -> (digest: Digest, size: Int)? {
 
 /// Modification time in nanoseconds (without following symlinks), nil when the path is missing.
 func modificationTime(_ path: String) -> UInt64? {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return nil }
+    guard let info = (try? FileSystem.status(path)) ?? nil else { return nil }
     return ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
 }
 
-func setModificationTime(_ path: String, _ nanoseconds: UInt64) -> Bool {
-    let time = timespec(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-    var times = [time, time]
-    return utimensat(AT_FDCWD, path, &times, AT_SYMLINK_NOFOLLOW) == 0
+/// Stamps `path` (a link itself, never its target); a path that is gone needs no stamp.
+func setModificationTime(_ path: String, _ nanoseconds: UInt64) throws(CargoError) {
+    do throws(FileError) {
+        try FileSystem.setTimes(path, nanoseconds: nanoseconds)
+    } catch {
+        if error.errno != .noSuchFile { throw .repairFailed(path: path, reason: error.description) }
+    }
 }

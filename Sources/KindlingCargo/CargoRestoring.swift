@@ -3,6 +3,7 @@ import KindlingCrypto
 public import KindlingManifest
 public import KindlingSnapshot
 public import KindlingStore
+import KindlingSystem
 
 /// The developer's side, once a snapshot is chosen (`CargoRestoreSession`): restores it and repairs freshness.
 public struct CargoRestoring: Sendable {

@@ -1,6 +1,7 @@
 import Foundation
 import KindlingCrypto
 import KindlingStore
+import KindlingSystem
 import Synchronization
 
 /// Makes cargo's mtime-based freshness checks correct for a restored target directory
@@ -177,7 +178,7 @@ public struct FreshnessRepair: Sendable {
         // Everything below opens paths relative to the staging folder's descriptor and refuses symlinks on the
         // way: a snapshot's links are hostile (Specs/cargo.md, "Symlinks in a snapshot").
         try CargoBookkeeping.check(targetDirectory: staging, profiles: record.profileDirectories)
-        let target = try BeneathDirectory(staging)
+        let target = try CargoError.repair { () throws(FileError) in try DirectoryDescriptor(opening: staging) }
         let units = BuildInputs.units(
             targetDirectory: staging, profileDirectories: record.profileDirectories,
             workspaceRoot: root.workspaceRoot(relative: record.workspaceDirectory))
@@ -187,13 +188,15 @@ public struct FreshnessRepair: Sendable {
         if !atBuildRoot { invalidated += try invalidateUnitsNamingTheBuildRoot(in: target) }
         plan.report.unitsInvalidated = invalidated
         for profile in record.profileDirectories where target.kind(profile + "/.fingerprint") == S_IFDIR {
-            try target.rename(in: profile, from: ".fingerprint", to: Self.hiddenFingerprints)
+            try CargoError.repair { () throws(FileError) in
+                try target.rename(in: profile, from: ".fingerprint", to: Self.hiddenFingerprints)
+            }
         }
     }
 
     /// Units that depend on an input outside the checkout whose content is not the one CI built with.
     private func invalidateChangedExternalInputs(
-        _ units: [BuildInputs.Unit], in target: BeneathDirectory
+        _ units: [BuildInputs.Unit], in target: DirectoryDescriptor
     ) throws(CargoError) -> (changed: Int, invalidated: Int) {
         let known = Dictionary(
             record.externalInputs.map { (Array($0.path.utf8), $0.digest) }, uniquingKeysWith: { first, _ in first })
@@ -224,7 +227,7 @@ public struct FreshnessRepair: Sendable {
     /// relative to their package, which is not resolved here, so with any such link the build scripts of the
     /// checkout's own packages that watch relative paths rerun (registry packages cannot watch our files).
     private func invalidateChangedLinks(
-        _ units: [BuildInputs.Unit], plan: Plan, in target: BeneathDirectory
+        _ units: [BuildInputs.Unit], plan: Plan, in target: DirectoryDescriptor
     ) throws(CargoError) -> Int {
         guard !plan.changedLinks.isEmpty else { return 0 }
         let paths = Set(plan.changedLinks.map { BuildInputs.normalised(root.workspace + "/" + $0) })
@@ -258,9 +261,9 @@ public struct FreshnessRepair: Sendable {
 
     /// Removes what makes cargo consider a unit fresh: a build script's `output` (the script reruns), or the
     /// fingerprint folders of a compiled unit (it recompiles).
-    private func invalidate(_ unit: BuildInputs.Unit, in target: BeneathDirectory) throws(CargoError) -> Int {
+    private func invalidate(_ unit: BuildInputs.Unit, in target: DirectoryDescriptor) throws(CargoError) -> Int {
         if unit.isBuildScriptRun {
-            try target.remove(unit.file)
+            try CargoError.repair { () throws(FileError) in try target.remove(unit.file) }
             return 1
         }
         // deps/<crate>-<hash>.d and build/<package>-<hash>/<name>-<hash>.d belong to .fingerprint/<package>-<hash>/.
@@ -270,7 +273,7 @@ public struct FreshnessRepair: Sendable {
         let fingerprints = unit.profile + "/.fingerprint"
         var removed = 0
         for folder in target.names(fingerprints) where folder.hasSuffix("-" + hash) {
-            try target.remove(fingerprints + "/" + folder)
+            try CargoError.repair { () throws(FileError) in try target.remove(fingerprints + "/" + folder) }
             removed += 1
         }
         return removed
@@ -278,7 +281,7 @@ public struct FreshnessRepair: Sendable {
 
     /// Outside the build root, an absolute build-root path in a fingerprint points at nothing (or, worse, at a
     /// stale copy): those units rebuild.
-    private func invalidateUnitsNamingTheBuildRoot(in target: BeneathDirectory) throws(CargoError) -> Int {
+    private func invalidateUnitsNamingTheBuildRoot(in target: DirectoryDescriptor) throws(CargoError) -> Int {
         let needle = Array(root.path.utf8)
         var removed = 0
         for profile in record.profileDirectories {
@@ -291,7 +294,7 @@ public struct FreshnessRepair: Sendable {
                     return bytes.firstRange(of: needle) != nil
                 }
                 guard mentionsRoot else { continue }
-                try target.remove(unit)
+                try CargoError.repair { () throws(FileError) in try target.remove(unit) }
                 removed += 1
             }
         }
@@ -312,28 +315,27 @@ public struct FreshnessRepair: Sendable {
         ParallelWork.forEach(plan.files) { (_: Int, stamp: Stamp) in
             // Edited since the plan looked: it is changed now, whatever it was then.
             let time = stamp.seen == FileIdentity(stamp.path) ? (stamp.time ?? floor) : floor
-            if !setModificationTime(stamp.path, time) && errno != ENOENT {
-                let error = CargoError.repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
+            do throws(CargoError) {
+                try setModificationTime(stamp.path, time)
+            } catch {
                 failure.withLock { if $0 == nil { $0 = error } }
             }
         }
         if let error = failure.withLock({ $0 }) { throw error }
         for path in plan.untracked {
             guard let mtime = modificationTime(path), mtime < floor else { continue }
-            guard setModificationTime(path, floor) || errno == ENOENT else {
-                throw .repairFailed(path: path, reason: String(cString: strerror(errno)))
-            }
+            try setModificationTime(path, floor)
             report.untrackedTouched += 1
         }
         for stamp in plan.directories {
-            guard setModificationTime(stamp.path, stamp.time ?? floor) || errno == ENOENT else {
-                throw .repairFailed(path: stamp.path, reason: String(cString: strerror(errno)))
-            }
+            try setModificationTime(stamp.path, stamp.time ?? floor)
         }
         // Relative to the target's descriptor, refusing symlinks on the way (the staging check already did).
-        let target = try BeneathDirectory(targetDirectory)
+        let target = try CargoError.repair { () throws(FileError) in try DirectoryDescriptor(opening: targetDirectory) }
         for profile in record.profileDirectories where target.kind(profile + "/" + Self.hiddenFingerprints) == S_IFDIR {
-            try target.rename(in: profile, from: Self.hiddenFingerprints, to: ".fingerprint")
+            try CargoError.repair { () throws(FileError) in
+                try target.rename(in: profile, from: Self.hiddenFingerprints, to: ".fingerprint")
+            }
         }
         return report
     }

@@ -1,5 +1,6 @@
 import Foundation
 import KindlingStore
+import KindlingSystem
 
 /// `target/.kindling-restored`: which snapshot a target directory was restored from, and when. A target with
 /// files newer than its marker, or with no marker at all, holds local work that a restore must not discard.
@@ -31,7 +32,8 @@ public struct RestoreMarker: Codable, Sendable {
 
     public static func read(targetDirectory: String) -> RestoreMarker? {
         // Not through a symlink a snapshot could have put at the marker's name.
-        guard let target = try? BeneathDirectory(targetDirectory), let bytes = target.read(fileName, limit: 1 << 16)
+        guard let target = try? DirectoryDescriptor(opening: targetDirectory),
+            let bytes = target.read(fileName, limit: 1 << 16)
         else { return nil }
         return try? JSONDecoder().decode(RestoreMarker.self, from: Data(bytes))
     }

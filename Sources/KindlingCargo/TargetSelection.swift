@@ -1,6 +1,7 @@
 import Foundation
 public import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// Which parts of a target directory a snapshot holds (Specs/cargo.md, "What is captured"):
 ///

@@ -1,10 +1,7 @@
 import Foundation
+import KindlingSystem
 import NIOCore
 import Synchronization
-
-#if canImport(Glibc)
-    import Glibc
-#endif
 
 /// Bounds on what remote peers can make a node hold before they are known (Specs/wire.md, "Limits"): sockets
 /// still in their handshake, per source address and in all, and a reserve of descriptors that no socket may take.
@@ -164,39 +161,30 @@ public struct ConnectionCounters: Sendable, Codable, Equatable {
     public var evictedPeers = 0
 }
 
-/// The process's open-files limit.
+/// How many descriptors the node may use (the calls are `ResourceLimits`'; the choices are here).
 public enum DescriptorLimit {
-    /// The soft RLIMIT_NOFILE now.
+    /// The soft RLIMIT_NOFILE now (1024, the usual default, when it cannot be read).
     public static var current: Int {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return 1024 }
-        return min(Int(clamping: limit.rlim_cur), Int(Int32.max))  // RLIM_INFINITY is UInt.max
+        guard let limit = try? ResourceLimits.openFiles() else { return 1024 }
+        return min(limit.soft, Int(Int32.max))  // RLIM_INFINITY reads as Int.max
     }
 
     /// Raises the soft RLIMIT_NOFILE to the hard limit (at most 2^20: nobody needs more, and some kernels refuse
-    /// more than `nr_open`). Returns the soft limit before and after.
+    /// more than `nr_open`). Returns the soft limit before and after; a refused raise leaves it as it was.
     @discardableResult
     public static func raiseSoftToHard() -> (before: Int, after: Int) {
-        var limit = rlimit()
-        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return (current, current) }
-        let before = Int(clamping: limit.rlim_cur)
-        let target = min(limit.rlim_max, rlim_t(1 << 20))
-        if limit.rlim_cur < target {
-            limit.rlim_cur = target
-            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        guard var limit = try? ResourceLimits.openFiles() else { return (current, current) }
+        let before = limit.soft
+        let target = min(limit.hard, 1 << 20)
+        if limit.soft < target {
+            limit.soft = target
+            try? ResourceLimits.setOpenFiles(limit)
         }
         return (before, current)
     }
 
-    /// Descriptors open in this process (entries of `/proc/self/fd`, less the one reading it); nil where that
-    /// cannot be read (no procfs, or no descriptor left to open it).
+    /// Descriptors open in this process; nil where that cannot be read (no procfs, or no descriptor left).
     public static func openDescriptors() -> Int? {
-        guard let directory = opendir("/proc/self/fd") else { return nil }
-        defer { closedir(directory) }
-        var count = 0
-        while let entry = readdir(directory) {
-            if entry.pointee.d_name.0 != 0x2E { count += 1 }
-        }
-        return max(0, count - 1)
+        ResourceLimits.openDescriptorCount()
     }
 }

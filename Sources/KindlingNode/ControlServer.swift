@@ -3,6 +3,7 @@ import KindlingCrypto
 import KindlingManifest
 import KindlingMesh
 import KindlingSnapshot
+import KindlingSystem
 import Logging
 import NIOCore
 import NIOPosix
@@ -22,12 +23,15 @@ struct ControlServer {
     /// made 0600, and only then renamed into place.
     func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
         let parent = (path as NSString).deletingLastPathComponent
-        var template = Array((parent + "/.ctl-XXXXXX").utf8CString)
-        guard let made = template.withUnsafeMutableBufferPointer({ $0.baseAddress.flatMap { mkdtemp($0) } }) else {
-            throw NodeError.cannotListen("cannot create a private directory in \(parent) (\(String(cString: strerror(errno)))); check that the store folder is writable")
+        let directory: String
+        do throws(FileError) {
+            directory = try FileSystem.makePrivateDirectory(prefix: parent + "/.ctl-")
+        } catch {
+            throw NodeError.cannotListen(
+                "cannot create a private directory in \(parent) (\(error.errno)); check that the store folder is "
+                    + "writable")
         }
-        let directory = String(cString: made)
-        defer { rmdir(directory) }
+        defer { try? FileSystem.removeEmptyDirectory(directory) }
         let staging = directory + "/s"
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: true) { channel in
@@ -36,11 +40,15 @@ struct ControlServer {
                 }
             }
         // Only the node's user may talk to it.
-        if chmod(staging, 0o600) != 0 || rename(staging, path) != 0 {
-            let reason = String(cString: strerror(errno))
+        do throws(FileError) {
+            try FileSystem.setMode(staging, 0o600)
+            try FileSystem.rename(staging, to: path)
+        } catch {
             try? await server.executeThenClose { _ in }
-            unlink(staging)
-            throw NodeError.cannotListen("cannot put the control socket at \(path) with mode 0600 (\(reason)); check the store folder's permissions")
+            try? FileSystem.removeFile(staging)
+            throw NodeError.cannotListen(
+                "cannot put the control socket at \(path) with mode 0600 (\(error.errno)); check the store folder's "
+                    + "permissions")
         }
         return server
     }
@@ -61,7 +69,7 @@ struct ControlServer {
         } catch {
             logger.debug("control socket closed", metadata: ["error": "\(error)"])
         }
-        unlink(path)
+        try? FileSystem.removeFile(path)
     }
 
     private func handle(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {

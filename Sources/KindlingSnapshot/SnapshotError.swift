@@ -1,5 +1,6 @@
 public import KindlingManifest
 public import KindlingStore
+public import KindlingSystem
 
 /// What can go wrong capturing or restoring a tree. Each message says what to do next.
 public enum SnapshotError: Error, Sendable, CustomStringConvertible {

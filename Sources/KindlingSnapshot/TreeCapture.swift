@@ -3,6 +3,7 @@ public import KindlingChunking
 import KindlingCrypto
 public import KindlingManifest
 public import KindlingStore
+import KindlingSystem
 import Synchronization
 
 /// Progress of a long operation: bytes done out of bytes in all.
@@ -144,8 +145,8 @@ public struct TreeCapture: Sendable {
                     result.size += chunk.count
                 })
             // A file that a running build rewrote under us would give a manifest that matches no real state.
-            var info = stat()
-            guard fstat(file.descriptor, &info) == 0 else { throw .file(FileError("inspecting", path)) }
+            let info: stat
+            do throws(FileError) { info = try file.status() } catch { throw .file(error) }
             let mtime = ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
             guard mtime == item.modificationTime, Int(info.st_size) == result.size else {
                 throw .changed
@@ -153,7 +154,7 @@ public struct TreeCapture: Sendable {
         } catch {
             switch error {
             case .changed: throw .changedDuringCapture(path: path)
-            case .file(let failure) where failure.code == ENOENT: throw .changedDuringCapture(path: path)
+            case .file(let failure) where failure.errno == .noSuchFile: throw .changedDuringCapture(path: path)
             case .file(let failure): throw .file(failure)
             case .store(let failure): throw .store(failure)
             }

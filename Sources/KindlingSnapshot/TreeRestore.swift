@@ -1,8 +1,8 @@
-import CKindlingShims
 import Glibc
 import KindlingCrypto
 public import KindlingManifest
 public import KindlingStore
+import KindlingSystem
 import Synchronization
 
 /// What a restore wrote.
@@ -50,9 +50,10 @@ public struct TreeRestore: Sendable {
         do throws(FileError) { try FileSystem.createDirectories(parentPath) } catch { throw .file(error) }
         let parent: DirectoryDescriptor
         do throws(FileError) { parent = try DirectoryDescriptor(opening: parentPath) } catch { throw .file(error) }
-        var info = stat()
-        let destinationExists = fstatat(parent.descriptor, name, &info, AT_SYMLINK_NOFOLLOW) == 0
-        if destinationExists {
+        let existing: stat?
+        do throws(FileError) { existing = try parent.status(named: name.utf8) } catch { throw .file(error) }
+        let destinationExists = existing != nil
+        if let info = existing {
             guard info.st_mode & S_IFMT == S_IFDIR else { throw .notADirectory(path: destination) }
             let contents: [[UInt8]]
             do throws(FileError) { contents = try parent.openDirectory(name).names() } catch { throw .file(error) }
@@ -70,10 +71,12 @@ public struct TreeRestore: Sendable {
         }
 
         Self.removeAbandonedStaging(in: parent, name: name)
-        let stagingName = "." + name + Self.stagingMarker + "\(getpid())-" + FileSystem.randomName()
+        let stagingName = "." + name + Self.stagingMarker + "\(ProcessControl.processID)-" + FileSystem.randomName()
         let stagingPath = (parentPath == "/" ? "" : parentPath) + "/" + stagingName
-        guard mkdirat(parent.descriptor, stagingName, 0o700) == 0 else {
-            throw .file(FileError("creating staging directory", stagingPath))
+        do throws(FileError) {
+            try parent.makeNewDirectory(named: stagingName.utf8, mode: 0o700)
+        } catch {
+            throw .file(error)
         }
 
         var summary = RestoreSummary()
@@ -88,24 +91,22 @@ public struct TreeRestore: Sendable {
                 do { try prepare(stagingPath) } catch { throw .preparation(String(describing: error)) }
             }
             // The staging directory was private while being filled; the result gets an ordinary directory mode.
-            guard fchmod(staging.descriptor, 0o777 & ~umask) == 0 else {
-                throw .file(FileError("setting mode of", stagingPath))
-            }
+            do throws(FileError) { try staging.setMode(0o777 & ~umask) } catch { throw .file(error) }
             try Self.makeDurable(staging, workers: workers)
-            if destinationExists {
-                guard ckindling_exchangeat(parent.descriptor, stagingName, parent.descriptor, name) == 0 else {
-                    throw .file(FileError("swapping in", destination))
+            do throws(FileError) {
+                if destinationExists {
+                    try parent.exchange(named: stagingName, with: name)
+                    summary.replaced = true
+                    // The staging name now holds the old contents.
+                    try? parent.removeTree(named: Array(stagingName.utf8))
+                } else {
+                    try parent.moveWithoutReplacing(named: stagingName, to: name)
                 }
-                summary.replaced = true
-                // The staging name now holds the old contents.
-                try? FileSystem.removeTree(named: Array(stagingName.utf8), in: parent.descriptor, path: parentPath)
-            } else {
-                guard ckindling_renameat_noreplace(parent.descriptor, stagingName, parent.descriptor, name) == 0 else {
-                    throw .file(FileError("moving into place", destination))
-                }
+            } catch {
+                throw .file(error)
             }
         } catch {
-            try? FileSystem.removeTree(named: Array(stagingName.utf8), in: parent.descriptor, path: parentPath)
+            try? parent.removeTree(named: Array(stagingName.utf8))
             throw error
         }
         do throws(StoreError) { try store.flushUsage() } catch { throw .store(error) }
@@ -126,9 +127,7 @@ public struct TreeRestore: Sendable {
         for entry in entries where entry.kind == .directory {
             let (parent, leaf) = Self.splitRelative(entry.path)
             let directory = try Self.openParent(parent, in: staging)
-            guard mkdirat(directory.descriptor, cPath(leaf), 0o700) == 0 || errno == EEXIST else {
-                throw .file(FileError("creating directory", staging.path + "/" + entry.path))
-            }
+            do throws(FileError) { try directory.makeDirectory(named: leaf, mode: 0o700) } catch { throw .file(error) }
             summary.directories += 1
         }
         let files = entries.filter { $0.kind == .file }.sorted { $0.size > $1.size }
@@ -145,26 +144,23 @@ public struct TreeRestore: Sendable {
         for entry in entries where entry.kind == .symlink {
             let (parent, leaf) = Self.splitRelative(entry.path)
             let directory = try Self.openParent(parent, in: staging)
-            let shown = staging.path + "/" + entry.path
-            guard symlinkat(entry.symlinkTarget ?? "", directory.descriptor, cPath(leaf)) == 0 else {
-                throw .file(FileError("creating symlink", shown))
-            }
-            var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
-            guard utimensat(directory.descriptor, cPath(leaf), &times, AT_SYMLINK_NOFOLLOW) == 0 else {
-                throw .file(FileError("setting times of", shown))
+            do throws(FileError) {
+                try directory.makeSymlink(named: leaf, pointingTo: entry.symlinkTarget ?? "")
+                try directory.setTimes(named: leaf, nanoseconds: entry.modificationTime)
+            } catch {
+                throw .file(error)
             }
             summary.symlinks += 1
         }
         // Directory modes and times last, deepest first: writing into a directory changes its mtime.
         for entry in entries.reversed() where entry.kind == .directory {
-            let shown = staging.path + "/" + entry.path
-            let directory: DirectoryDescriptor
-            do throws(FileError) { directory = try staging.openDirectory(entry.path) } catch { throw .file(error) }
-            guard fchmod(directory.descriptor, mode_t(entry.mode) & ~mask) == 0 else {
-                throw .file(FileError("setting mode of", shown))
+            do throws(FileError) {
+                let directory = try staging.openDirectory(entry.path)
+                try directory.setMode(mode_t(entry.mode) & ~mask)
+                try directory.setTimes(nanoseconds: entry.modificationTime)
+            } catch {
+                throw .file(error)
             }
-            var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
-            guard futimens(directory.descriptor, &times) == 0 else { throw .file(FileError("setting times of", shown)) }
         }
         return summary
     }
@@ -175,11 +171,8 @@ public struct TreeRestore: Sendable {
     ) throws(SnapshotError) {
         let (parent, leaf) = splitRelative(entry.path)
         let directory = try openParent(parent, in: staging)
-        let path = staging.path + "/" + entry.path
-        let descriptor = openat(
-            directory.descriptor, cPath(leaf), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw .file(FileError("opening", path)) }
-        let file = PosixFile(descriptor: descriptor, path: path)
+        let file: PosixFile
+        do throws(FileError) { file = try directory.createFile(named: leaf, mode: 0o600) } catch { throw .file(error) }
         for chunk in entry.chunks {
             // Verified against its id by the store before it gets here (invariant 2).
             let bytes: [UInt8]
@@ -190,13 +183,14 @@ public struct TreeRestore: Sendable {
             }
             do throws(FileError) { try file.write(bytes) } catch { throw .file(error) }
         }
-        guard fchmod(file.descriptor, mode_t(entry.mode) & ~mask) == 0 else {
-            throw .file(FileError("setting mode of", path))
+        do throws(FileError) {
+            try file.setMode(mode_t(entry.mode) & ~mask)
+            try file.setTimes(nanoseconds: entry.modificationTime)
+        } catch {
+            throw .file(error)
         }
-        var times = [timespec(entry.modificationTime), timespec(entry.modificationTime)]
-        guard futimens(file.descriptor, &times) == 0 else { throw .file(FileError("setting times of", path)) }
         // The disk works while the other files are decompressed: the flush before the swap then waits far less.
-        _ = ckindling_start_writeback(file.descriptor)
+        file.startWriteback()
     }
 
     /// The directory holding an entry, opened below the staging folder without following links; missing
@@ -237,9 +231,10 @@ public struct TreeRestore: Sendable {
                 let directory = try staging.openDirectory(bytes: relative)
                 for name in try directory.names() {
                     let path = relative.isEmpty ? name : relative + [UInt8(ascii: "/")] + name
-                    var info = stat()
-                    guard fstatat(directory.descriptor, cPath(name), &info, AT_SYMLINK_NOFOLLOW) == 0 else {
-                        throw FileError("inspecting", staging.path + "/" + String(decoding: path, as: UTF8.self))
+                    guard let info = try directory.status(named: name) else {
+                        throw FileError(
+                            call: "fstatat", "inspecting", staging.path + "/" + String(decoding: path, as: UTF8.self),
+                            errno: .noSuchFile)
                     }
                     switch info.st_mode & S_IFMT {
                     case S_IFDIR: directories.append(path)
@@ -252,22 +247,14 @@ public struct TreeRestore: Sendable {
             throw .file(error)
         }
         try ParallelWork.forEach(files, workers: workers) { (_: Int, path: [UInt8]) throws(SnapshotError) in
-            try flush(path, in: staging, flags: O_RDONLY, dataOnly: true)
+            do throws(FileError) {
+                try staging.openFile(bytes: path, flags: O_RDONLY).waitForWriteback()
+            } catch {
+                throw .file(error)
+            }
         }
         for directory in directories.reversed() {
-            try flush(directory, in: staging, flags: O_RDONLY | O_DIRECTORY, dataOnly: false)
-        }
-    }
-
-    private static func flush(
-        _ path: [UInt8], in staging: DirectoryDescriptor, flags: Int32, dataOnly: Bool
-    ) throws(SnapshotError) {
-        let descriptor: Int32
-        do throws(FileError) { descriptor = try staging.open(bytes: path, flags: flags) } catch { throw .file(error) }
-        defer { close(descriptor) }
-        let result = dataOnly ? ckindling_wait_writeback(descriptor) : fsync(descriptor)
-        guard result == 0 else {
-            throw .file(FileError("flushing", staging.path + "/" + String(decoding: path, as: UTF8.self)))
+            do throws(FileError) { try staging.openDirectory(bytes: directory).sync() } catch { throw .file(error) }
         }
     }
 
@@ -277,19 +264,18 @@ public struct TreeRestore: Sendable {
     /// such a name, in a parent others can write, is left alone.
     static func removeAbandonedStaging(in parent: DirectoryDescriptor, name: String) {
         let prefix = Array(("." + name + stagingMarker).utf8)
-        let user = geteuid()
+        let user = ProcessControl.effectiveUserID
         for candidate in (try? parent.names()) ?? [] where candidate.starts(with: prefix) {
             let rest = candidate[prefix.count...].split(separator: UInt8(ascii: "-"), omittingEmptySubsequences: false)
             guard rest.count == 2, let pid = Int32(String(decoding: rest[0], as: UTF8.self)), pid > 0,
                 !rest[1].isEmpty, rest[1].allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) })
             else { continue }
-            var info = stat()
-            guard fstatat(parent.descriptor, cPath(candidate), &info, AT_SYMLINK_NOFOLLOW) == 0,
+            guard let info = (try? parent.status(named: candidate)) ?? nil,
                 info.st_mode & S_IFMT == S_IFDIR, info.st_uid == user
             else { continue }
-            if kill(pid, 0) != 0 && errno == ESRCH {
+            if !ProcessControl.isAlive(pid) {
                 // The owner is checked again on the open directory: a swap after the check above changes nothing.
-                try? FileSystem.removeTree(named: candidate, in: parent.descriptor, path: parent.path, owner: user)
+                try? parent.removeTree(named: candidate, owner: user)
             }
         }
     }
@@ -313,49 +299,15 @@ public struct TreeRestore: Sendable {
         if chain.contains(store) { throw .destinationInStore(path: destination, store: storeRoot) }
     }
 
-    struct FileIdentity: Hashable {
-        var device: UInt64
-        var inode: UInt64
-        init(_ info: stat) {
-            device = UInt64(info.st_dev)
-            inode = UInt64(info.st_ino)
-        }
-    }
-
-    /// The identities of a directory and of every directory above it, up to "/", following "..".
-    static func ancestry(of descriptor: Int32) -> [FileIdentity] {
-        var chain: [FileIdentity] = []
-        var current = openat(descriptor, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        defer { if current >= 0 { close(current) } }
-        while current >= 0 && chain.count < 4096 {
-            var info = stat()
-            guard fstat(current, &info) == 0 else { break }
-            let identity = FileIdentity(info)
-            if chain.last == identity { break }  // "/" is its own parent
-            chain.append(identity)
-            let up = openat(current, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            close(current)
-            current = up
-        }
-        return chain
-    }
-
     static func ancestry(ofPath path: String) -> [FileIdentity]? {
-        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { return nil }
-        defer { close(descriptor) }
-        return ancestry(of: descriptor)
+        (try? DirectoryDescriptor(opening: path))?.ancestry()
     }
 
     static func normalised(_ path: String) -> String {
         var path = path
         while path.count > 1 && path.hasSuffix("/") { path.removeLast() }
         if !path.hasPrefix("/") {
-            var buffer = [CChar](repeating: 0, count: Int(PATH_MAX))
-            if getcwd(&buffer, buffer.count) != nil {
-                let cwd = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-                path = (cwd == "/" ? "" : cwd) + "/" + path
-            }
+            if let cwd = FileSystem.currentDirectory() { path = (cwd == "/" ? "" : cwd) + "/" + path }
         }
         return path
     }
@@ -367,8 +319,3 @@ public struct TreeRestore: Sendable {
     }
 }
 
-extension timespec {
-    init(_ nanoseconds: UInt64) {
-        self.init(tv_sec: Int(nanoseconds / 1_000_000_000), tv_nsec: Int(nanoseconds % 1_000_000_000))
-    }
-}

@@ -1,6 +1,7 @@
 import Glibc
 import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// One item found on disk by `TreeWalker`.
 struct FoundItem: Sendable {
@@ -39,11 +40,9 @@ struct TreeWalker {
         for name in names.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }) {
             let path = relative.isEmpty ? name : relative + "/" + name
             let full = root + "/" + path
-            var info = stat()
-            guard lstat(full, &info) == 0 else {
-                if errno == ENOENT { continue }  // removed while walking: it is not part of the tree
-                throw .file(FileError("inspecting", full))
-            }
+            let found: stat?
+            do throws(FileError) { found = try FileSystem.status(full) } catch { throw .file(error) }
+            guard let info = found else { continue }  // removed while walking: it is not part of the tree
             let mtime = ManifestLimits.modificationTime(seconds: info.st_mtim.tv_sec, nanoseconds: info.st_mtim.tv_nsec)
             let mode = UInt32(info.st_mode) & ManifestLimits.maxMode
             switch info.st_mode & S_IFMT {
@@ -69,22 +68,19 @@ struct TreeWalker {
 
     /// Directory entry names, refusing names that are not valid UTF-8 (the manifest format stores UTF-8).
     private static func rawNames(in directory: String) throws(SnapshotError) -> [String] {
-        guard let handle = opendir(directory) else { throw .file(FileError("listing", directory)) }
-        defer { closedir(handle) }
+        let raw: [[UInt8]]
+        do throws(FileError) { raw = try FileSystem.rawContents(of: directory) } catch { throw .file(error) }
         var names: [String] = []
-        while let entry = readdir(handle) {
-            let bytes = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix(while: { $0 != 0 })) }
+        for bytes in raw {
             guard let name = String(validating: bytes, as: UTF8.self) else { throw .pathNotUTF8(parent: directory) }
-            if name != "." && name != ".." { names.append(name) }
+            names.append(name)
         }
         return names
     }
 
     private static func readLink(_ path: String) throws(SnapshotError) -> String {
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        let count = readlink(path, &buffer, buffer.count - 1)
-        guard count > 0 else { throw .file(FileError("reading link", path)) }
-        let bytes = buffer[0..<count].map { UInt8(bitPattern: $0) }
+        let bytes: [UInt8]
+        do throws(FileError) { bytes = try FileSystem.linkTarget(path) } catch { throw .file(error) }
         guard let target = String(validating: bytes, as: UTF8.self) else { throw .pathNotUTF8(parent: path) }
         return target
     }

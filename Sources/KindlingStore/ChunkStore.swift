@@ -1,7 +1,7 @@
-import CKindlingShims
 import Foundation
 public import KindlingCrypto
 public import KindlingManifest
+import KindlingSystem
 import Synchronization
 
 /// The content-addressed store (Specs/store.md): zstd-compressed chunk files under `chunks/`, and an SQLite index
@@ -124,9 +124,9 @@ public final class ChunkStore: Sendable {
             let file = try PosixFile(opening: temporary, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
             try file.write(compressed)
             let destination = chunkPath(id)
-            guard rename(temporary, destination) == 0 else { throw FileError("renaming chunk into", destination) }
+            try FileSystem.rename(temporary, to: destination, operation: "renaming chunk into")
         } catch {
-            unlink(temporary)
+            try? FileSystem.removeFile(temporary)
             throw .file(error)
         }
         pending.withLock { $0[id] = PendingChunk(id: id, plainSize: plainSize, storedSize: compressed.count) }
@@ -156,7 +156,7 @@ public final class ChunkStore: Sendable {
             defer { pending.removeAll() }
             return Array(pending.keys)
         }
-        for id in batch { unlink(chunkPath(id)) }
+        for id in batch { try? FileSystem.removeFile(chunkPath(id)) }
     }
 
     /// Records which chunks were read, so that eviction removes the least recently used first.
@@ -173,10 +173,7 @@ public final class ChunkStore: Sendable {
     /// receiver's CPU time (tools/bench/mesh.py, single transfer). The cost is that a commit also waits for other
     /// programs' dirty pages; downloads commit in the background (SwarmDownload), so they do not stall on it.
     private func syncFileSystem() throws(StoreError) {
-        let descriptor = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard descriptor >= 0 else { throw .file(FileError("opening", root)) }
-        defer { close(descriptor) }
-        guard ckindling_syncfs(descriptor) == 0 else { throw .file(FileError("syncing the filesystem of", root)) }
+        do throws(FileError) { try FileSystem.syncFileSystem(containing: root) } catch { throw .file(error) }
     }
 
     // MARK: Reading chunks
@@ -215,8 +212,8 @@ public final class ChunkStore: Sendable {
             let file = try PosixFile(opening: path, flags: O_RDONLY)
             return try file.readAll(limit: Self.maxStoredChunkBytes)
         } catch {
-            if error.code == ENOENT { throw .missingChunk(id) }
-            if error.code == EFBIG { throw .chunkTooLarge(id, size: Self.maxStoredChunkBytes) }
+            if error.errno == .noSuchFile { throw .missingChunk(id) }
+            if error.errno == .fileTooLarge { throw .chunkTooLarge(id, size: Self.maxStoredChunkBytes) }
             throw .file(error)
         }
     }

@@ -1,4 +1,5 @@
 public import KindlingCrypto
+public import KindlingSystem
 
 /// What can go wrong in the store. Each message names the object and says what to do next.
 public enum StoreError: Error, Equatable, Sendable, CustomStringConvertible {

@@ -1,4 +1,4 @@
-import Glibc
+import KindlingSystem
 
 /// A shared hold on a store that keeps garbage collection out while it lives.
 ///
@@ -8,55 +8,38 @@ import Glibc
 /// in this process or any other: the lease is a shared `flock` on `leases.lock`, gc's is exclusive. The kernel
 /// drops the lock when its holder dies, so a killed publisher never blocks gc for good.
 public final class StoreLease: Sendable {
-    private let descriptor: Int32
+    private let lock: FileLock
 
     /// Takes a shared lease; waits only while a gc is running (gc holds its lock for one pass, not longer).
     init(root: String) throws(StoreError) {
-        descriptor = try Self.openLockFile(root: root)
-        guard Self.lock(descriptor, LOCK_SH) == 0 else {
-            let error = FileError("taking a lease on", root + "/" + Self.fileName)
-            close(descriptor)
+        do throws(FileError) {
+            // With `wait`, the lock is always taken: nil is never returned.
+            guard let lock = try FileLock(path: root + "/" + Self.fileName, mode: .shared) else {
+                throw FileError(call: "flock", "taking a lease on", root + "/" + Self.fileName, errno: .wouldBlock)
+            }
+            self.lock = lock
+        } catch {
             throw .file(error)
         }
     }
 
-    deinit { close(descriptor) }
-
     static let fileName = "leases.lock"
-
-    static func openLockFile(root: String) throws(StoreError) -> Int32 {
-        let path = root + "/" + fileName
-        let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard descriptor >= 0 else { throw .file(FileError("opening", path)) }
-        return descriptor
-    }
-
-    /// `flock`, retried on EINTR.
-    static func lock(_ descriptor: Int32, _ operation: Int32) -> Int32 {
-        while true {
-            let result = flock(descriptor, operation)
-            if result == 0 || errno != EINTR { return result }
-        }
-    }
 }
 
 /// The exclusive side, held by `collectGarbage` for one pass.
 final class GarbageCollectionLock {
-    private let descriptor: Int32
+    private let lock: FileLock
 
     /// Nil when a lease is held and `wait` is false.
     init?(root: String, wait: Bool) throws(StoreError) {
-        let descriptor = try StoreLease.openLockFile(root: root)
-        if StoreLease.lock(descriptor, LOCK_EX | (wait ? 0 : LOCK_NB)) != 0 {
-            let code = errno
-            close(descriptor)
-            if code == EWOULDBLOCK { return nil }
-            throw .file(FileError("locking", root + "/" + StoreLease.fileName, code: code))
+        let path = root + "/" + StoreLease.fileName
+        do throws(FileError) {
+            guard let lock = try FileLock(path: path, mode: .exclusive, wait: wait) else { return nil }
+            self.lock = lock
+        } catch {
+            throw .file(error)
         }
-        self.descriptor = descriptor
     }
-
-    deinit { close(descriptor) }
 }
 
 extension ChunkStore {

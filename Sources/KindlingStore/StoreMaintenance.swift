@@ -1,6 +1,7 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
+import KindlingSystem
 import Synchronization
 
 /// What `gc` did.
@@ -101,7 +102,7 @@ extension ChunkStore {
         }
         // Index first, files second: a crash in between leaves unindexed files, which the sweep below removes.
         try index.deleteChunks(evicted)
-        for id in evicted { unlink(chunkPath(id)) }
+        for id in evicted { try? FileSystem.removeFile(chunkPath(id)) }
         report.evictedChunks = evicted.count
         report.storedBytesAfter = total
 
@@ -111,7 +112,9 @@ extension ChunkStore {
             let directory = root + "/chunks/" + Hex.encode([UInt8(prefix)])
             for name in (try? FileSystem.contents(of: directory)) ?? [] {
                 if let id = Digest(hex: name), indexed.contains(id) { continue }
-                if Self.modificationTime(directory + "/" + name) < cutoff, unlink(directory + "/" + name) == 0 {
+                if Self.modificationTime(directory + "/" + name) < cutoff,
+                    (try? FileSystem.removeFile(directory + "/" + name)) != nil
+                {
                     report.orphanFilesRemoved += 1
                 }
             }
@@ -167,7 +170,7 @@ extension ChunkStore {
         report.badManifests = badManifests.map(\.hex).sorted()
         if repair && !report.isHealthy {
             try index.deleteChunks(state.corrupt + state.missing)
-            for id in state.corrupt { unlink(chunkPath(id)) }
+            for id in state.corrupt { try? FileSystem.removeFile(chunkPath(id)) }
             for id in badManifests { try index.deleteManifest(id) }
             report.repaired = true
         }
@@ -175,8 +178,7 @@ extension ChunkStore {
     }
 
     static func modificationTime(_ path: String) -> TimeInterval {
-        var info = stat()
-        guard lstat(path, &info) == 0 else { return .infinity }
+        guard let info = (try? FileSystem.status(path)) ?? nil else { return .infinity }
         return TimeInterval(info.st_mtim.tv_sec)
     }
 }

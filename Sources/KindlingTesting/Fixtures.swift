@@ -2,6 +2,7 @@ public import Foundation
 public import KindlingCrypto
 public import KindlingManifest
 import KindlingStore
+import KindlingSystem
 
 /// Deterministic test data and keys.
 public enum Fixtures {

@@ -1,5 +1,6 @@
 public import Foundation
 import KindlingStore
+import KindlingSystem
 
 /// A fresh directory under the system temp folder, removed with everything in it when released.
 public final class TemporaryDirectory: Sendable {

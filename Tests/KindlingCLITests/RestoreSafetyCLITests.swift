@@ -2,6 +2,7 @@ import Foundation
 import KindlingCrypto
 import KindlingManifest
 import KindlingStore
+import KindlingSystem
 import KindlingTesting
 import Testing
 

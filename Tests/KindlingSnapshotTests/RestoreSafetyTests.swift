@@ -3,6 +3,7 @@ import KindlingCrypto
 import KindlingManifest
 @testable import KindlingSnapshot
 @testable import KindlingStore
+@testable import KindlingSystem
 import KindlingTesting
 import Synchronization
 import Testing
@@ -77,8 +78,8 @@ struct RestoreSafetyTests {
             let store = try ChunkStore(root: work.file("store"))
             let staging = try DirectoryDescriptor(opening: work.file("staging"))
             // The walk is what runs where openat2 is missing (kernels before 5.6, seccomp): force it.
-            FileSystem.openat2Unavailable.store(walk, ordering: .relaxed)
-            defer { FileSystem.openat2Unavailable.store(false, ordering: .relaxed) }
+            DirectoryDescriptor.openat2Unavailable.store(walk, ordering: .relaxed)
+            defer { DirectoryDescriptor.openat2Unavailable.store(false, ordering: .relaxed) }
             #expect(throws: SnapshotError.self) {
                 try TreeRestore().write(
                     Self.attackEntries(outside: outside), from: store, into: staging, mask: 0, progress: nil)

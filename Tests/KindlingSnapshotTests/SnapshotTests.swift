@@ -3,6 +3,7 @@ import KindlingCrypto
 import KindlingManifest
 import KindlingSnapshot
 @testable import KindlingStore
+import KindlingSystem
 import KindlingTesting
 import Testing
 

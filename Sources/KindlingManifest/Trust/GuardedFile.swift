@@ -1,4 +1,5 @@
 import Glibc
+import KindlingSystem
 
 /// Files whose content decides what a node trusts or whom it talks to (the trust file, a mesh secret, a secret
 /// key). Like ssh with its key files, Kindling refuses one that another local user could have written: the file,
@@ -9,20 +10,20 @@ public enum GuardedFile {
     /// caller's read reports it.
     public static func check(_ path: String, what: String) throws(GuardedFileError) {
         let absolute = absolutePath(path)
-        var info = stat()
-        guard lstat(absolute, &info) == 0 else { return }
+        guard let info = (try? FileSystem.status(absolute)) ?? nil else { return }
         // The path as given (links included), then the file it resolves to.
         try checkEntry(absolute, info: info, what: what, file: path)
         try checkFolders(above: absolute, what: what, file: path)
         guard info.st_mode & S_IFMT == S_IFLNK else { return }
-        guard let resolved = realPath(absolute) else { return }
-        guard stat(resolved, &info) == 0 else { return }
-        try checkEntry(resolved, info: info, what: what, file: path)
+        guard let resolved = FileSystem.resolvingLinks(absolute),
+            let target = (try? FileSystem.status(resolved, followingLinks: true)) ?? nil
+        else { return }
+        try checkEntry(resolved, info: target, what: what, file: path)
         try checkFolders(above: resolved, what: what, file: path)
     }
 
     private static func checkEntry(_ path: String, info: stat, what: String, file: String) throws(GuardedFileError) {
-        let uid = getuid()
+        let uid = ProcessControl.userID
         guard info.st_uid == uid || info.st_uid == 0 else {
             throw .foreignOwner(what: what, file: file, path: path, owner: info.st_uid)
         }
@@ -35,9 +36,8 @@ public enum GuardedFile {
     private static func checkFolders(above path: String, what: String, file: String) throws(GuardedFileError) {
         var folder = parent(of: path)
         while true {
-            var info = stat()
-            guard stat(folder, &info) == 0 else { return }
-            let uid = getuid()
+            guard let info = (try? FileSystem.status(folder, followingLinks: true)) ?? nil else { return }
+            let uid = ProcessControl.userID
             guard info.st_uid == uid || info.st_uid == 0 else {
                 throw .foreignOwner(what: what, file: file, path: folder, owner: info.st_uid)
             }
@@ -51,16 +51,8 @@ public enum GuardedFile {
 
     private static func absolutePath(_ path: String) -> String {
         if path.hasPrefix("/") { return path }
-        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
-        guard getcwd(&buffer, buffer.count) != nil else { return path }
-        let cwd = String(decoding: buffer.prefix(while: { $0 != 0 }).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let cwd = FileSystem.currentDirectory() else { return path }
         return (cwd == "/" ? "" : cwd) + "/" + path
-    }
-
-    private static func realPath(_ path: String) -> String? {
-        guard let resolved = realpath(path, nil) else { return nil }
-        defer { free(resolved) }
-        return String(cString: resolved)
     }
 
     private static func parent(of path: String) -> String {

@@ -1,5 +1,6 @@
 import Foundation
 public import KindlingCrypto
+import KindlingSystem
 
 /// The publisher's secret key on disk (Specs/trust.md, "Secret key file"): one line,
 /// `kindling-ed25519-secret:` and the 32-byte seed in hex, in a file that only its owner may read (0600).
@@ -8,29 +9,33 @@ public enum SecretKeyFile {
 
     /// Creates the file with mode 0600; never overwrites an existing file.
     public static func create(path: String, key: SigningKey) throws(KeyFileError) {
-        let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else {
-            if errno == EEXIST { throw .alreadyExists(path: path) }
-            throw .cannotWrite(path: path, reason: String(cString: strerror(errno)))
+        let file: PosixFile
+        do throws(FileError) {
+            file = try PosixFile(opening: path, flags: O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, mode: 0o600)
+        } catch {
+            if error.errno == .fileExists { throw .alreadyExists(path: path) }
+            throw .cannotWrite(path: path, reason: error.errno.description)
         }
-        defer { close(fd) }
         var text = Array((prefix + Hex.encode(key.seed) + "\n").utf8)
         defer { wipe(&text) }
-        let written = text.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
-        guard written == text.count, fsync(fd) == 0 else {
-            let reason = String(cString: strerror(errno))
-            unlink(path)
-            throw .cannotWrite(path: path, reason: reason)
+        do throws(FileError) {
+            try file.write(text)
+            try file.sync()
+        } catch {
+            try? FileSystem.removeFile(path)
+            throw .cannotWrite(path: path, reason: error.errno.description)
         }
     }
 
     /// Reads the key, refusing a file that others can read or write (like ssh does).
     public static func load(path: String) throws(KeyFileError) -> SigningKey {
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            if errno == ENOENT { throw .missing(path: path) }
-            throw .cannotRead(path: path, reason: String(cString: strerror(errno)))
+        let found: stat?
+        do throws(FileError) {
+            found = try FileSystem.status(path, followingLinks: true)
+        } catch {
+            throw .cannotRead(path: path, reason: error.errno.description)
         }
+        guard let info = found else { throw .missing(path: path) }
         guard info.st_mode & S_IFMT == S_IFREG else { throw .cannotRead(path: path, reason: "not a regular file") }
         let mode = info.st_mode & 0o777
         guard mode & 0o077 == 0 else { throw .tooOpen(path: path, mode: UInt32(mode)) }

@@ -7,6 +7,7 @@ import KindlingMesh
 import KindlingNode
 import KindlingSnapshot
 import KindlingStore
+import KindlingSystem
 
 struct Restore: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
