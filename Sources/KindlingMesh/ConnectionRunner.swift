@@ -104,7 +104,7 @@ struct ConnectionRunner {
         try await outbound.write(seal(session.authFrame(), framing?.sealer))
         let authFrame = try open(try await next(&frames, expecting: "auth"), framing?.opener)
         let identity = try session.receiveAuth(frame: authFrame)
-        if await node.isBanned(identity.nodeID) { throw WireError.closedByPeer(code: 5, message: "banned") }
+        if await node.isBanned(identity.nodeID) { throw WireError.closedByPeer(code: .banned, message: "banned") }
         return (identity, framing)
     }
 

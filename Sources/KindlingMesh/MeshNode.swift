@@ -7,10 +7,7 @@ public import Logging
 public import NIOPosix
 
 /// What we hold of a manifest ourselves.
-enum LocalHolding: Sendable {
-    case complete
-    case partial(Bitset)
-}
+typealias LocalHolding = Availability
 
 /// Work that needs a task of its own: dialling a peer, or running a download.
 enum NodeWork: Sendable {
@@ -175,11 +172,11 @@ public actor MeshNode {
 
     /// Admits a newly authenticated connection, or says why not.
     func admit(_ peer: PeerConnection) -> WireError? {
-        if shuttingDown { return .closedByPeer(code: 9, message: "node is shutting down") }
+        if shuttingDown { return .closedByPeer(code: .shuttingDown, message: "node is shutting down") }
         if let until = bans[peer.nodeID], until > .now {
-            return .closedByPeer(code: 5, message: "banned")
+            return .closedByPeer(code: .banned, message: "banned")
         }
-        if peers[peer.nodeID] != nil { return .closedByPeer(code: 7, message: "already connected") }
+        if peers[peer.nodeID] != nil { return .closedByPeer(code: .alreadyConnected, message: "already connected") }
         if let refusal = makeRoom(for: peer) { return refusal }
         peers[peer.nodeID] = peer
         if let address = peer.listenAddress { learnAddress(HostPort(host: address.host, port: Int(address.port))) }
@@ -220,11 +217,11 @@ public actor MeshNode {
         guard let victim = useless.max(by: { lhs, rhs in
             (bySource[lhs.remoteHost] ?? 0, lhs.connectedAt) < (bySource[rhs.remoteHost] ?? 0, rhs.connectedAt)
         }) else {
-            return .closedByPeer(code: 6, message: "too many peers")
+            return .closedByPeer(code: .tooManyPeers, message: "too many peers")
         }
         gate.noteEvictedPeer()
         logger.info("evicting an idle inbound peer to make room", metadata: ["evicted": "\(victim)", "for": "\(peer)"])
-        victim.closeAfterSending(.error(code: 6, message: "too many peers: making room for another"))
+        victim.closeAfterSending(.error(code: .tooManyPeers, message: "too many peers: making room for another"))
         remove(victim)
         return nil
     }
@@ -253,7 +250,7 @@ public actor MeshNode {
 
     /// Disconnects and bans a peer that lied (a corrupt chunk, a forged announcement, garbage). The Error frame
     /// carries `code` (5, banned, unless the offence has a code of its own) and says for how long.
-    func ban(_ peer: PeerConnection, reason: String, code: Int = 5) {
+    func ban(_ peer: PeerConnection, reason: String, code: RefusalCode = .banned) {
         let now = ContinuousClock.now
         Self.insertBounded(&bans, key: peer.nodeID, value: now + configuration.banDuration, limit: configuration.maxBanRecords) { $0 > now }
         strikes[peer.nodeID] = nil
@@ -410,7 +407,7 @@ public actor MeshNode {
                 setHolding(.complete, of: id, by: peer)
                 if let address = peer.listenAddress { noteHolder(HolderNotice(manifest: id, nodeID: peer.nodeID, host: address.host, port: address.port), from: peer) }
             case .partial(let bitfield):
-                guard let bits = Self.validatedBitfield(bitfield, positions: limit) else {
+                guard let bits = Self.validatedBitfield(bitfield.bytes, positions: limit) else {
                     strike(peer, reason: "availability bitfield beyond the manifest's \(limit) chunks")
                     return
                 }
@@ -722,16 +719,16 @@ public actor MeshNode {
             }
             local[id] = holding
             pendingHaves[id] = nil
-            let bitfield: [UInt8]
+            let bitfield: Bitset
             switch holding {
             case .complete?:
                 for peer in peers.values { peer.send(.have(manifest: id, availability: .complete)) }
                 continue
-            case .partial(let bits)?: bitfield = bits.bytes
-            case nil: bitfield = []
+            case .partial(let bits)?: bitfield = bits
+            case nil: bitfield = Bitset()
             }
             logger.info("snapshot no longer complete here", metadata: ["manifest": "\(id.short)", "chunks held": "\(holding.map { if case .partial(let b) = $0 { b.count } else { 0 } } ?? 0)"])
-            for peer in peers.values { peer.send(.have(manifest: id, availability: .partial(bitfield: bitfield))) }
+            for peer in peers.values { peer.send(.have(manifest: id, availability: .partial(bitfield))) }
         }
     }
 
@@ -888,7 +885,7 @@ public actor MeshNode {
         switch holding {
         case .complete: return .have(manifest: id, availability: .complete)
         case .partial(let bits) where bits.count == 0: return .haveChunks(manifest: id, indices: [])
-        case .partial(let bits): return .have(manifest: id, availability: .partial(bitfield: bits.bytes))
+        case .partial: return .have(manifest: id, availability: holding)
         }
     }
 

@@ -13,7 +13,7 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
     case decryptionFailed
     case selfConnection
     case timeout(String)
-    case closedByPeer(code: Int, message: String)
+    case closedByPeer(code: RefusalCode, message: String)
     case connectionClosed
     /// The connection ended inside a frame: a protocol error, but also what a crashed or killed peer leaves.
     case endedMidFrame
@@ -29,17 +29,17 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 
-    /// The numeric code of an Error frame (Specs/wire.md, "Error codes").
-    public var code: Int {
+    /// The code of an Error frame (Specs/wire.md, "Error codes").
+    public var code: RefusalCode {
         switch self {
-        case .frameTooLarge, .malformed, .unknownMessageType, .unexpectedMessage, .endedMidFrame: return 1
-        case .versionMismatch: return 2
-        case .wrongMesh, .encryptionMismatch: return 3
-        case .authenticationFailed, .decryptionFailed: return 4
-        case .selfConnection: return 7
-        case .timeout: return 8
+        case .frameTooLarge, .malformed, .unknownMessageType, .unexpectedMessage, .endedMidFrame: return .protocolError
+        case .versionMismatch: return .versionMismatch
+        case .wrongMesh, .encryptionMismatch: return .wrongMesh
+        case .authenticationFailed, .decryptionFailed: return .authenticationFailed
+        case .selfConnection: return .alreadyConnected
+        case .timeout: return .timeout
         case .closedByPeer(let code, _): return code
-        case .connectionClosed: return 0
+        case .connectionClosed: return .closed
         }
     }
 
@@ -58,7 +58,8 @@ public enum WireError: Error, Equatable, Sendable, CustomStringConvertible {
         case .decryptionFailed: return "could not decrypt the peer's messages: wrong mesh secret"
         case .selfConnection: return "connected to ourselves"
         case .timeout(let what): return "timed out waiting for \(what)"
-        case .closedByPeer(let code, let message): return "peer closed the connection (code \(code)): \(message)"
+        case .closedByPeer(let code, let message):
+            return "peer closed the connection (code \(code.code), \(code.userText)): \(message)"
         case .connectionClosed: return "connection closed"
         case .endedMidFrame: return "the connection ended inside a frame"
         }

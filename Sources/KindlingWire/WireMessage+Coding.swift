@@ -31,9 +31,9 @@ extension WireMessage {
             switch availability {
             case .complete:
                 w.writeByte(1)
-            case .partial(let bitfield):
+            case .partial(let bits):
                 w.writeByte(0)
-                w.writeBytes(bitfield)
+                w.writeBytes(bits.bytes)
             }
         case .haveChunks(let manifest, let indices):
             w.writeDigest(manifest)
@@ -88,7 +88,7 @@ extension WireMessage {
         case .ping(let nonce), .pong(let nonce):
             w.writeVarint(nonce)
         case .error(let code, let message):
-            w.writeVarint(code)
+            w.writeVarint(code.code)
             w.writeString(Self.truncated(message, toUTF8Bytes: WireLimits.maxErrorMessageBytes))
         }
         return w.bytes
@@ -158,7 +158,7 @@ extension WireMessage {
             let manifest = try r.readDigest("manifest id")
             if try readFlag(&r, "complete flag") { return .have(manifest: manifest, availability: .complete) }
             let bitfield = try r.readBytes("bitfield", maxCount: ManifestLimits.maxChunkReferences / 8)
-            return .have(manifest: manifest, availability: .partial(bitfield: bitfield))
+            return .have(manifest: manifest, availability: .partial(Bitset(bytes: bitfield)))
         case .haveChunks:
             let manifest = try r.readDigest("manifest id")
             let count = try r.readInt("index count", in: 0...WireLimits.maxHaveIndicesPerFrame)
@@ -231,7 +231,7 @@ extension WireMessage {
             return .pong(try r.readVarint("nonce"))
         case .error:
             let code = try r.readInt("error code", in: 0...Int(UInt16.max))
-            return .error(code: code, message: try r.readString("error message", maxCount: WireLimits.maxErrorMessageBytes))
+            return .error(code: RefusalCode(code: code), message: try r.readString("error message", maxCount: WireLimits.maxErrorMessageBytes))
         }
     }
 

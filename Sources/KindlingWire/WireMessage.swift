@@ -71,12 +71,25 @@ public struct Auth: Hashable, Sendable {
     }
 }
 
-/// What a node holds of one manifest.
+/// What a node holds of one manifest: on the wire (Have), what a peer holds as far as we know, and what we hold
+/// ourselves. One type for all three, so that no conversion sits between them.
 public enum Availability: Hashable, Sendable {
     case complete
     /// Bit i (least significant bit first within each byte) is set when the node holds unique chunk i of the
-    /// manifest (unique chunks in order of first appearance in the body).
-    case partial(bitfield: [UInt8])
+    /// manifest (unique chunks in order of first appearance in the body). Its bytes are sent as they are.
+    case partial(Bitset)
+
+    public func has(_ index: Int) -> Bool {
+        switch self {
+        case .complete: return true
+        case .partial(let bits): return bits.contains(index)
+        }
+    }
+
+    public var isComplete: Bool {
+        if case .complete = self { return true }
+        return false
+    }
 }
 
 /// "Node X, reachable at host:port, holds manifest M": how availability spreads beyond direct neighbours.
@@ -137,7 +150,7 @@ public enum WireMessage: Hashable, Sendable {
     case peers([PeerAddress])
     case ping(UInt64)
     case pong(UInt64)
-    case error(code: Int, message: String)
+    case error(code: RefusalCode, message: String)
 
     public var type: MessageType {
         switch self {

@@ -16,7 +16,7 @@ struct BoundsTests {
     }
 
     static func isError(_ code: Int) -> (WireMessage) -> Bool {
-        { if case .error(code, _) = $0 { true } else { false } }
+        { if case .error(let sent, _) = $0 { sent.code == code } else { false } }
     }
 
     @Test("HaveChunks with huge indices and Haves for unknown manifests do not grow what a node tracks; indices beyond a manifest are strikes")
@@ -32,7 +32,7 @@ struct BoundsTests {
                 let full = [UInt8](repeating: 0xff, count: ManifestLimits.maxChunkReferences / 8)
                 for _ in 0..<20 {
                     try await outbound.write(WireMessage.haveChunks(manifest: Self.randomDigest(), indices: [4_194_303]).encoded())
-                    try await outbound.write(WireMessage.have(manifest: Self.randomDigest(), availability: .partial(bitfield: full)).encoded())
+                    try await outbound.write(WireMessage.have(manifest: Self.randomDigest(), availability: .partial(Bitset(bytes: full))).encoded())
                 }
                 // Honest partial availability of the known manifest is tracked, sized by its real chunk count.
                 try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions - 1)]).encoded())
@@ -41,7 +41,7 @@ struct BoundsTests {
                 let strikesBefore = await target.node.status().gossip.strikes
                 // Beyond the manifest: three offences, three strikes, a ban.
                 try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [4_194_303]).encoded())
-                try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .partial(bitfield: full)).encoded())
+                try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .partial(Bitset(bytes: full))).encoded())
                 try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions)]).encoded())
                 let after = await rogue.drain(&frames, timeout: .seconds(5))
                 return (synced != nil, tracked, strikesBefore, after)

@@ -79,7 +79,7 @@ struct GossipTests {
             }
             let ((messages, closedByNode), tamperedID) = outcome
             #expect(closedByNode, "the node must disconnect a peer that forges signatures")
-            #expect(messages.contains { if case .error(5, _) = $0 { true } else { false } })
+            #expect(messages.contains { if case .error(.banned, _) = $0 { true } else { false } })
             #expect(!(await target.catalogContains(untrusted.id)))
             #expect(!(await target.catalogContains(tamperedID)))
             #expect(try target.store.signedHeader(untrusted.id) == nil)
@@ -94,7 +94,7 @@ struct GossipTests {
             let again = try await RogueClient.connect(to: target.port, key: rogue.key)
             let (refusal, refusedAndClosed) = try await again.run { frames, _ in await again.drain(&frames, timeout: .seconds(5)) }
             #expect(refusedAndClosed)
-            #expect(refusal.contains { if case .error(5, _) = $0 { true } else { false } })
+            #expect(refusal.contains { if case .error(.banned, _) = $0 { true } else { false } })
         }
     }
 

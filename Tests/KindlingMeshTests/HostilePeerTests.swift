@@ -88,7 +88,7 @@ struct HostilePeerTests {
     }
 
     static func errorCodes(_ frames: [WireMessage]) -> [Int] {
-        frames.compactMap { if case .error(let code, _) = $0 { code } else { nil } }
+        frames.compactMap { if case .error(let code, _) = $0 { code.code } else { nil } }
     }
 
     @Test("A frame with an absurd length is refused before any of it is buffered, before or after the handshake")

@@ -112,7 +112,7 @@ struct PrivateRefusalTests {
                 }
                 return (opened, clear)
             }
-            #expect(outcome.opened.contains { if case .error(7, _) = $0 { true } else { false } }, "\(outcome)")
+            #expect(outcome.opened.contains { if case .error(.alreadyConnected, _) = $0 { true } else { false } }, "\(outcome)")
             #expect(outcome.clear.isEmpty, "frames in the clear after the stream headers: \(outcome.clear)")
         }
     }

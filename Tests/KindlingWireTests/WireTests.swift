@@ -19,7 +19,7 @@ struct WireMessageTests {
             .auth(Auth(nodeID: key.publicKey, signature: key.sign([1]), listenPort: 7341, capabilities: 1, agent: "kindling/test")),
             .announce(manifest.signed),
             .have(manifest: id, availability: .complete),
-            .have(manifest: id, availability: .partial(bitfield: [0b1010_0001, 0xff])),
+            .have(manifest: id, availability: .partial(Bitset(bytes: [0b1010_0001, 0xff]))),
             .haveChunks(manifest: id, indices: [0, 5, 70_000]),
             .holder(HolderNotice(manifest: id, nodeID: key.publicKey, host: "127.0.0.1", port: 9)),
             .catalogDigest(count: 3, digest: id),
@@ -35,7 +35,7 @@ struct WireMessageTests {
             .getPeers,
             .peers([PeerAddress(nodeID: key.publicKey, host: "::1", port: 65535)]),
             .ping(123), .pong(UInt64.max),
-            .error(code: 3, message: "wrong mesh"),
+            .error(code: .wrongMesh, message: "wrong mesh"),
         ]
     }
 
@@ -68,8 +68,8 @@ struct WireMessageTests {
         for scalar in ["é", "€", "😀", "e\u{301}"] {
             for filler in (limit - 4)...limit {
                 let message = String(repeating: "a", count: filler) + scalar + "zz"
-                let decoded = try WireMessage.decode(WireMessage.error(code: 9, message: message).encoded())
-                guard case .error(9, let text)? = decoded else {
+                let decoded = try WireMessage.decode(WireMessage.error(code: .shuttingDown, message: message).encoded())
+                guard case .error(.shuttingDown, let text)? = decoded else {
                     Issue.record("\(filler) + \(scalar): decoded as \(String(describing: decoded))")
                     continue
                 }

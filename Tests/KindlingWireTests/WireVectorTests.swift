@@ -72,8 +72,8 @@ struct WireVectorTests {
         let chunk = try #require(Digest(hex: String(repeating: "11", count: 32)))
         let expected: [WireMessage] = [
             .ping(300), .getChunk(request: 7, chunk: chunk), .noChunk(request: 7, chunk: chunk, reason: .busy),
-            .have(manifest: chunk, availability: .partial(bitfield: [5])), .catalogDigest(count: 2, digest: chunk),
-            .error(code: 3, message: "wrong mesh"), .noChunk(request: 0, chunk: chunk, reason: .notHeld),
+            .have(manifest: chunk, availability: .partial(Bitset(bytes: [5]))), .catalogDigest(count: 2, digest: chunk),
+            .error(code: .wrongMesh, message: "wrong mesh"), .noChunk(request: 0, chunk: chunk, reason: .notHeld),
             .haveChunks(manifest: chunk, indices: [0, 4_194_303]),
         ]
         let frames = try #require(Self.vectors["frames"] as? [[String: Any]])
@@ -103,8 +103,8 @@ struct WireVectorTests {
             let message = try #require(item["message"] as? String)
             let code = try #require(item["code"] as? Int)
             let body = try Self.frameBody(item["hex"])
-            #expect(WireMessage.error(code: code, message: message).encoded() == body, "\(message.utf8.count) bytes")
-            guard case .error(code, let sent)? = try WireMessage.decode(body) else {
+            #expect(WireMessage.error(code: RefusalCode(code: code), message: message).encoded() == body, "\(message.utf8.count) bytes")
+            guard case .error(RefusalCode(code: code), let sent)? = try WireMessage.decode(body) else {
                 Issue.record("the vector does not decode as an Error")
                 continue
             }

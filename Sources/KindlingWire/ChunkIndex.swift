@@ -59,16 +59,3 @@ public struct Bitset: Hashable, Sendable {
     /// True when every index in `0..<total` is present.
     public func isFull(total: Int) -> Bool { count >= total }
 }
-
-/// What one peer holds of one manifest, as far as we know.
-public enum PeerHoldings: Sendable, Equatable {
-    case complete
-    case partial(Bitset)
-
-    public func has(_ index: Int) -> Bool {
-        switch self {
-        case .complete: return true
-        case .partial(let bits): return bits.contains(index)
-        }
-    }
-}

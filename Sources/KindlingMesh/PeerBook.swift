@@ -1,0 +1,413 @@
+public import KindlingCrypto
+public import KindlingWire
+
+/// Who the node knows, is connected to, dials and has banned: peer bookkeeping as a plain value, with no I/O and
+/// no clock of its own (Specs/wire.md, "Connections", "Limits").
+///
+/// A driver (`MeshNode` over real sockets, or a simulator on virtual time) calls one method per event, passing the
+/// time, and performs the actions returned, in order:
+///
+/// ```swift
+/// var book = PeerBook(configuration: .init(meshConfiguration), seed: 42)
+/// switch book.peerAuthenticated(peer, now: now, idle: { id in noTrafficWith(id) }) {
+/// case .admitted(let actions): perform(actions)
+/// case .refused(let code, let message): sendErrorAndClose(code, message)
+/// }
+/// perform(book.timerFired(now: now))   // at the last `.scheduleTimer` instant, or more often
+/// ```
+///
+/// Peers are named by node id. `.dial` must be answered by `dialFinished` (whether or not the dial connected);
+/// `.disconnect` and `.ban` ask the driver to send an Error frame and close, and then to report `peerDisconnected`.
+public struct PeerBook: Sendable {
+    public typealias Instant = ContinuousClock.Instant
+
+    /// The tunables of `MeshConfiguration` that peer bookkeeping uses.
+    public struct Configuration: Sendable {
+        public var localNodeID: PublicKey
+        public var bootstrapPeers: Set<HostPort>
+        public var maxPeers: Int
+        public var maxInboundPeers: Int
+        public var maxKnownAddresses: Int
+        public var banDuration: Duration
+        public var maxBanRecords: Int
+        public var maxStrikes: Int
+        public var redialBaseDelay: Duration
+        public var redialMaxDelay: Duration
+        public var peerExchange: Bool
+        public var peerExchangeInterval: Duration
+
+        public init(_ mesh: MeshConfiguration) {
+            localNodeID = mesh.nodeKey.publicKey
+            bootstrapPeers = Set(mesh.bootstrapPeers)
+            maxPeers = mesh.maxPeers
+            maxInboundPeers = mesh.maxInboundPeers
+            maxKnownAddresses = mesh.maxKnownAddresses
+            banDuration = mesh.banDuration
+            maxBanRecords = mesh.maxBanRecords
+            maxStrikes = mesh.maxStrikes
+            redialBaseDelay = mesh.redialBaseDelay
+            redialMaxDelay = mesh.redialMaxDelay
+            peerExchange = mesh.peerExchange
+            peerExchangeInterval = mesh.peerExchangeInterval
+        }
+    }
+
+    /// An authenticated connection, as the book sees it.
+    public struct Peer: Sendable, Hashable {
+        public var nodeID: PublicKey
+        /// We opened the connection.
+        public var outbound: Bool
+        /// Where the peer listens (nil: it does not), as others can dial it.
+        public var listenAddress: PeerAddress?
+        /// The address the connection came from: eviction picks from the source with the most idle peers.
+        public var remoteHost: String
+        public var connectedAt: Instant
+
+        public init(
+            nodeID: PublicKey, outbound: Bool, listenAddress: PeerAddress?, remoteHost: String, connectedAt: Instant
+        ) {
+            self.nodeID = nodeID
+            self.outbound = outbound
+            self.listenAddress = listenAddress
+            self.remoteHost = remoteHost
+            self.connectedAt = connectedAt
+        }
+
+        var listenHostPort: HostPort? { listenAddress.map { HostPort(host: $0.host, port: Int($0.port)) } }
+    }
+
+    public enum Action: Sendable, Hashable {
+        case send(WireMessage, to: PublicKey)
+        /// Open a connection to the address; answer with `dialFinished`.
+        case dial(HostPort)
+        /// Send an Error frame with this code and message, then close the connection.
+        case disconnect(PublicKey, code: RefusalCode, message: String)
+        /// The node is banned until `until`: send an Error frame (`code`, `message`) and close its connection.
+        case ban(PublicKey, code: RefusalCode, reason: String, message: String)
+        /// An offence was counted against the node (`count` within `banDuration`); below `maxStrikes`, no ban yet.
+        case strike(PublicKey, reason: String, count: Int)
+        /// A node of our mesh was found on the LAN and its address learned.
+        case discoveredOnLAN(HostPort)
+        /// Call `timerFired` at this instant (or earlier).
+        case scheduleTimer(at: Instant)
+    }
+
+    public enum Admission: Sendable, Hashable {
+        case admitted([Action])
+        case refused(RefusalCode, message: String)
+    }
+
+    /// Failures in a row of something retried, and when to try it again.
+    struct Backoff: Sendable, Hashable {
+        var failures: Int
+        var notBefore: Instant
+    }
+
+    struct StrikeRecord: Sendable, Hashable {
+        var count: Int
+        var expires: Instant
+    }
+
+    public let configuration: Configuration
+    private var random: MeshRandom
+    private(set) var peers: [PublicKey: Peer] = [:]
+    private(set) var listenPort: UInt16 = 0
+    private(set) var knownAddresses: Set<HostPort>
+    private(set) var dialing: Set<HostPort> = []
+    /// When each address may be dialled again (only addresses in `knownAddresses`).
+    private(set) var redial: [HostPort: Backoff] = [:]
+    private(set) var bans: [PublicKey: Instant] = [:]
+    /// Protocol offences per node id (not per connection: reconnecting does not reset them), forgotten after
+    /// `banDuration`.
+    private(set) var strikes: [PublicKey: StrikeRecord] = [:]
+    /// Peers we sent GetPeers and whose answer we wait for: Peers frames nobody asked for are ignored.
+    private(set) var awaitingPeers: Set<PublicKey> = []
+    private(set) var shuttingDown = false
+    public private(set) var counters = Counters()
+    private var nextDialSweep: Instant?
+    private var nextPurge: Instant?
+    private var nextExchange: Instant?
+
+    public struct Counters: Sendable, Hashable {
+        public var bans = 0
+        public var strikes = 0
+        public var lanDiscovered = 0
+        public var evictions = 0
+    }
+
+    /// Dial candidates are looked for once a second, expired bans forgotten every 10 s.
+    static let dialSweepInterval = Duration.seconds(1)
+    static let purgeInterval = Duration.seconds(10)
+
+    public init(configuration: Configuration, seed: UInt64) {
+        self.configuration = configuration
+        random = MeshRandom(seed: seed)
+        knownAddresses = configuration.bootstrapPeers
+    }
+
+    // MARK: Queries
+
+    public var connectedCount: Int { peers.count }
+    public var inboundCount: Int { peers.values.filter { !$0.outbound }.count }
+    public func isConnected(_ id: PublicKey) -> Bool { peers[id] != nil }
+    public func peer(_ id: PublicKey) -> Peer? { peers[id] }
+
+    public func isBanned(_ id: PublicKey, now: Instant) -> Bool {
+        guard let until = bans[id] else { return false }
+        return until > now
+    }
+
+    public func activeBans(now: Instant) -> Int { bans.values.filter { $0 > now }.count }
+
+    /// True when the peer is one of our bootstrap peers that dialled us (same address and listening port).
+    func isBootstrap(_ peer: Peer) -> Bool {
+        guard let address = peer.listenHostPort else { return false }
+        return configuration.bootstrapPeers.contains(address)
+    }
+
+    // MARK: Events
+
+    public mutating func listening(port: UInt16) {
+        listenPort = port
+    }
+
+    public mutating func shutdown() {
+        shuttingDown = true
+    }
+
+    /// A connection finished its handshake. Connections we opened and our bootstrap peers may use every slot; other
+    /// inbound peers only `maxInboundPeers`, so that a flood of them cannot cut the node off from its seeds. When the
+    /// peer's class is full, the least useful inbound peer makes room, but only one that is `idle` (has done nothing
+    /// for us: no chunks either way, no snapshot of our catalog held).
+    public mutating func peerAuthenticated(
+        _ peer: Peer, now: Instant, idle: (PublicKey) -> Bool
+    ) -> Admission {
+        if shuttingDown { return .refused(.shuttingDown, message: "node is shutting down") }
+        if isBanned(peer.nodeID, now: now) { return .refused(.banned, message: "banned") }
+        if peers[peer.nodeID] != nil { return .refused(.alreadyConnected, message: "already connected") }
+        var actions: [Action] = []
+        let privileged = peer.outbound || isBootstrap(peer)
+        let inbound = peers.values.filter { !$0.outbound && !isBootstrap($0) }
+        let full = peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
+        if full {
+            // From the source address with the most idle peers, the youngest: an address flooding us loses its own.
+            let useless = inbound.filter { idle($0.nodeID) }
+            var bySource: [String: Int] = [:]
+            for candidate in useless { bySource[candidate.remoteHost, default: 0] += 1 }
+            let victim = useless.max { lhs, rhs in
+                (bySource[lhs.remoteHost] ?? 0, lhs.connectedAt, lhs.nodeID.text)
+                    < (bySource[rhs.remoteHost] ?? 0, rhs.connectedAt, rhs.nodeID.text)
+            }
+            guard let victim else { return .refused(.tooManyPeers, message: "too many peers") }
+            counters.evictions += 1
+            peerDisconnected(victim.nodeID)
+            actions.append(
+                .disconnect(victim.nodeID, code: .tooManyPeers, message: "too many peers: making room for another"))
+        }
+        peers[peer.nodeID] = peer
+        if let address = peer.listenHostPort { learn(address) }
+        if configuration.peerExchange { actions.append(requestPeers(from: peer.nodeID)) }
+        return .admitted(actions)
+    }
+
+    public mutating func peerDisconnected(_ id: PublicKey) {
+        peers[id] = nil
+        awaitingPeers.remove(id)
+    }
+
+    /// A dial ended: the connection could not be made or was refused (`admitted` false), or it ran and closed.
+    /// Failures back off exponentially (with 20 % jitter) up to `redialMaxDelay`; learned addresses that fail are
+    /// forgotten, bootstrap peers stay and are retried.
+    public mutating func dialFinished(_ address: HostPort, admitted: Bool, now: Instant) {
+        dialing.remove(address)
+        if admitted {
+            redial[address] = Backoff(failures: 0, notBefore: now + configuration.redialBaseDelay)
+            return
+        }
+        guard configuration.bootstrapPeers.contains(address) else {
+            knownAddresses.remove(address)
+            redial[address] = nil
+            return
+        }
+        let failures = min((redial[address]?.failures ?? 0) + 1, 30)
+        let delay = Self.backoffDelay(
+            failures: failures, base: configuration.redialBaseDelay, maximum: configuration.redialMaxDelay,
+            jitter: random.nextDouble(in: 0.8...1.2))
+        redial[address] = Backoff(failures: failures, notBefore: now + delay)
+    }
+
+    /// Asks for a connection to an address, unless one is being dialled or its backoff has not passed.
+    public mutating func requestDial(_ address: HostPort, now: Instant) -> [Action] {
+        guard !dialing.contains(address), !shuttingDown else { return [] }
+        if let backoff = redial[address], backoff.notBefore > now { return [] }
+        dialing.insert(address)
+        return [.dial(address)]
+    }
+
+    /// Someone we are not connected to holds what we are downloading (`GossipState`'s `.dialHolder`).
+    public mutating func holderWanted(_ address: PeerAddress, now: Instant) -> [Action] {
+        guard peers[address.nodeID] == nil, !isBanned(address.nodeID, now: now) else { return [] }
+        let hostPort = HostPort(host: address.host, port: Int(address.port))
+        guard learn(hostPort) else { return [] }
+        return requestDial(hostPort, now: now)
+    }
+
+    /// A node of our mesh announced itself on the LAN.
+    public mutating func lanPeerSeen(_ id: PublicKey, at address: HostPort, now: Instant) -> [Action] {
+        guard id != configuration.localNodeID, peers[id] == nil, !isBanned(id, now: now) else { return [] }
+        guard !knownAddresses.contains(address) else { return requestDial(address, now: now) }
+        var actions: [Action] = []
+        if learn(address) {
+            counters.lanDiscovered += 1
+            actions.append(.discoveredOnLAN(address))
+        }
+        return actions + requestDial(address, now: now)
+    }
+
+    /// A peer asked for peers (GetPeers): the listen addresses of up to `maxPeersPerFrame` others, at random.
+    public mutating func peersRequested(by id: PublicKey) -> [Action] {
+        var addresses = peers.values.filter { $0.nodeID != id }.compactMap(\.listenAddress)
+        addresses.shuffle(using: &random)
+        return [.send(.peers(Array(addresses.prefix(WireLimits.maxPeersPerFrame))), to: id)]
+    }
+
+    /// A Peers frame arrived. Only an answer to our GetPeers is taken: unsolicited lists could fill the address book.
+    public mutating func peersReceived(_ addresses: [PeerAddress], from id: PublicKey, now: Instant) {
+        guard configuration.peerExchange, awaitingPeers.remove(id) != nil else { return }
+        for address in addresses
+        where address.nodeID != configuration.localNodeID && !isBanned(address.nodeID, now: now)
+            && peers[address.nodeID] == nil
+        {
+            learn(HostPort(host: address.host, port: Int(address.port)))
+        }
+    }
+
+    /// Counts a protocol offence against the node id; the `maxStrikes`-th bans it.
+    public mutating func offence(_ id: PublicKey, reason: String, now: Instant) -> [Action] {
+        var record = strikes[id].flatMap { $0.expires > now ? $0 : nil } ?? StrikeRecord(count: 0, expires: now)
+        record.count += 1
+        record.expires = now + configuration.banDuration
+        counters.strikes += 1
+        var actions: [Action] = [.strike(id, reason: reason, count: record.count)]
+        if record.count >= configuration.maxStrikes {
+            actions += ban(id, reason: "\(reason) (\(record.count) offences)", now: now)
+        } else {
+            Self.insertBounded(&strikes, key: id, value: record, limit: configuration.maxBanRecords) { $0.expires > now }
+        }
+        return actions
+    }
+
+    /// Bans a node that lied (a corrupt chunk, a forged announcement, garbage) for `banDuration`. The Error frame
+    /// carries `code` (banned, unless the offence has a code of its own) and says for how long.
+    public mutating func ban(_ id: PublicKey, reason: String, code: RefusalCode = .banned, now: Instant) -> [Action] {
+        Self.insertBounded(&bans, key: id, value: now + configuration.banDuration, limit: configuration.maxBanRecords) {
+            $0 > now
+        }
+        strikes[id] = nil
+        counters.bans += 1
+        peerDisconnected(id)
+        let seconds = Int(configuration.banDuration.seconds)
+        return [.ban(id, code: code, reason: reason, message: "banned for \(seconds) s: \(reason)")]
+    }
+
+    /// Periodic work: dial candidates once a second, forget expired bans and strikes every 10 s, ask peers for more
+    /// peers every `peerExchangeInterval` while below `maxPeers`. Ends with the next `.scheduleTimer`.
+    public mutating func timerFired(now: Instant) -> [Action] {
+        var actions: [Action] = []
+        if nextDialSweep.map({ $0 <= now }) ?? true {
+            nextDialSweep = now + Self.dialSweepInterval
+            for address in dialCandidates(now: now) { actions += requestDial(address, now: now) }
+        }
+        if let due = nextPurge, due <= now {
+            bans = bans.filter { $0.value > now }
+            strikes = strikes.filter { $0.value.expires > now }
+        }
+        if nextPurge.map({ $0 <= now }) ?? true { nextPurge = now + Self.purgeInterval }
+        let exchangeEvery = max(Self.dialSweepInterval, configuration.peerExchangeInterval)
+        if let due = nextExchange, due <= now {
+            if configuration.peerExchange, !shuttingDown, peers.count < configuration.maxPeers {
+                for id in peers.keys.sorted(by: { $0.text < $1.text }) { actions.append(requestPeers(from: id)) }
+            }
+        }
+        if nextExchange.map({ $0 <= now }) ?? true { nextExchange = now + exchangeEvery }
+        let next = [nextDialSweep, nextPurge, nextExchange].compactMap { $0 }.min() ?? now + Self.dialSweepInterval
+        actions.append(.scheduleTimer(at: next))
+        return actions
+    }
+
+    // MARK: Policy
+
+    /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to (nor dialling, nor
+    /// ourselves), whose redial backoff has passed; at most as many as free slots, at random.
+    mutating func dialCandidates(now: Instant) -> [HostPort] {
+        guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
+        let connected = Set(peers.values.compactMap(\.listenHostPort))
+        let port = Int(listenPort)
+        let own: Set<HostPort> = [
+            HostPort(host: "127.0.0.1", port: port), HostPort(host: "::1", port: port),
+            HostPort(host: "localhost", port: port),
+        ]
+        var candidates = knownAddresses.subtracting(connected).subtracting(dialing).subtracting(own)
+            .filter { redial[$0].map { $0.notBefore <= now } ?? true }
+            .sorted { $0.description < $1.description }
+        candidates.shuffle(using: &random)
+        return Array(candidates.prefix(max(0, configuration.maxPeers - peers.count)))
+    }
+
+    private mutating func requestPeers(from id: PublicKey) -> Action {
+        awaitingPeers.insert(id)
+        return .send(.getPeers, to: id)
+    }
+
+    /// Remembers an address to dial later, up to `maxKnownAddresses` learned ones. False when it is full.
+    @discardableResult
+    mutating func learn(_ address: HostPort) -> Bool {
+        if knownAddresses.contains(address) { return true }
+        guard knownAddresses.count < configuration.maxKnownAddresses + configuration.bootstrapPeers.count else {
+            return false
+        }
+        knownAddresses.insert(address)
+        return true
+    }
+
+    /// The wait before the next attempt after `failures` failures in a row: base × 2^(failures − 1), at most
+    /// `maximum`, times `jitter`.
+    static func backoffDelay(failures: Int, base: Duration, maximum: Duration, jitter: Double = 1) -> Duration {
+        let exponent = max(0, min(failures - 1, 62))
+        let delay = min(maximum.seconds, base.seconds * Double(UInt64(1) << UInt64(exponent)))
+        return .milliseconds(Int(delay * jitter * 1000))
+    }
+
+    /// Inserts into a map of at most `limit` records: when full, drops the records that are no longer `live`, and
+    /// if none is, an arbitrary one (a flood of offenders cannot grow the map; the cost is an early pardon).
+    static func insertBounded<Value>(
+        _ map: inout [PublicKey: Value], key: PublicKey, value: Value, limit: Int, live: (Value) -> Bool
+    ) {
+        if map[key] == nil && map.count >= limit {
+            map = map.filter { live($0.value) }
+            if map.count >= limit, let victim = map.keys.first { map[victim] = nil }
+        }
+        map[key] = value
+    }
+}
+
+/// SplitMix64: a small, seedable generator, so that a simulator replays the same run for the same seed.
+public struct MeshRandom: RandomNumberGenerator, Sendable, Hashable {
+    private var state: UInt64
+
+    public init(seed: UInt64) {
+        state = seed
+    }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    mutating func nextDouble(in range: ClosedRange<Double>) -> Double {
+        Double.random(in: range, using: &self)
+    }
+}
