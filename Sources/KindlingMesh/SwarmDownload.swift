@@ -6,15 +6,10 @@ import KindlingWire
 import Logging
 import NIOPosix
 
-/// Fetches one snapshot from many peers at once (Specs/wire.md, "Swarm transfer").
+/// Fetches one snapshot from many peers at once (Specs/wire.md, "Swarm transfer"): the executor of a
+/// `ChunkScheduler`, which decides which chunk to ask of which peer and when. This type owns the sockets, the
+/// timers and the store: it feeds the scheduler what happens and does what it says.
 ///
-/// - a bounded window of requests per peer, grown on success and halved on timeout (AIMD), so fast peers end up
-///   serving most chunks and a slow or overloaded one little;
-/// - rarest first among the peers' holdings, ties broken by a per-download shuffle so downloaders spread out;
-/// - a timed-out, refused or lost request goes back in the queue for someone else: a peer that timed out on a
-///   chunk is not asked for it again while another holder has it, and its latency estimate takes the timeout, so
-///   it sorts behind the peers that answer;
-/// - endgame: once every missing chunk is requested, the last ones are also asked of a second peer;
 /// - every chunk is verified before it is stored (a peer that sends bad bytes is banned, the download goes on);
 /// - progress is committed to the store often, so a killed node resumes where it stopped.
 struct SwarmDownload {
@@ -23,28 +18,17 @@ struct SwarmDownload {
 
     private var configuration: MeshConfiguration { node.configuration }
     private var store: ChunkStore { node.store }
+    typealias SourceID = ChunkScheduler.SourceID
 
     enum Outcome: Sendable {
-        case stored(PeerConnection, position: Int, wireBytes: Int, plainBytes: Int, new: Bool, latency: Duration)
-        case failed(PeerConnection, position: Int, PeerRequestError, after: Duration)
-        case corrupt(PeerConnection, position: Int, reason: String)
+        case stored(SourceID, position: Int, wireBytes: Int, new: Bool, latency: Duration)
+        case failed(SourceID, position: Int, PeerRequestError, after: Duration)
+        case corrupt(SourceID, position: Int, reason: String)
         case storeFailed(StoreError)
         /// A background commit of what was stored so far finished (nil) or failed.
         case committed(StoreError?)
-    }
-
-    /// Requests in flight per peer at most: below the 64 a server serves per peer, so a busy reply means the
-    /// server is loaded overall, not that we asked too much.
-    static let maxWindow = 48
-
-    struct PeerState {
-        var window = 4
-        var inFlight = 0
-        var lacks = Set<Int>()
-        var pausedUntil = ContinuousClock.now
-        var latency: Duration = .milliseconds(50)
-        /// The fastest reply seen: the peer's latency without our own requests queued in front.
-        var fastest: Duration = .seconds(3600)
+        /// A timer the scheduler asked for, set for this instant, went off.
+        case timer(Duration)
     }
 
     func run() async throws -> FetchResult {
@@ -59,17 +43,17 @@ struct SwarmDownload {
         let store = self.store
         let ids = index.chunks.map(\.id)
         let present = try await node.pool.runIfActive { try store.presentChunks(among: ids) }
-        var remaining = Set<Int>()
+        var missing: [Int] = []
         var presentPositions: [Int] = []
         for (position, chunk) in index.chunks.enumerated() {
-            if present.contains(chunk.id) { presentPositions.append(position) } else { remaining.insert(position) }
+            if present.contains(chunk.id) { presentPositions.append(position) } else { missing.append(position) }
         }
         await node.noteChunksPresent(id, positions: presentPositions, total: index.count)
         var result = FetchResult(
             manifest: id, totalBytes: index.totalBytes,
             alreadyLocalBytes: presentPositions.reduce(0) { $0 + index.chunks[$1].length })
-        if !remaining.isEmpty {
-            try await transfer(index: index, remaining: &remaining, result: &result)
+        if !missing.isEmpty {
+            try await transfer(index: index, missing: missing, result: &result)
         }
         try await node.pool.runIfActive { try store.commit() }
         await node.markComplete(id)
@@ -123,233 +107,77 @@ struct SwarmDownload {
 
     // MARK: Chunks
 
-    private func transfer(index: ChunkIndex, remaining: inout Set<Int>, result: inout FetchResult) async throws {
-        let total = index.count
-        let shuffle = (0..<total).shuffled()
-        var peers: [PublicKey: PeerState] = [:]
-        var banned = Set<PublicKey>()
-        var requested: [Int: Set<PublicKey>] = [:]
-        var version = -1
-        var lastRefresh = ContinuousClock.now - .seconds(1)
-        var holders: [(PeerConnection, PeerHoldings)] = []
-        var order: [Int] = []
-        /// Where `order`'s live part begins: positions before it are stored. Picks scan from here, so the scan
-        /// does not grow with the number of chunks already fetched (it did: quadratic in the chunk count).
-        var orderStart = 0
-        /// How many partial holders (other downloaders) have each position: a seed is not asked for those.
-        var partialCounts = [Int](repeating: 0, count: total)
-        /// The positions this node fetches from seeds while seeds are scarce; the other downloaders fetch the rest
-        /// and pass them on (rendezvous hashing over the downloaders' node ids), so that a seed uploads each chunk
-        /// about once however many fetch at the same time. Requests take time to be answered, and without this the
-        /// downloaders kept asking a seed for the same chunks before anyone held them: with sixteen downloaders
-        /// on 25 MB/s links the seed uploaded the snapshot 2.6 times.
-        var owned = [Bool](repeating: true, count: total)
-        var ownershipKey: Set<PublicKey> = []
-        /// Positions whose first reply found the chunk already written (by a concurrent request, or a download of
-        /// another snapshot sharing it).
-        var storedByOther = Set<Int>()
-        /// Peers that let a request for the position time out.
-        var timedOutBy: [Int: Set<PublicKey>] = [:]
-        /// Failed requests per position: after two, a seed may serve it after all (its other holders are failing).
-        var failures = [UInt8](repeating: 0, count: total)
-        var lastProgress = ContinuousClock.now
-        var lastReport = ContinuousClock.now
-        var lastCommit = ContinuousClock.now
-        var uncommitted = 0
-        var committing = false
-        var storedSinceReport: [Int] = []
-        var doneBytes = result.alreadyLocalBytes
+    /// Runs the scheduler until every missing chunk is stored: observes the peers and the store, feeds the
+    /// scheduler, and performs its actions. It decides nothing about which chunk comes from whom.
+    private func transfer(index: ChunkIndex, missing: [Int], result: inout FetchResult) async throws {
+        let origin = ContinuousClock.now
+        func now() -> Duration { ContinuousClock.now - origin }
+        var scheduler = ChunkScheduler(
+            chunkCount: index.count, missing: missing, me: ChunkScheduler.ownershipKey(of: node.nodeID),
+            seed: UInt64.random(in: .min ... .max),
+            configuration: .init(requestTimeout: configuration.requestTimeout, stallTimeout: configuration.stallTimeout),
+            now: now())
+        var links = SourceLinks()
+        var progress = StoreProgress(doneBytes: result.alreadyLocalBytes)
+        var timerSetFor: Duration?
         let store = self.store
         let pool = node.pool
         let decompressors = node.decompressors
 
-        let requestTimeout = configuration.requestTimeout
-        /// A request's timeout from the peer's latency: 8 × the estimate, within a quarter of and the full
-        /// configured timeout.
-        func timeoutUsed(_ state: PeerState) -> Duration {
-            max(requestTimeout / 4, min(requestTimeout, state.latency * 8))
-        }
-
-        let transferStarted = ContinuousClock.now
         try await withThrowingTaskGroup(of: Outcome.self) { group in
-            var inFlight = 0
             defer { group.cancelAll() }
-            while !remaining.isEmpty {
-                try Task.checkCancellation()
-                // Refresh who holds what, and the rarest-first order, when the node learned something; at most
-                // every 100 ms, since with many downloaders availability changes with nearly every chunk.
-                // In the first second, every 10 ms: the other downloaders are still saying they have started, and
-                // the seed split is only as good as the list of them.
-                let refreshEvery: Duration = ContinuousClock.now - transferStarted < .seconds(1) ? .milliseconds(10) : .milliseconds(100)
-                if node.holdingsVersion.value != version && (ContinuousClock.now - lastRefresh > refreshEvery || holders.isEmpty) {
-                    lastRefresh = .now
-                    let snapshot = await node.holdersSnapshot(id)
-                    version = snapshot.version
-                    holders = snapshot.holders.filter { !$0.0.isClosed }
-                    var counts = [Int](repeating: 0, count: total)
-                    partialCounts = [Int](repeating: 0, count: total)
-                    for (_, holding) in holders {
-                        switch holding {
-                        case .complete:
-                            for position in 0..<total { counts[position] += 1 }
-                        case .partial(let bits):
-                            for position in 0..<total where bits.contains(position) {
-                                counts[position] += 1
-                                partialCounts[position] += 1
-                            }
-                        }
-                    }
-                    order = shuffle.filter { remaining.contains($0) }.sorted { counts[$0] < counts[$1] }
-                    orderStart = 0
-                    let downloaders = Set(holders.compactMap { peer, holding in holding == .complete ? nil : peer.nodeID })
-                    let seeds = holders.count - downloaders.count
-                    let key = seeds < downloaders.count + 1 ? downloaders : []
-                    if key != ownershipKey {
-                        ownershipKey = key
-                        owned = Self.ownership(total: total, me: node.nodeID, others: key)
-                    }
-                    for (peer, _) in holders where peers[peer.nodeID] == nil && !banned.contains(peer.nodeID) {
-                        peers[peer.nodeID] = PeerState()
-                    }
-                }
-                holders.removeAll { $0.0.isClosed }
-
-                while orderStart < order.count && !remaining.contains(order[orderStart]) { orderStart += 1 }
-                // Fill every peer's window, fastest peers first.
-                let now = ContinuousClock.now
-                // Endgame: every missing chunk has been asked for at least once.
-                let endgame = requested.count >= remaining.count
-                // Nothing in flight for a moment: waiting for the other downloaders' chunks would leave the links
-                // idle, so any chunk may come from a seed.
-                let idle = inFlight == 0 && ContinuousClock.now - lastProgress > .milliseconds(500)
-                for (peer, holding) in holders.sorted(by: { (peers[$0.0.nodeID]?.latency ?? .zero) < (peers[$1.0.nodeID]?.latency ?? .zero) }) {
-                    guard var state = peers[peer.nodeID], state.pausedUntil <= now, !peer.isClosed else { continue }
-                    // Seeds are the scarce upload: ask them only for what no other downloader can give (field
-                    // lesson 10: swarms scale flat when the origin serves each piece about once).
-                    let isSeed = holding == .complete
-                    while state.inFlight < state.window {
-                        let pick = order[orderStart...].first { position in
-                            guard remaining.contains(position), holding.has(position), !state.lacks.contains(position) else { return false }
-                            // Not again of a peer that let it time out while a faster holder that has not is around.
-                            if let slow = timedOutBy[position], slow.contains(peer.nodeID),
-                                holders.contains(where: { other, holds in
-                                    !slow.contains(other.nodeID) && holds.has(position) && !banned.contains(other.nodeID)
-                                        && (peers[other.nodeID]?.latency ?? .zero) < state.latency
-                                })
-                            {
-                                return false
-                            }
-                            if isSeed && failures[position] < 2 && (partialCounts[position] > 0 || (!owned[position] && !idle)) {
-                                return false
-                            }
-                            let askedOf = requested[position] ?? []
-                            return endgame ? (askedOf.count < 2 && !askedOf.contains(peer.nodeID)) : askedOf.isEmpty
-                        }
-                        guard let position = pick else { break }
-                        requested[position, default: []].insert(peer.nodeID)
-                        state.inFlight += 1
-                        inFlight += 1
+            let first = await node.holdersSnapshot(id)
+            var version = first.version
+            var actions = scheduler.availabilityChanged(links.changes(to: first.holders), now: now())
+            var finished = false
+            while true {
+                // Do what the scheduler said.
+                for action in actions {
+                    switch action {
+                    case .request(let position, let source, let timeout):
                         let chunk = index.chunks[position]
-                        let timeout = timeoutUsed(state)
+                        guard let peer = links.peer(source) else {
+                            group.addTask { .failed(source, position: position, .closed, after: .zero) }
+                            continue
+                        }
                         group.addTask {
                             await Self.request(
-                                chunk, position: position, from: peer, timeout: timeout, store: store, pool: pool,
-                                decompressors: decompressors)
+                                chunk, position: position, from: peer, source: source, timeout: timeout, store: store,
+                                pool: pool, decompressors: decompressors)
                         }
-                    }
-                    peers[peer.nodeID] = state
-                }
-
-                if inFlight == 0 {
-                    if ContinuousClock.now - lastProgress > configuration.stallTimeout {
-                        throw MeshError.stalled(missingChunks: remaining.count, seconds: Int(configuration.stallTimeout.seconds))
-                    }
-                    try await Task.sleep(for: .milliseconds(50))
-                    continue
-                }
-                guard let outcome = try await group.next() else { continue }
-                inFlight -= 1
-                switch outcome {
-                case .stored(let peer, let position, let wireBytes, let plainBytes, let new, let latency):
-                    peers[peer.nodeID]?.inFlight -= 1
-                    if var state = peers[peer.nodeID] {
-                        // Grow while replies come about as fast as the fastest one, shrink once they queue (delay
-                        // based, as TCP Vegas and LEDBAT): a deep queue at a slow seed only makes requests time
-                        // out, and the seed then uploads chunks whose requesters have given up on them.
-                        state.fastest = min(state.fastest, latency)
-                        let queued = latency > max(state.fastest * 3, state.fastest + .milliseconds(100))
-                        state.window = queued ? max(2, state.window - 1) : min(Self.maxWindow, state.window + 1)
-                        state.latency = (state.latency * 7 + latency) / 8
-                        peers[peer.nodeID] = state
-                    }
-                    result.wireBytesByPeer[peer.nodeID.text, default: 0] += wireBytes
-                    let first = remaining.remove(position) != nil
-                    // Two requests for one chunk (the endgame) may finish in either order: the one that wrote it
-                    // counts it as fetched even when the other, which found it written, came back first.
-                    if new && (first || storedByOther.remove(position) != nil) {
-                        result.fetchedBytes += plainBytes
+                    case .cancel(let position, let source):
+                        links.peer(source)?.cancelRequests(forChunk: index.chunks[position].id)
+                    case .held(let position):
+                        progress.stored(position, bytes: index.chunks[position].length)
+                    case .fetched(let position):
+                        result.fetchedBytes += index.chunks[position].length
                         result.chunksFetched += 1
-                    }
-                    guard first else { continue }
-                    if !new { storedByOther.insert(position) }
-                    // Its duplicates (the endgame asks two peers) are withdrawn, so no one uploads it again.
-                    if let others = requested[position]?.subtracting([peer.nodeID]), !others.isEmpty {
-                        for (other, _) in holders where others.contains(other.nodeID) {
-                            other.cancelRequests(forChunk: index.chunks[position].id)
-                        }
-                    }
-                    requested[position] = nil
-                    timedOutBy[position] = nil
-                    doneBytes += plainBytes
-                    uncommitted += 1
-                    lastProgress = .now
-                    storedSinceReport.append(position)
-                case .failed(let peer, _, .cancelled, _):
-                    // A duplicate we withdrew (its chunk came from someone else): nothing failed.
-                    peers[peer.nodeID]?.inFlight -= 1
-                case .failed(let peer, let position, let error, let elapsed):
-                    peers[peer.nodeID]?.inFlight -= 1
-                    requested[position]?.remove(peer.nodeID)
-                    if requested[position]?.isEmpty == true { requested[position] = nil }
-                    failures[position] = failures[position] &+ 1
-                    result.retries += 1
-                    if var state = peers[peer.nodeID] {
-                        switch error {
-                        case .timeout:
-                            state.window = max(1, state.window / 2)
-                            // It took at least the timeout: its estimate says so, and this chunk goes elsewhere.
-                            state.latency = max(state.latency, elapsed)
-                            timedOutBy[position, default: []].insert(peer.nodeID)
-                        case .notHeld: state.lacks.insert(position)
-                        case .busy:
-                            state.window = max(1, state.window - 1)
-                            state.pausedUntil = .now + .milliseconds(20)
-                        case .closed, .cancelled: break
-                        }
-                        peers[peer.nodeID] = error == .closed ? nil : state
-                    }
-                case .corrupt(let peer, let position, let reason):
-                    peers[peer.nodeID] = nil
-                    requested[position]?.remove(peer.nodeID)
-                    if requested[position]?.isEmpty == true { requested[position] = nil }
-                    // Its other requests in flight fail too; ban and count it once.
-                    if banned.insert(peer.nodeID).inserted {
+                    case .ban(let source, let reason):
                         result.peersBanned += 1
-                        await node.ban(peer, reason: reason)
+                        if let peer = links.peer(source) { await node.ban(peer, reason: reason) }
+                    case .scheduleTimer(let instant):
+                        guard timerSetFor.map({ instant < $0 }) ?? true else { continue }
+                        timerSetFor = instant
+                        group.addTask {
+                            try? await Task.sleep(until: origin + instant, clock: .continuous)
+                            return .timer(instant)
+                        }
+                    case .finished:
+                        finished = true
+                    case .failed(.stalled(let missingChunks, let seconds, _)):
+                        throw MeshError.stalled(missingChunks: missingChunks, seconds: seconds)
                     }
-                case .storeFailed(let error):
-                    throw error
-                case .committed(let error):
-                    committing = false
-                    if let error { throw error }
                 }
-
+                result.retries = scheduler.statistics.retries
+                if finished || progress.reportDue {
+                    await node.noteChunksStored(id, positions: progress.takeReport(), total: index.count)
+                    await node.reportProgress(
+                        FetchProgress(
+                            manifest: id, totalBytes: result.totalBytes, doneBytes: progress.doneBytes, peers: links.count))
+                }
+                if finished { return }
                 // Commit in the background: a commit waits for the disk, and requests go on meanwhile.
-                if !committing && (uncommitted >= 256 || (uncommitted > 0 && ContinuousClock.now - lastCommit > .seconds(1))) {
-                    committing = true
-                    uncommitted = 0
-                    lastCommit = .now
-                    inFlight += 1
+                if progress.commitDue() {
                     group.addTask {
                         do {
                             try await pool.runIfActive { try store.commit() }
@@ -361,52 +189,68 @@ struct SwarmDownload {
                         }
                     }
                 }
-                // Tell the node (and through it our peers) what we hold, in batches rather than per chunk.
-                if storedSinceReport.count >= 64 || ContinuousClock.now - lastReport > .milliseconds(50) || remaining.isEmpty {
-                    lastReport = .now
-                    await node.noteChunksStored(id, positions: storedSinceReport, total: total)
-                    storedSinceReport.removeAll(keepingCapacity: true)
-                    await node.reportProgress(FetchProgress(manifest: id, totalBytes: result.totalBytes, doneBytes: doneBytes, peers: holders.count))
+
+                // Wait for what happens next, and tell the scheduler.
+                try Task.checkCancellation()
+                let outcome = try await group.next()
+                switch outcome {
+                case .stored(let source, let position, let wireBytes, let new, let latency)?:
+                    if let peer = links.nodeID(source) { result.wireBytesByPeer[peer.text, default: 0] += wireBytes }
+                    actions = scheduler.chunkArrived(position, from: source, .stored(new: new), latency: latency, now: now())
+                case .failed(let source, let position, let error, let elapsed)?:
+                    // A lost peer is forgotten by the scheduler: told again if it is still a holder.
+                    if error == .closed { links.forget(source) }
+                    actions = scheduler.requestFailed(position, from: source, error, elapsed: elapsed, now: now())
+                case .corrupt(let source, let position, let reason)?:
+                    actions = scheduler.chunkArrived(position, from: source, .bad(reason: reason), latency: .zero, now: now())
+                case .storeFailed(let error)?:
+                    throw error
+                case .committed(let error)?:
+                    progress.committing = false
+                    if let error { throw error }
+                    actions = []
+                case .timer(let instant)?:
+                    if timerSetFor == instant { timerSetFor = nil }
+                    actions = scheduler.timerFired(now: now())
+                case nil:
+                    actions = scheduler.timerFired(now: now())
                 }
+
+                // Who holds what: closed connections at once, the rest when the node learned something and the
+                // scheduler wants it.
+                var changes = links.closed()
+                if node.holdingsVersion.value != version && scheduler.wantsAvailability(now: now()) {
+                    let snapshot = await node.holdersSnapshot(id)
+                    version = snapshot.version
+                    changes += links.changes(to: snapshot.holders)
+                }
+                if !changes.isEmpty { actions += scheduler.availabilityChanged(changes, now: now()) }
             }
         }
     }
 
-    /// Which positions `me` fetches from seeds, when it shares a download with `others`: those for which its hash
-    /// of (node id, position) is the smallest. Every downloader computes the same split from the same node ids.
+    /// Which positions `me` fetches from seeds when it shares a download with `others` (`ChunkScheduler.ownership`).
     static func ownership(total: Int, me: PublicKey, others: Set<PublicKey>) -> [Bool] {
-        guard !others.isEmpty else { return [Bool](repeating: true, count: total) }
-        func seed(_ key: PublicKey) -> UInt64 { key.bytes.prefix(8).reduce(0) { $0 << 8 | UInt64($1) } }
-        func rank(_ seed: UInt64, _ position: Int) -> UInt64 {
-            var z = seed ^ (UInt64(position) &* 0x9E37_79B9_7F4A_7C15)
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        let mine = seed(me)
-        let theirs = others.map(seed)
-        return (0..<total).map { position in
-            let own = rank(mine, position)
-            return theirs.allSatisfy { rank($0, position) > own }
-        }
+        ChunkScheduler.ownership(
+            total: total, me: ChunkScheduler.ownershipKey(of: me), others: others.map(ChunkScheduler.ownershipKey(of:)))
     }
 
     /// One chunk request: ask, then verify and store off the cooperative pool.
     private static func request(
-        _ chunk: ChunkReference, position: Int, from peer: PeerConnection, timeout: Duration, store: ChunkStore,
-        pool: NIOThreadPool, decompressors: DecompressorPool
+        _ chunk: ChunkReference, position: Int, from peer: PeerConnection, source: SourceID, timeout: Duration,
+        store: ChunkStore, pool: NIOThreadPool, decompressors: DecompressorPool
     ) async -> Outcome {
         let started = ContinuousClock.now
         let reply: ChunkReply
         do {
             reply = try await peer.requestChunk(chunk.id, timeout: timeout)
         } catch let error as PeerRequestError {
-            return .failed(peer, position: position, error, after: ContinuousClock.now - started)
+            return .failed(source, position: position, error, after: ContinuousClock.now - started)
         } catch {
-            return .failed(peer, position: position, .closed, after: ContinuousClock.now - started)
+            return .failed(source, position: position, .closed, after: ContinuousClock.now - started)
         }
         guard reply.plainLength == chunk.length else {
-            return .corrupt(peer, position: position, reason: "sent a chunk of the wrong length")
+            return .corrupt(source, position: position, reason: "sent a chunk of the wrong length")
         }
         do {
             // Verified and written on the I/O pool, off Swift's cooperative threads.
@@ -417,17 +261,107 @@ struct SwarmDownload {
                 }
             }
             return .stored(
-                peer, position: position, wireBytes: reply.compressed.count, plainBytes: chunk.length, new: new,
+                source, position: position, wireBytes: reply.compressed.count, new: new,
                 latency: ContinuousClock.now - started)
         } catch let error as StoreError {
             switch error {
             case .corruptChunk, .chunkTooLarge:
-                return .corrupt(peer, position: position, reason: "sent a chunk that does not match its id")
+                return .corrupt(source, position: position, reason: "sent a chunk that does not match its id")
             default:
                 return .storeFailed(error)
             }
         } catch {
-            return .failed(peer, position: position, .closed, after: ContinuousClock.now - started)
+            return .failed(source, position: position, .closed, after: ContinuousClock.now - started)
         }
+    }
+}
+
+/// The peers behind the scheduler's source numbers, and what the scheduler was last told they hold.
+struct SourceLinks {
+    private var ids: [PublicKey: ChunkScheduler.SourceID] = [:]
+    private var peers: [ChunkScheduler.SourceID: PeerConnection] = [:]
+    private var told: [ChunkScheduler.SourceID: PeerHoldings] = [:]
+
+    /// The sources the scheduler knows as holders.
+    var count: Int { told.count }
+
+    func peer(_ source: ChunkScheduler.SourceID) -> PeerConnection? { peers[source] }
+    func nodeID(_ source: ChunkScheduler.SourceID) -> PublicKey? { peers[source]?.nodeID }
+
+    /// What changed between what the scheduler was told and `holders` (the node's view). A peer keeps its number
+    /// across reconnects, so the scheduler keeps what it learned of it.
+    mutating func changes(to holders: [(PeerConnection, PeerHoldings)]) -> [ChunkScheduler.AvailabilityChange] {
+        var changes: [ChunkScheduler.AvailabilityChange] = []
+        var seen = Set<ChunkScheduler.SourceID>()
+        for (peer, holding) in holders where !peer.isClosed {
+            let source = ids[peer.nodeID] ?? ChunkScheduler.SourceID(ids.count)
+            ids[peer.nodeID] = source
+            peers[source] = peer
+            seen.insert(source)
+            switch told[source] {
+            case nil:
+                changes.append(.added(source, ownershipKey: ChunkScheduler.ownershipKey(of: peer.nodeID), holding))
+            case let old? where old != holding: changes.append(.changed(source, holding))
+            default: continue
+            }
+            told[source] = holding
+        }
+        for source in told.keys where !seen.contains(source) {
+            told[source] = nil
+            changes.append(.removed(source))
+        }
+        return changes
+    }
+
+    /// Sources whose connection closed: removed at once.
+    mutating func closed() -> [ChunkScheduler.AvailabilityChange] {
+        var changes: [ChunkScheduler.AvailabilityChange] = []
+        for source in told.keys where peers[source]?.isClosed ?? true {
+            told[source] = nil
+            changes.append(.removed(source))
+        }
+        return changes
+    }
+
+    /// The scheduler dropped the source (its connection was lost): told afresh when it holds again.
+    mutating func forget(_ source: ChunkScheduler.SourceID) { told[source] = nil }
+}
+
+/// The download's own bookkeeping of the store: when to commit, and which stored positions to report.
+struct StoreProgress {
+    var doneBytes: Int
+    var committing = false
+    private var uncommitted = 0
+    private var lastCommit = ContinuousClock.now
+    private var lastReport = ContinuousClock.now
+    private var storedSinceReport: [Int] = []
+
+    init(doneBytes: Int) {
+        self.doneBytes = doneBytes
+    }
+
+    mutating func stored(_ position: Int, bytes: Int) {
+        doneBytes += bytes
+        uncommitted += 1
+        storedSinceReport.append(position)
+    }
+
+    /// Every 64 chunks or 50 ms.
+    var reportDue: Bool { storedSinceReport.count >= 64 || ContinuousClock.now - lastReport > .milliseconds(50) }
+
+    mutating func takeReport() -> [Int] {
+        lastReport = .now
+        defer { storedSinceReport.removeAll(keepingCapacity: true) }
+        return storedSinceReport
+    }
+
+    /// Every 256 chunks or each second, one commit at a time; true when one starts now.
+    mutating func commitDue() -> Bool {
+        guard !committing && (uncommitted >= 256 || (uncommitted > 0 && ContinuousClock.now - lastCommit > .seconds(1)))
+        else { return false }
+        committing = true
+        uncommitted = 0
+        lastCommit = .now
+        return true
     }
 }
