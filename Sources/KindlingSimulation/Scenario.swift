@@ -37,8 +37,11 @@ public struct Scenario: Sendable, Equatable {
     public var firstSnapshotSeconds = 60.0
     /// Virtual time simulated; the run also ends early once every snapshot is everywhere it can be.
     public var durationSeconds = 900.0
-    /// Peers each node keeps at most (the mesh configuration's maxPeers).
+    /// Peers each node keeps at most (the mesh configuration's maxPeers), and bors.
     public var maxPeers = 32
+    public var seedMaxPeers = 256
+    /// Office members find each other by LAN multicast (LANDiscovery), besides bors and peer exchange.
+    public var lanDiscovery = true
 
     public init() {}
 
@@ -109,6 +112,10 @@ public struct Scenario: Sendable, Equatable {
         case "firstSnapshotSeconds": firstSnapshotSeconds = try number()
         case "durationSeconds": durationSeconds = try number()
         case "maxPeers": maxPeers = try integer()
+        case "seedMaxPeers": seedMaxPeers = try integer()
+        case "lanDiscovery":
+            guard case .bool(let flag) = value else { throw .malformed(origin: origin, reason: "lanDiscovery must be true or false") }
+            lanDiscovery = flag
         case "comment": break
         default: throw .malformed(origin: origin, reason: "unknown field \"\(key)\"")
         }
@@ -133,7 +140,7 @@ public struct Scenario: Sendable, Equatable {
         try require(snapshotCount >= 1, "snapshotCount must be at least 1")
         try require(snapshotIntervalSeconds > 0 && firstSnapshotSeconds >= 0, "snapshot times must be positive")
         try require(durationSeconds > 0 && durationSeconds <= 7 * 86_400, "durationSeconds must be in (0, 1 week]")
-        try require(maxPeers >= 1, "maxPeers must be at least 1")
+        try require(maxPeers >= 1 && seedMaxPeers >= 1, "maxPeers and seedMaxPeers must be at least 1")
     }
 }
 

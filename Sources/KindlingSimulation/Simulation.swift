@@ -90,10 +90,14 @@ public final class MeshSimulation<Node: SimulatedNode> {
     private var metrics: SimulationMetrics
 
 
-    public init(scenario: Scenario, makeNode: (_ index: Int, _ role: NodeRole, _ random: SimulationRandom) -> Node) {
+    /// A run of `scenario` over `topology` (built with `random`, which the run continues); `makeNode` makes each
+    /// node's behaviour, given a generator of its own.
+    public init(
+        scenario: Scenario, topology: Topology, random: SimulationRandom,
+        makeNode: (_ index: Int, _ role: NodeRole, _ random: SimulationRandom) -> Node
+    ) {
         self.scenario = scenario
-        var random = SimulationRandom(seed: scenario.randomSeed)
-        let topology = Topology(scenario: scenario, random: &random)
+        var random = random
         self.topology = topology
         var nodes: [Node] = []
         nodes.reserveCapacity(topology.roles.count)
