@@ -5,6 +5,29 @@ import KindlingSimulation
 /// `kindling-sim`: runs a scenario of the mesh on virtual time and prints what it measured (tools/sim/README.md).
 /// The flags are a contract for scripts; so are the keys of the `--json` object.
 @main
+enum KindlingSimMain {
+    static func main() {
+        DeterministicHashing.ensure()
+        KindlingSim.main()
+    }
+}
+
+/// Swift seeds its hash function per process (and per dictionary), so iterating a Dictionary or Set, which the
+/// mesh state machines do, yields a different order in every run. With SWIFT_DETERMINISTIC_HASHING set when the
+/// process starts it does not: the simulator re-executes itself with it, so one seed gives one report.
+enum DeterministicHashing {
+    static let variable = "SWIFT_DETERMINISTIC_HASHING"
+
+    static func ensure() {
+        guard ProcessInfo.processInfo.environment[variable] == nil else { return }
+        setenv(variable, "1", 1)
+        let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
+        execv("/proc/self/exe", arguments)
+        // Still here: exec failed. Run anyway; only the order of equal-time events may differ between runs.
+        FileHandle.standardError.write(Data("kindling-sim: cannot re-execute with \(variable)=1; runs may differ\n".utf8))
+    }
+}
+
 struct KindlingSim: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "kindling-sim",

@@ -30,9 +30,13 @@ import Testing
         }
     }
 
+    static var scenarioFolder: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("tools/sim/scenarios").path
+    }
+
     @Test func shippedScenariosParse() throws {
-        let folder = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().appendingPathComponent("tools/sim/scenarios")
+        let folder = URL(fileURLWithPath: Self.scenarioFolder)
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
         #expect(files.count >= 2)
         for file in files {
