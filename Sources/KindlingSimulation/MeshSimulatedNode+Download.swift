@@ -177,6 +177,7 @@ extension MeshSimulatedNode {
                         continue
                     }
                     let requestID = issueRequest(position, peer: peer, snapshot: snapshot, now: now)
+                    world.transfer.requests += 1
                     let chunk = world.snapshots[snapshot].index.chunks[position].id
                     out.append(.send(to: peer, SimulatedMessage(.getChunk(request: requestID, chunk: chunk))))
                     let timeoutToken = Self.chunkTimerBase + Int(requestID) * 2 + 1
@@ -188,6 +189,7 @@ extension MeshSimulatedNode {
                             && requestSnapshot[$0.key] == snapshot
                     }) else { continue }
                     out.append(.send(to: source.rawValue, SimulatedMessage(.cancel(request: requestID))))
+                    world.transfer.cancels += 1
                     owed.append(.failed(request: requestID, .cancelled))
                 case .held(let position):
                     downloads[snapshot]?.stored.insert(position)
@@ -225,6 +227,7 @@ extension MeshSimulatedNode {
         if finished {
             finish(snapshot, now: now, into: &out)
         } else if failed {
+            world.transfer.downloadsFailed += 1
             downloads[snapshot]?.phase = .body(from: nil)
             dropRequests(of: snapshot)
             let id = world.snapshots[snapshot].id
@@ -274,10 +277,16 @@ extension MeshSimulatedNode {
     }
 
     /// A Chunk reply: stored (it is verified by construction: the simulated peers do not lie).
-    mutating func chunkReplied(_ requestID: UInt32, now: VirtualTime, into out: inout [SimulatedAction]) {
+    mutating func chunkReplied(
+        _ requestID: UInt32, bytes: Int, now: VirtualTime, into out: inout [SimulatedAction]
+    ) {
         guard let request = requests.removeValue(forKey: requestID),
             let snapshot = requestSnapshot.removeValue(forKey: requestID)
-        else { return }
+        else {
+            world.transfer.lateReplies += 1
+            world.transfer.lateReplyBytes += bytes
+            return
+        }
         let new = downloads[snapshot]?.stored.contains(request.position) == false
         withScheduler(snapshot, now: now, into: &out) {
             $0.chunkArrived(
@@ -292,6 +301,16 @@ extension MeshSimulatedNode {
         guard let request = requests.removeValue(forKey: requestID),
             let snapshot = requestSnapshot.removeValue(forKey: requestID)
         else { return }
+        switch error {
+        case .timeout:
+            // What PeerConnection does on a timeout: tell the server, which drops the reply if not yet queued
+            // (here it always is: the uplink queue holds it, so it is sent anyway, as a socket would).
+            world.transfer.timeouts += 1
+            out.append(.send(to: request.source, SimulatedMessage(.cancel(request: requestID))))
+        case .notHeld: world.transfer.notHeld += 1
+        case .closed: world.transfer.closed += 1
+        case .busy, .cancelled: break
+        }
         withScheduler(snapshot, now: now, into: &out) {
             $0.requestFailed(
                 request.position, from: .init(request.source), error, elapsed: .nanoseconds(now - request.askedAt),

@@ -160,7 +160,7 @@ struct MeshSimulatedNode: SimulatedNode {
         case .getChunk(let request, let chunk):
             out.append(serveChunk(request, chunk: chunk, to: peer))
         case .chunk(let request, _, _, _):
-            chunkReplied(request, now: now, into: &out)
+            chunkReplied(request, bytes: message.wireBytes, now: now, into: &out)
         case .noChunk(let request, _, let reason):
             requestEnded(request, reason == .busy ? .busy : .notHeld, now: now, into: &out)
         case .getBody(let manifest, let offset, let length):

@@ -8,6 +8,8 @@ public enum MeshSimulationRunner {
         let simulation = MeshSimulation(scenario: scenario, topology: topology, random: random) { index, role, random in
             MeshSimulatedNode(index: index, role: role, world: world, random: random)
         }
-        return simulation.run()
+        var report = simulation.run()
+        report.transfer = world.transfer
+        return report
     }
 }

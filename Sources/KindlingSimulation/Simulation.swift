@@ -212,6 +212,7 @@ public final class MeshSimulation<Node: SimulatedNode> {
         case .join(let node):
             let index = Int(node)
             online[index] = true
+            metrics.joined(index, at: now)
             perform(nodes[index].start(now: now), by: index)
             scheduleLeave(node)
         }

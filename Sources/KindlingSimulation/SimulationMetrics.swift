@@ -1,3 +1,5 @@
+import KindlingWire
+
 /// What the simulator records while it runs, and how it becomes a report.
 struct SimulationMetrics {
     let scenario: Scenario
@@ -10,7 +12,10 @@ struct SimulationMetrics {
     /// Gossip sent by members while in a steady window (from `settleSeconds` after a publication until the next).
     var steadyGossipMessages = 0
     var steadyGossipBytes = 0
+    var steadyGossipBytesByType: [String: Int] = [:]
     var egress: [Int]
+    /// When each node last came back from an outage (0: never left).
+    var lastJoin: [VirtualTime]
 
     /// How long after a publication gossip and transfers are not yet steady.
     static let settleSeconds = 120.0
@@ -22,6 +27,17 @@ struct SimulationMetrics {
         learnedAt = Array(repeating: Array(repeating: nil, count: nodeCount), count: scenario.snapshotCount)
         completedAt = learnedAt
         egress = Array(repeating: 0, count: nodeCount)
+        lastJoin = Array(repeating: 0, count: nodeCount)
+    }
+
+    mutating func joined(_ node: Int, at time: VirtualTime) {
+        lastJoin[node] = time
+    }
+
+    /// Whether the node ran without an outage since the snapshot's publication (delays of the others measure churn).
+    func onlineSince(_ snapshot: Int, node: Int) -> Bool {
+        guard let published = publishedAt[snapshot] else { return false }
+        return lastJoin[node] <= published
     }
 
     mutating func published(_ snapshot: Int, at time: VirtualTime) {
@@ -43,6 +59,7 @@ struct SimulationMetrics {
         guard message.isGossip, roles[node] == .member, isSteady(time) else { return }
         steadyGossipMessages += 1
         steadyGossipBytes += message.wireBytes
+        steadyGossipBytesByType["\(message.message.type)", default: 0] += message.wireBytes
     }
 
     /// Steady windows: none before the first publication's settling, then each gap between publications past its
@@ -81,13 +98,22 @@ struct SimulationMetrics {
         var completionDelays: [Double] = []
         var pairs = 0
         var published = 0
+        var reached = 0
+        var completed = 0
         for (snapshot, time) in publishedAt.enumerated() {
             guard let time else { continue }
             published += 1
             for node in members {
                 pairs += 1
-                if let learned = learnedAt[snapshot][node] { gossipDelays.append((learned - time).secondsValue) }
-                if let completed = completedAt[snapshot][node] { completionDelays.append((completed - time).secondsValue) }
+                let steady = onlineSince(snapshot, node: node)
+                if let learned = learnedAt[snapshot][node] {
+                    reached += 1
+                    if steady { gossipDelays.append((learned - time).secondsValue) }
+                }
+                if let done = completedAt[snapshot][node] {
+                    completed += 1
+                    if steady { completionDelays.append((done - time).secondsValue) }
+                }
             }
         }
         gossipDelays.sort()
@@ -96,11 +122,11 @@ struct SimulationMetrics {
         report.gossipP50Seconds = percentile(gossipDelays, 0.5)
         report.gossipP99Seconds = percentile(gossipDelays, 0.99)
         report.gossipMaxSeconds = gossipDelays.last ?? 0
-        report.gossipReachedFraction = pairs == 0 ? 0 : Double(gossipDelays.count) / Double(pairs)
+        report.gossipReachedFraction = pairs == 0 ? 0 : Double(reached) / Double(pairs)
         report.completionP50Seconds = percentile(completionDelays, 0.5)
         report.completionP99Seconds = percentile(completionDelays, 0.99)
         report.completionMaxSeconds = completionDelays.last ?? 0
-        report.completedFraction = pairs == 0 ? 0 : Double(completionDelays.count) / Double(pairs)
+        report.completedFraction = pairs == 0 ? 0 : Double(completed) / Double(pairs)
         let steady = steadySeconds(end: end)
         if steady > 0, !members.isEmpty {
             let perNode = Double(members.count) * steady
@@ -108,6 +134,8 @@ struct SimulationMetrics {
             report.gossipMessagesPerNodePerSecond = Double(steadyGossipMessages) / perNode + keepalives * 2
             report.gossipBytesPerNodePerSecond = Double(steadyGossipBytes) / perNode
                 + keepalives * Double(Keepalive.bytes)
+            report.gossipBytesPerNodePerSecondByType = steadyGossipBytesByType.mapValues { Double($0) / perNode }
+            report.gossipBytesPerNodePerSecondByType["keepalive"] = keepalives * Double(Keepalive.bytes)
         }
         let snapshotTotal = Double(max(1, published) * scenario.snapshotBytes)
         let seed = roles.firstIndex(of: .bors).map { egress[$0] } ?? 0

@@ -17,12 +17,19 @@ extension SimulationReport {
             ("gossip reached (node, snapshot) pairs", "\(f(gossipReachedFraction * 100, 1)) %"),
             ("steady gossip per node (msgs/s, bytes/s)",
              "\(f(gossipMessagesPerNodePerSecond, 3)), \(f(gossipBytesPerNodePerSecond, 1))"),
+            ("  by type (bytes/s)",
+             gossipBytesPerNodePerSecondByType.sorted { $0.value > $1.value }.prefix(5)
+                .map { "\($0.key) \(f($0.value, 1))" }.joined(separator: ", ")),
             ("seed / origin egress (× snapshot bytes)", "\(f(seedEgressRatio)) / \(f(originEgressRatio))"),
             ("office uplink inbound, worst / mean (×)", "\(f(maxOfficeUplinkRatio)) / \(f(meanOfficeUplinkRatio))"),
             ("completion p50 / p99 / max (s)",
              "\(f(completionP50Seconds)) / \(f(completionP99Seconds)) / \(f(completionMaxSeconds))"),
             ("completed (node, snapshot) pairs", "\(f(completedFraction * 100, 1)) %"),
             ("churn departures", "\(churnLeaves)"),
+            ("chunk requests / timeouts / not held / cancels / closed",
+             "\(transfer.requests) / \(transfer.timeouts) / \(transfer.notHeld) / \(transfer.cancels) / \(transfer.closed)"),
+            ("late replies (bytes) / failed downloads",
+             "\(transfer.lateReplies) (\(transfer.lateReplyBytes)) / \(transfer.downloadsFailed)"),
         ]
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }

@@ -19,6 +19,8 @@ public struct SimulationReport: Codable, Sendable, Equatable {
     /// Gossip (everything but chunk and body traffic), sent per node per second, between snapshots.
     public var gossipMessagesPerNodePerSecond: Double
     public var gossipBytesPerNodePerSecond: Double
+    /// The same by message type (keepalives under "keepalive").
+    public var gossipBytesPerNodePerSecondByType: [String: Double]
     /// Bytes bors and the origin sent, over the bytes of all published snapshots.
     public var seedEgressRatio: Double
     public var originEgressRatio: Double
@@ -31,6 +33,7 @@ public struct SimulationReport: Codable, Sendable, Equatable {
     public var completionMaxSeconds: Double
     public var completedFraction: Double
     public var churnLeaves: Int
+    public var transfer: TransferCounters
 
     public init(scenario: String, nodes: Int, offices: Int, randomSeed: UInt64) {
         self.scenario = scenario
@@ -48,6 +51,7 @@ public struct SimulationReport: Codable, Sendable, Equatable {
         gossipReachedFraction = 0
         gossipMessagesPerNodePerSecond = 0
         gossipBytesPerNodePerSecond = 0
+        gossipBytesPerNodePerSecondByType = [:]
         seedEgressRatio = 0
         originEgressRatio = 0
         maxOfficeUplinkRatio = 0
@@ -57,6 +61,7 @@ public struct SimulationReport: Codable, Sendable, Equatable {
         completionMaxSeconds = 0
         completedFraction = 0
         churnLeaves = 0
+        transfer = TransferCounters()
     }
 
     /// The report with its wall time zeroed: what two runs with one seed must agree on exactly.

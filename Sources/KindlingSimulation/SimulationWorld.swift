@@ -29,6 +29,8 @@ final class SimulationWorld {
     let trust: TrustPolicy
     let meshConfiguration: MeshConfiguration
     private(set) var snapshots: [SimulatedSnapshot] = []
+    /// What the nodes' downloads did, in all (for the report).
+    var transfer = TransferCounters()
     private(set) var snapshotByID: [Digest: Int] = [:]
     /// The state machines take `ContinuousClock.Instant`s: each is this opaque origin plus virtual time. Nothing
     /// depends on the origin's value, only on differences, so runs stay deterministic.
@@ -125,4 +127,18 @@ final class SimulationWorld {
         snapshots.append(snapshot)
         return snapshot
     }
+}
+
+/// Chunk requests and what became of them, over all nodes.
+public struct TransferCounters: Codable, Sendable, Equatable {
+    public var requests = 0
+    public var timeouts = 0
+    public var notHeld = 0
+    public var cancels = 0
+    public var closed = 0
+    /// Replies that arrived after their request had ended (timed out, cancelled): bytes the uplinks carried for
+    /// nothing.
+    public var lateReplies = 0
+    public var lateReplyBytes = 0
+    public var downloadsFailed = 0
 }
