@@ -64,6 +64,8 @@ public struct LinkModel: Sendable {
     public var wideAreaLatency: VirtualTime
     /// One-way latency inside an office.
     public var localLatency: VirtualTime
+    /// When the last byte of the latest `send` left the sender's uplink (what a server's serving slot waits for).
+    public private(set) var lastUplinkFinish: VirtualTime = 0
 
     public init(nodes: [Attachment], officeUplinkBytesPerSecond: [Double], wideAreaLatency: VirtualTime,
                 localLatency: VirtualTime) {
@@ -96,6 +98,7 @@ public struct LinkModel: Sendable {
     /// byte arrives.
     public mutating func send(_ size: Int, from: Int, to: Int, at time: VirtualTime) -> VirtualTime {
         var hop = nodes[from].uplink.enqueue(size, start: time, notBefore: time)
+        lastUplinkFinish = hop.finish
         if !sameOffice(from, to) {
             if let office = nodes[from].office {
                 hop = officeUp[office].enqueue(size, start: hop.start, notBefore: hop.finish)

@@ -28,6 +28,9 @@ struct MeshSimulatedNode: SimulatedNode {
     var requests: [UInt32: SimulatedDownload.Request] = [:]
     var requestSnapshot: [UInt32: Int] = [:]
     var nextRequest: UInt32 = 0
+    /// Chunk replies queued on our uplink, in all and per peer (MeshServer's serving limits).
+    var servingTotal = 0
+    var servingPerPeer: [Int: Int] = [:]
 
     enum TimerToken: Int {
         case gossip = 0
@@ -82,6 +85,8 @@ struct MeshSimulatedNode: SimulatedNode {
             bookTimer = nil
             requests = [:]
             requestSnapshot = [:]
+            servingTotal = 0
+            servingPerPeer = [:]
             for snapshot in downloads.keys {
                 downloads[snapshot]?.phase = .body(from: nil)
                 downloads[snapshot]?.timerAt = nil
@@ -158,7 +163,20 @@ struct MeshSimulatedNode: SimulatedNode {
         case .peers(let addresses):
             book.peersReceived(addresses, from: id, now: world.instant(now))
         case .getChunk(let request, let chunk):
-            out.append(serveChunk(request, chunk: chunk, to: peer))
+            let configuration = world.meshConfiguration
+            guard servingTotal < configuration.maxServingTotal,
+                servingPerPeer[peer, default: 0] < configuration.maxServingPerPeer
+            else {
+                out.append(.send(to: peer, SimulatedMessage(.noChunk(request: request, chunk: chunk, reason: .busy))))
+                world.transfer.busy += 1
+                break
+            }
+            let reply = serveChunk(request, chunk: chunk, to: peer)
+            if case .send(_, let message) = reply, message.message.type == .chunk {
+                servingTotal += 1
+                servingPerPeer[peer, default: 0] += 1
+            }
+            out.append(reply)
         case .chunk(let request, _, _, _):
             chunkReplied(request, bytes: message.wireBytes, now: now, into: &out)
         case .noChunk(let request, _, let reason):
@@ -180,6 +198,12 @@ struct MeshSimulatedNode: SimulatedNode {
 
     mutating func timerFired(_ token: Int, now: VirtualTime) -> [SimulatedAction] {
         var out: [SimulatedAction] = []
+        if token < 0 {
+            let peer = -token - 1
+            servingTotal = max(0, servingTotal - 1)
+            if let count = servingPerPeer[peer] { servingPerPeer[peer] = count > 1 ? count - 1 : nil }
+            return out
+        }
         switch TimerToken(rawValue: token) {
         case .gossip?:
             guard let due = gossipTimer, due <= now else { return [] }

@@ -54,6 +54,7 @@ public protocol SimulatedNode {
     mutating func dialFailed(_ peer: Int, now: VirtualTime) -> [SimulatedAction]
     mutating func disconnected(_ peer: Int, now: VirtualTime) -> [SimulatedAction]
     mutating func received(_ message: SimulatedMessage, from peer: Int, now: VirtualTime) -> [SimulatedAction]
+    /// Also called with token -(peer + 1) when a Chunk reply to `peer` has left this node's uplink.
     mutating func timerFired(_ token: Int, now: VirtualTime) -> [SimulatedAction]
     /// bors only: publish snapshot `index` (its real signed header and chunk layout are the driver's).
     mutating func publish(snapshot index: Int, now: VirtualTime) -> [SimulatedAction]

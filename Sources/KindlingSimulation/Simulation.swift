@@ -235,6 +235,11 @@ public final class MeshSimulation<Node: SimulatedNode> {
                 guard let epoch = connections[node][Int32(peer)] else { continue }
                 let arrival = topology.links.send(message.wireBytes, from: node, to: peer, at: now)
                 metrics.sent(message, by: node, at: now)
+                if message.message.type == .chunk {
+                    // The server's serving slot is free once the reply has left its uplink.
+                    queue.schedule(
+                        .timer(node: sender, life: life[node], token: -(peer + 1)), at: topology.links.lastUplinkFinish)
+                }
                 queue.schedule(.deliver(from: sender, to: Int32(peer), epoch: epoch, message), at: arrival)
             case .dial(let peer):
                 guard peer != node, peer >= 0, peer < nodes.count else { continue }

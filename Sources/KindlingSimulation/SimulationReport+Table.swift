@@ -26,8 +26,9 @@ extension SimulationReport {
              "\(f(completionP50Seconds)) / \(f(completionP99Seconds)) / \(f(completionMaxSeconds))"),
             ("completed (node, snapshot) pairs", "\(f(completedFraction * 100, 1)) %"),
             ("churn departures", "\(churnLeaves)"),
-            ("chunk requests / timeouts / not held / cancels / closed",
-             "\(transfer.requests) / \(transfer.timeouts) / \(transfer.notHeld) / \(transfer.cancels) / \(transfer.closed)"),
+            ("chunk requests / timeouts / busy / not held / cancels / closed",
+             "\(transfer.requests) / \(transfer.timeouts) / \(transfer.busy) / \(transfer.notHeld) / "
+                + "\(transfer.cancels) / \(transfer.closed)"),
             ("late replies (bytes) / failed downloads",
              "\(transfer.lateReplies) (\(transfer.lateReplyBytes)) / \(transfer.downloadsFailed)"),
         ]

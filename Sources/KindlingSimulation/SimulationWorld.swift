@@ -134,6 +134,8 @@ public struct TransferCounters: Codable, Sendable, Equatable {
     public var requests = 0
     public var timeouts = 0
     public var notHeld = 0
+    /// GetChunks answered busy (over MeshServer's serving limits).
+    public var busy = 0
     public var cancels = 0
     public var closed = 0
     /// Replies that arrived after their request had ended (timed out, cancelled): bytes the uplinks carried for
