@@ -38,6 +38,8 @@ extension ChunkScheduler {
         var ready: [(SourceID, Duration)] = []
         for (source, state) in sources where state.holding != nil && state.inFlight < state.window {
             if let paused = state.pausedUntil, paused > now { continue }
+            // A downloader that holds nothing yet has nothing to give: no scan of the order for it.
+            if case .partial(let bits)? = state.holding, bits.count == 0 { continue }
             ready.append((source, state.latency))
         }
         ready.sort { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
@@ -83,12 +85,13 @@ extension ChunkScheduler {
         return nil
     }
 
-    /// Whether a holder of `position` that has not let it time out answers faster than `latency`: then a source
-    /// that let it time out is not asked again.
+    /// Whether a holder of `position` that has neither let it time out nor refused it answers faster than
+    /// `latency`: then a source that let it time out is not asked again.
     func fasterHolder(of position: Int, than latency: Duration, excluding slow: [SourceID]) -> Bool {
         sources.contains { other, state in
             guard let holding = state.holding else { return false }
-            return !slow.contains(other) && holding.has(position) && state.latency < latency
+            return !slow.contains(other) && holding.has(position) && !state.lacks.contains(position)
+                && state.latency < latency
         }
     }
 

@@ -24,7 +24,8 @@ public import KindlingWire
 ///    `wantsAvailability(now:)` says so or whenever the driver likes. Requests: every `.request` gets exactly
 ///    one `chunkArrived` (verified and stored, or bad) or `requestFailed` (`.timeout` once its timeout passed
 ///    without a reply; `.cancelled` after a `.cancel` when no reply came; `.closed` when the source went away).
-///    Timers: call `timerFired(now:)` at (or after) the instant of the latest `.scheduleTimer`, and once at start.
+///    Timers: call `timerFired(now:)` at (or after) the instant of the latest `.scheduleTimer`. The first event
+///    (the first availability, or `timerFired`) makes the first decision.
 /// 3. Stop at `.finished` or `.failed`; later events return no actions.
 ///
 /// Per event the work is bounded by the sources and the positions scanned for a pick, not by the manifest: the

@@ -139,18 +139,11 @@ public struct MeshServer: Sendable {
         var tick = 0
         while !Task.isCancelled {
             try? await Task.sleep(for: .milliseconds(100))
-            await node.flushHaves()
             tick += 1
-            // Look for dial candidates once a second; bootstrap peers that dropped come back this way, after
-            // their backoff.
-            if tick % 10 == 1 {
-                node.gate.recount()
-                for address in await node.dialCandidates() { await node.requestDial(address) }
-            }
-            if tick % 100 == 50 { await node.purgeExpired() }
-            if tick % 10 == 5 { await node.retryDueDownloads() }
-            let exchangeTicks = max(10, Int(node.configuration.peerExchangeInterval.seconds * 10))
-            if tick % exchangeTicks == 0 { await node.exchangePeers() }
+            if tick % 10 == 1 { node.gate.recount() }
+            // Gossip flushes, dials (bootstrap peers that dropped come back this way, after their backoff), retries,
+            // purges and peer exchange: the state machines say what is due.
+            await node.tick()
         }
         // Cancelled: close every connection and stop the work loop, so that the task group can finish.
         await node.beginShutdown()

@@ -188,7 +188,8 @@ public struct PeerBook: Sendable {
         var actions: [Action] = []
         let privileged = peer.outbound || isBootstrap(peer)
         let inbound = peers.values.filter { !$0.outbound && !isBootstrap($0) }
-        let full = peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
+        let full =
+            peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
         if full {
             // From the source address with the most idle peers, the youngest: an address flooding us loses its own.
             let useless = inbound.filter { idle($0.nodeID) }
@@ -292,7 +293,9 @@ public struct PeerBook: Sendable {
         if record.count >= configuration.maxStrikes {
             actions += ban(id, reason: "\(reason) (\(record.count) offences)", now: now)
         } else {
-            Self.insertBounded(&strikes, key: id, value: record, limit: configuration.maxBanRecords) { $0.expires > now }
+            Self.insertBounded(&strikes, key: id, value: record, limit: configuration.maxBanRecords) {
+                $0.expires > now
+            }
         }
         return actions
     }

@@ -61,8 +61,6 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         var serving: Set<UInt32> = []
         var cancelledServes: Set<UInt32> = []
         var servingBodies = 0
-        /// We sent GetPeers and wait for the answer: Peers frames nobody asked for are ignored.
-        var peersRequested = false
         var queued = 0
         var queuedBytes = 0
         /// Closed because it let more than the byte cap pile up unread.
@@ -81,11 +79,9 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     private let closeChannel: @Sendable () -> Void
 
-    /// What the peer may make us do, per second (Specs/wire.md, "Limits"): read its messages, answer its catalog
-    /// digests and requests, look up announcements by id, serve body pieces.
+    /// What the peer may make us do, per second (Specs/wire.md, "Limits"): read its messages, serve body pieces.
+    /// (Its catalog exchanges and announcement look-ups are budgeted by `GossipState`.)
     let messageBudget: TokenBucket
-    let catalogBudget: TokenBucket
-    let announceIDBudget: TokenBucket
     let bodyBudget: TokenBucket
 
     init(
@@ -94,10 +90,6 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
         closeChannel: @escaping @Sendable () -> Void
     ) {
         messageBudget = TokenBucket(perSecond: Double(configuration.maxMessagesPerSecondPerPeer))
-        catalogBudget = TokenBucket(
-            perSecond: configuration.catalogRequestsPerSecond, burst: Double(configuration.catalogRequestBurst))
-        announceIDBudget = TokenBucket(
-            perSecond: configuration.announceRequestIDsPerSecond, burst: Double(configuration.announceRequestIDBurst))
         bodyBudget = TokenBucket(
             perSecond: configuration.bodyPiecesPerSecond, burst: Double(configuration.bodyPieceBurst))
         self.maxQueuedBytes = maxQueuedBytes
@@ -301,20 +293,6 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
 
     func endServingBody() {
         state.withLock { $0.servingBodies -= 1 }
-    }
-
-    /// Sends GetPeers, remembering that a Peers answer is expected.
-    func requestPeers() {
-        state.withLock { $0.peersRequested = true }
-        send(.getPeers)
-    }
-
-    /// True (once) when a Peers frame answers our GetPeers.
-    func takePeersAnswer() -> Bool {
-        state.withLock { state in
-            defer { state.peersRequested = false }
-            return state.peersRequested
-        }
     }
 
     // MARK: Health

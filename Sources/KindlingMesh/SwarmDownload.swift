@@ -86,7 +86,8 @@ struct SwarmDownload {
             do {
                 while body.count < signed.header.bodyByteCount {
                     let length = min(WireLimits.maxBodyPieceBytes, signed.header.bodyByteCount - body.count)
-                    let piece = try await peer.requestBody(id, offset: body.count, length: length, timeout: configuration.requestTimeout)
+                    let piece = try await peer.requestBody(
+                        id, offset: body.count, length: length, timeout: configuration.requestTimeout)
                     guard !piece.isEmpty, piece.count <= length else { throw PeerRequestError.notHeld }
                     body += piece
                 }
@@ -115,7 +116,8 @@ struct SwarmDownload {
         var scheduler = ChunkScheduler(
             chunkCount: index.count, missing: missing, me: ChunkScheduler.ownershipKey(of: node.nodeID),
             seed: UInt64.random(in: .min ... .max),
-            configuration: .init(requestTimeout: configuration.requestTimeout, stallTimeout: configuration.stallTimeout),
+            configuration: .init(
+                requestTimeout: configuration.requestTimeout, stallTimeout: configuration.stallTimeout),
             now: now())
         var links = SourceLinks()
         var progress = StoreProgress(doneBytes: result.alreadyLocalBytes)
@@ -173,7 +175,8 @@ struct SwarmDownload {
                     await node.noteChunksStored(id, positions: progress.takeReport(), total: index.count)
                     await node.reportProgress(
                         FetchProgress(
-                            manifest: id, totalBytes: result.totalBytes, doneBytes: progress.doneBytes, peers: links.count))
+                            manifest: id, totalBytes: result.totalBytes, doneBytes: progress.doneBytes,
+                            peers: links.count))
                 }
                 if finished { return }
                 // Commit in the background: a commit waits for the disk, and requests go on meanwhile.
@@ -196,13 +199,15 @@ struct SwarmDownload {
                 switch outcome {
                 case .stored(let source, let position, let wireBytes, let new, let latency)?:
                     if let peer = links.nodeID(source) { result.wireBytesByPeer[peer.text, default: 0] += wireBytes }
-                    actions = scheduler.chunkArrived(position, from: source, .stored(new: new), latency: latency, now: now())
+                    actions = scheduler.chunkArrived(
+                        position, from: source, .stored(new: new), latency: latency, now: now())
                 case .failed(let source, let position, let error, let elapsed)?:
                     // A lost peer is forgotten by the scheduler: told again if it is still a holder.
                     if error == .closed { links.forget(source) }
                     actions = scheduler.requestFailed(position, from: source, error, elapsed: elapsed, now: now())
                 case .corrupt(let source, let position, let reason)?:
-                    actions = scheduler.chunkArrived(position, from: source, .bad(reason: reason), latency: .zero, now: now())
+                    actions = scheduler.chunkArrived(
+                        position, from: source, .bad(reason: reason), latency: .zero, now: now())
                 case .storeFailed(let error)?:
                     throw error
                 case .committed(let error)?:
@@ -257,7 +262,8 @@ struct SwarmDownload {
             let compressed = reply.compressed
             let new = try await pool.runIfActive {
                 try decompressors.with { decompressor in
-                    try store.storeCompressedChunk(compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
+                    try store.storeCompressedChunk(
+                        compressed, id: chunk.id, expectedSize: chunk.length, decompressor: decompressor)
                 }
             }
             return .stored(

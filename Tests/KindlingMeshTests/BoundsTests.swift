@@ -211,16 +211,6 @@ struct BoundsTests {
         }
     }
 
-    @Test("Redial delays double from the base up to the cap")
-    func redialBackoff() throws {
-        var configuration = MeshConfiguration(nodeKey: .generate(), trust: TestTrust.policy)
-        configuration.redialBaseDelay = .seconds(1)
-        configuration.redialMaxDelay = .seconds(60)
-        for (failures, expected) in [(1, 1.0), (2, 2.0), (3, 4.0), (6, 32.0), (7, 60.0), (30, 60.0)] {
-            let delay = MeshNode.redialDelay(failures: failures, configuration: configuration).seconds
-            #expect(delay >= expected * 0.8 - 0.001 && delay <= expected * 1.2 + 0.001, "\(failures) failures: \(delay) s")
-        }
-    }
 }
 
 @Suite("Mesh: discovery and timeouts", .serialized)
