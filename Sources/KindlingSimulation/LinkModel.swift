@@ -12,7 +12,9 @@ public struct Pipe: Sendable {
 
     /// Queues `size` bytes that reach this pipe from `start` on and cannot leave before `notBefore` (the previous
     /// hop's finish: a transfer is never faster than its slowest hop). Returns when they start and finish here.
-    mutating func enqueue(_ size: Int, start: VirtualTime, notBefore: VirtualTime) -> (start: VirtualTime, finish: VirtualTime) {
+    mutating func enqueue(
+        _ size: Int, start: VirtualTime, notBefore: VirtualTime
+    ) -> (start: VirtualTime, finish: VirtualTime) {
         bytes += size
         guard bytesPerSecond > 0 else { return (start, max(start, notBefore)) }
         let begin = max(start, busyUntil)

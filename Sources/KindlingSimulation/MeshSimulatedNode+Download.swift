@@ -216,7 +216,8 @@ extension MeshSimulatedNode {
             }
             pending = []
             for event in owed {
-                guard case .failed(let requestID, let error) = event, let request = requests.removeValue(forKey: requestID)
+                guard case .failed(let requestID, let error) = event,
+                    let request = requests.removeValue(forKey: requestID)
                 else { continue }
                 requestSnapshot[requestID] = nil
                 pending += scheduler.requestFailed(

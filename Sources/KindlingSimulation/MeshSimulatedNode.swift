@@ -291,7 +291,8 @@ struct MeshSimulatedNode: SimulatedNode {
                 // What MeshNode does: the trust gate, then the verdict back into gossip.
                 do throws(TrustError) {
                     _ = try world.trust.verify(signed, now: world.date(now))
-                    handle(gossip.announcementVerified(signed, from: from, now: world.instant(now)), now: now, into: &out)
+                    let verified = gossip.announcementVerified(signed, from: from, now: world.instant(now))
+                    handle(verified, now: now, into: &out)
                 } catch {
                     let forged = if case .badSignature = error { true } else { false }
                     handle(gossip.announcementRejected(signed, from: from, forged: forged), now: now, into: &out)

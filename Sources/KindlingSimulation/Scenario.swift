@@ -86,7 +86,9 @@ public struct Scenario: Sendable, Equatable {
         }
         switch key {
         case "name":
-            guard case .string(let text) = value else { throw .malformed(origin: origin, reason: "name must be a string") }
+            guard case .string(let text) = value else {
+                throw .malformed(origin: origin, reason: "name must be a string")
+            }
             name = text
         case "randomSeed":
             let seed = try integer()
@@ -114,7 +116,9 @@ public struct Scenario: Sendable, Equatable {
         case "maxPeers": maxPeers = try integer()
         case "seedMaxPeers": seedMaxPeers = try integer()
         case "lanDiscovery":
-            guard case .bool(let flag) = value else { throw .malformed(origin: origin, reason: "lanDiscovery must be true or false") }
+            guard case .bool(let flag) = value else {
+                throw .malformed(origin: origin, reason: "lanDiscovery must be true or false")
+            }
             lanDiscovery = flag
         case "comment": break
         default: throw .malformed(origin: origin, reason: "unknown field \"\(key)\"")

@@ -45,7 +45,8 @@ public struct Topology: Sendable {
         self.officeCount = scenario.offices
         self.links = LinkModel(
             nodes: attachments,
-            officeUplinkBytesPerSecond: Array(repeating: bytesPerSecond(scenario.officeUplinkMbps), count: scenario.offices),
+            officeUplinkBytesPerSecond: Array(
+                repeating: bytesPerSecond(scenario.officeUplinkMbps), count: scenario.offices),
             wideAreaLatency: .seconds(scenario.wideAreaLatencyMs / 1000),
             localLatency: .seconds(scenario.localLatencyMs / 1000))
     }
@@ -161,7 +162,8 @@ public final class MeshSimulation<Node: SimulatedNode> {
             perform(nodes[receiver].received(message, from: Int(from), now: now), by: receiver)
         case .dialArrives(let from, let to):
             let target = Int(to)
-            let accepted = online[target] && connections[target][from] == nil && nodes[target].accepts(Int(from), now: now)
+            let accepted = online[target] && connections[target][from] == nil
+                && nodes[target].accepts(Int(from), now: now)
             var epoch: UInt32 = 0
             if accepted {
                 epoch = nextEpoch
@@ -248,7 +250,8 @@ public final class MeshSimulation<Node: SimulatedNode> {
                     queue.schedule(.dialArrives(from: sender, to: Int32(peer)), at: arrival)
                 } else {
                     // No answer: the handshake timeout (MeshConfiguration's 5 s) decides.
-                    queue.schedule(.dialAnswer(from: sender, to: Int32(peer), accepted: false, epoch: 0), at: now + .seconds(5))
+                    queue.schedule(
+                        .dialAnswer(from: sender, to: Int32(peer), accepted: false, epoch: 0), at: now + .seconds(5))
                 }
             case .disconnect(let peer):
                 guard let epoch = connections[node].removeValue(forKey: Int32(peer)) else { continue }

@@ -24,7 +24,8 @@ enum DeterministicHashing {
         let arguments = CommandLine.arguments.map { strdup($0) } + [nil]
         execv("/proc/self/exe", arguments)
         // Still here: exec failed. Run anyway; only the order of equal-time events may differ between runs.
-        FileHandle.standardError.write(Data("kindling-sim: cannot re-execute with \(variable)=1; runs may differ\n".utf8))
+        let warning = "kindling-sim: cannot re-execute with \(variable)=1; runs may differ\n"
+        FileHandle.standardError.write(Data(warning.utf8))
     }
 }
 

@@ -48,7 +48,8 @@ import Testing
         // Four nodes in one office, each with its own fast link, fetch 1 MB each from outside at once: the 1 MB/s
         // office uplink carries all four, so the last one arrives after 4 s, not 1 s.
         let fast = Pipe(bytesPerSecond: 100e6)
-        let source = Attachment(uplink: Pipe(bytesPerSecond: 0), downlink: fast, latency: 0, office: nil, natOnly: false)
+        let source = Attachment(
+            uplink: Pipe(bytesPerSecond: 0), downlink: fast, latency: 0, office: nil, natOnly: false)
         let member = Attachment(uplink: fast, downlink: fast, latency: 0, office: 0, natOnly: false)
         var links = LinkModel(
             nodes: [source, member, member, member, member], officeUplinkBytesPerSecond: [1e6],
