@@ -21,6 +21,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "kindling", targets: ["kindling"]),
+        .executable(name: "kindling-sim", targets: ["kindling-sim"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -101,6 +102,13 @@ let package = Package(
             dependencies: ["KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioPosix, logging],
             swiftSettings: strict
         ),
+        // The mesh simulator: N nodes' real mesh state machines on virtual time and modelled links (tools/sim).
+        .target(
+            name: "KindlingSimulation",
+            dependencies: ["KindlingMesh", "KindlingWire", "KindlingManifest", "KindlingCrypto"],
+            swiftSettings: strict
+        ),
+        .executableTarget(name: "kindling-sim", dependencies: ["KindlingSimulation", argumentParser], swiftSettings: strict),
         // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
         .target(
             name: "KindlingTesting",
@@ -152,6 +160,11 @@ let package = Package(
         .testTarget(
             name: "KindlingCargoTests",
             dependencies: ["KindlingTesting", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", "kindling"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "KindlingSimulationTests",
+            dependencies: ["KindlingSimulation", "KindlingTesting", "KindlingWire", "kindling-sim"],
             swiftSettings: strict
         ),
         .testTarget(
