@@ -49,7 +49,8 @@ let package = Package(
         // Manifests, their canonical encoding and signatures, path rules, and the trust file.
         .target(name: "KindlingManifest", dependencies: ["KindlingCrypto", "KindlingSystem"], swiftSettings: strict),
         // The wire protocol: messages, framing, handshake and encryption (no sockets).
-        .target(name: "KindlingWire", dependencies: ["KindlingManifest", "KindlingCrypto", nioCore], swiftSettings: strict),
+        .target(
+            name: "KindlingWire", dependencies: ["KindlingManifest", "KindlingCrypto", nioCore], swiftSettings: strict),
         // The content-addressed chunk store: zstd chunk files plus an SQLite index of chunks, manifests and pins.
         .target(
             name: "KindlingStore",
@@ -75,7 +76,8 @@ let package = Package(
         .target(
             name: "KindlingNode",
             dependencies: [
-                "KindlingMesh", "KindlingWire", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto",
+                "KindlingMesh", "KindlingWire", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingCrypto",
                 "KindlingSystem", nioCore, nioPosix, logging, lifecycle,
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
@@ -84,14 +86,17 @@ let package = Package(
         // The cargo integration: build root, cache key, what of target/ to capture, ancestor search, freshness repair.
         .target(
             name: "KindlingCargo",
-            dependencies: ["KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            dependencies: [
+                "KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto",
+            ],
             swiftSettings: strict
         ),
         // The `kindling` command line.
         .executableTarget(
             name: "kindling",
             dependencies: [
-                "KindlingNode", "KindlingMesh", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingNode", "KindlingMesh", "KindlingCargo", "KindlingSnapshot", "KindlingStore",
+                "KindlingManifest",
                 "KindlingCrypto", "KindlingChunking", "KindlingWire", "KindlingSystem", argumentParser, logging,
             ],
             swiftSettings: strict
@@ -99,7 +104,10 @@ let package = Package(
         // Benchmarks that need an in-process mesh (tools/bench/mesh.py runs the rest against processes).
         .executableTarget(
             name: "kindling-bench",
-            dependencies: ["KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioPosix, logging],
+            dependencies: [
+                "KindlingMesh", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", nioPosix,
+                logging,
+            ],
             swiftSettings: strict
         ),
         // The mesh simulator: N nodes' real mesh state machines on virtual time and modelled links (tools/sim).
@@ -108,11 +116,14 @@ let package = Package(
             dependencies: ["KindlingMesh", "KindlingWire", "KindlingManifest", "KindlingCrypto"],
             swiftSettings: strict
         ),
-        .executableTarget(name: "kindling-sim", dependencies: ["KindlingSimulation", argumentParser], swiftSettings: strict),
+        .executableTarget(
+            name: "kindling-sim", dependencies: ["KindlingSimulation", argumentParser], swiftSettings: strict),
         // Shared helpers for the test suites: temporary folders, fixed keys, running the built CLI.
         .target(
             name: "KindlingTesting",
-            dependencies: ["KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto"],
+            dependencies: [
+                "KindlingSystem", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto",
+            ],
             swiftSettings: strict
         ),
 
@@ -141,25 +152,33 @@ let package = Package(
         ),
         .testTarget(
             name: "KindlingWireTests",
-            dependencies: ["KindlingWire", "KindlingTesting", nioCore, .product(name: "NIOEmbedded", package: "swift-nio")],
+            dependencies: [
+                "KindlingWire", "KindlingTesting", nioCore, .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KindlingMeshTests",
-            dependencies: ["KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingWire", nioCore, nioPosix, logging],
+            dependencies: [
+                "KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingWire", nioCore, nioPosix, logging,
+            ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KindlingNodeTests",
             dependencies: [
-                "KindlingNode", "KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingNode", "KindlingMesh", "KindlingTesting", "KindlingSnapshot", "KindlingStore",
+                "KindlingManifest",
                 "KindlingCrypto", "KindlingWire", nioPosix, logging,
             ],
             swiftSettings: strict
         ),
         .testTarget(
             name: "KindlingCargoTests",
-            dependencies: ["KindlingTesting", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest", "KindlingCrypto", "kindling"],
+            dependencies: [
+                "KindlingTesting", "KindlingCargo", "KindlingSnapshot", "KindlingStore", "KindlingManifest",
+                "KindlingCrypto", "kindling",
+            ],
             swiftSettings: strict
         ),
         .testTarget(

@@ -1,10 +1,11 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingNode
-@testable import KindlingWire
 import NIOCore
+
+@testable import KindlingMesh
+@testable import KindlingWire
 
 /// The fuzz targets, one per decoder of bytes that another party controls (Fuzz/README.md). Each decodes its
 /// input; a decoder may refuse anything, but must never crash, and what it accepts must be canonical: encoding
@@ -188,7 +189,9 @@ enum FuzzTargets {
     /// The single-file manifest of `restore --manifest` and imports.
     static func manifestFile(_ input: [UInt8]) {
         guard let manifest = try? ManifestFile.decode(input) else { return }
-        guard ManifestFile.encode(manifest) == input else { violated("manifest file accepted in a non-canonical form", input) }
+        guard ManifestFile.encode(manifest) == input else {
+            violated("manifest file accepted in a non-canonical form", input)
+        }
     }
 
     /// The trust file is JSON, so not canonical: what parses must write out to text that parses to the same.

@@ -62,8 +62,9 @@ public struct ToolchainPin: Sendable, Equatable {
     /// The checkout's own toolchain file, searched from `directory` up to the checkout's top level (not above:
     /// what lies above the checkout is not the commit's).
     static func checkoutToolchain(directory: String) throws(CargoError) -> ToolchainPin? {
-        guard let top = try? ProcessRunner.output("git", ["rev-parse", "--show-toplevel"], directory: directory)
-            .trimmingCharacters(in: .whitespacesAndNewlines), !top.isEmpty
+        guard
+            let top = try? ProcessRunner.output("git", ["rev-parse", "--show-toplevel"], directory: directory)
+                .trimmingCharacters(in: .whitespacesAndNewlines), !top.isEmpty
         else { return nil }
         var current = URL(fileURLWithPath: directory).resolvingSymlinksInPath().path
         let physicalTop = URL(fileURLWithPath: top).resolvingSymlinksInPath().path

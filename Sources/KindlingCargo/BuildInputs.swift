@@ -39,7 +39,9 @@ enum BuildInputs {
         func text(_ relative: String) -> String? { target.read(relative).map { String(decoding: $0, as: UTF8.self) } }
         func addCompiled(_ relative: String, profile: String) {
             guard let text = text(relative) else { return }
-            let inputs = dependencies(inMakefile: text).map { normalised($0.hasPrefix("/") ? $0 : workspaceRoot + "/" + $0) }
+            let inputs = dependencies(inMakefile: text).map {
+                normalised($0.hasPrefix("/") ? $0 : workspaceRoot + "/" + $0)
+            }
             units.append(Unit(file: relative, profile: profile, isBuildScriptRun: false, absoluteInputs: inputs))
         }
         for profile in profileDirectories {
@@ -89,7 +91,10 @@ enum BuildInputs {
     static func dependencies(inMakefile text: String) -> [String] {
         var result: [String] = []
         for line in text.split(separator: "\n") where !line.hasPrefix("#") {
-            guard let colon = line.range(of: ": ") ?? (line.hasSuffix(":") ? line.range(of: ":", options: .backwards) : nil) else { continue }
+            guard
+                let colon = line.range(of: ": ")
+                    ?? (line.hasSuffix(":") ? line.range(of: ":", options: .backwards) : nil)
+            else { continue }
             var current = ""
             var escaped = false
             for character in line[colon.upperBound...] {

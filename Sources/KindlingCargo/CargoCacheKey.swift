@@ -21,7 +21,8 @@ public struct CargoCacheKey: Hashable, Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines)
         let cargo = try ProcessRunner.output("cargo", ["-V"], directory: workspace.root, environment: pin)
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let host = rustc.split(separator: "\n").first { $0.hasPrefix("host: ") }.map { String($0.dropFirst(6)) } ?? "unknown"
+        let host =
+            rustc.split(separator: "\n").first { $0.hasPrefix("host: ") }.map { String($0.dropFirst(6)) } ?? "unknown"
         var entries: [String: String] = [
             "kind": kind, "rustc": rustc, "cargo": cargo, "host": host, "target": target ?? host, "profile": profile,
             "root": root.path,
@@ -37,7 +38,8 @@ public struct CargoCacheKey: Hashable, Sendable {
             }
             .sorted()
             .map { "\($0)=\(environment[$0] ?? "")" }
-        entries["cargo-env"] = cargoEnvironment.isEmpty ? "" : Blake2b.hash(Array(cargoEnvironment.joined(separator: "\n").utf8)).short
+        entries["cargo-env"] =
+            cargoEnvironment.isEmpty ? "" : Blake2b.hash(Array(cargoEnvironment.joined(separator: "\n").utf8)).short
         let cargoHome = environment["CARGO_HOME"] ?? ((environment["HOME"] ?? NSHomeDirectory()) + "/.cargo")
         // In the namespace a private tmpfs hides the root's ancestors from the private base down: the build reads
         // no config there, so neither does the key (a planted file cannot make snapshots miss).
@@ -81,7 +83,8 @@ public struct CargoCacheKey: Hashable, Sendable {
                     table = line.trimmingCharacters(in: CharacterSet(charactersIn: "[] "))
                     continue
                 }
-                let key = line.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
+                let key =
+                    line.split(separator: "=", maxSplits: 1).first.map { $0.trimmingCharacters(in: .whitespaces) } ?? ""
                 let dotted = table.isEmpty ? key : table + "." + key
                 let section = dotted.split(separator: ".").first.map(String.init) ?? ""
                 guard ["build", "target", "profile", "env", "unstable"].contains(section) else { continue }
@@ -114,7 +117,9 @@ public struct CargoCacheKey: Hashable, Sendable {
             let mine = entries[key]
             let theirs = other[key]
             guard mine != theirs else { return nil }
-            let show = { (value: String?) in value.map { $0.split(separator: "\n").first.map(String.init) ?? "" } ?? "<absent>" }
+            let show = { (value: String?) in
+                value.map { $0.split(separator: "\n").first.map(String.init) ?? "" } ?? "<absent>"
+            }
             return "\(key): \(show(theirs)) (wanted \(show(mine)))"
         }
     }

@@ -30,13 +30,16 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
         case .dirtyTree(let summary):
             return "the checkout has uncommitted changes (\(summary)); commit them, or pass --allow-dirty"
         case .noSnapshot(let wanted, let available, let searched):
-            let existing = available.isEmpty
+            let existing =
+                available.isEmpty
                 ? "no snapshot of this repository is known"
                 : "known snapshots have other keys:\n    " + available.joined(separator: "\n    ")
-            return "no snapshot with a matching cache key for the last \(searched) commits of HEAD's first-parent history.\n"
-                + "  wanted: \(wanted)\n  \(existing)"
+            return
+                "no snapshot with a matching cache key for the last \(searched) commits of HEAD's first-parent "
+                + "history.\n  wanted: \(wanted)\n  \(existing)"
         case .localWork(let target):
-            return "\(target) holds build output made after its last restore (local work); pass --replace to overwrite it"
+            return
+                "\(target) holds build output made after its last restore (local work); pass --replace to overwrite it"
         case .notAWorkspace(let detail):
             return "no cargo workspace found: \(detail)"
         case .toolMissing(let tool):
@@ -47,7 +50,8 @@ public enum CargoError: Error, Sendable, CustomStringConvertible {
             return "the freshness repair could not update \(path) (\(reason)); the target's fingerprints stay hidden, "
                 + "so the next build compiles everything; fix the file's permissions and restore again"
         case .clockBehind(let seconds):
-            return "this machine's clock is \(Int(seconds.rounded(.up))) s behind the one that built the snapshot: a file "
+            return
+                "this machine's clock is \(Int(seconds.rounded(.up))) s behind the one that built the snapshot: a file "
                 + "edited now could look older than the build and be skipped by cargo; set the clock right "
                 + "('timedatectl set-ntp true') and restore again"
         case .targetBusy(let detail):

@@ -145,9 +145,12 @@ public struct CargoLauncher: Sendable {
         }
         return (
             "unshare",
-            ["--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", Self.script, "kindling-cargo",
-             root.path, workspace.checkout.toplevel, workspace.targetDirectory, Self.cargoHome, relative, base ?? "",
-             "cargo"] + arguments,
+            [
+                "--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", Self.script,
+                "kindling-cargo",
+                root.path, workspace.checkout.toplevel, workspace.targetDirectory, Self.cargoHome, relative, base ?? "",
+                "cargo",
+            ] + arguments,
             environment,
             true
         )

@@ -27,7 +27,9 @@ public struct CargoPublishing: Sendable {
         return targetTriple.map { [$0 + "/" + directory, directory] } ?? [directory]
     }
 
-    public func prepare(allowDirty: Bool, pin: Bool) throws(CargoError) -> (request: PublishRequest, capture: TreeCapture, key: CargoCacheKey) {
+    public func prepare(
+        allowDirty: Bool, pin: Bool
+    ) throws(CargoError) -> (request: PublishRequest, capture: TreeCapture, key: CargoCacheKey) {
         let changes = try workspace.checkout.uncommittedChanges()
         if !changes.isEmpty && !allowDirty {
             throw .dirtyTree("\(changes.count) paths, first: \(changes[0].trimmingCharacters(in: .whitespaces))")
@@ -36,14 +38,16 @@ public struct CargoPublishing: Sendable {
         let key = try CargoCacheKey.compute(
             workspace: workspace, root: root, profile: CargoCacheKey.profileDirectory(profile), target: targetTriple)
         for directory in profileDirectories where !FileSystem.isDirectory(workspace.targetDirectory + "/" + directory) {
-            throw .notAWorkspace("\(workspace.targetDirectory)/\(directory) does not exist; build first ('kindling cargo build')")
+            throw .notAWorkspace(
+                "\(workspace.targetDirectory)/\(directory) does not exist; build first ('kindling cargo build')")
         }
         // A symlink where cargo keeps its bookkeeping would send every restore's repair outside its target.
         try CargoBookkeeping.check(targetDirectory: workspace.targetDirectory, profiles: profileDirectories)
         let record = CargoRecord(
             root: root.path, workspaceDirectory: workspace.relativeRoot, profileDirectories: profileDirectories,
             sources: try recordSources(), directories: try recordDirectories(), externalInputs: recordExternalInputs())
-        let selection = TargetSelection(targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
+        let selection = TargetSelection(
+            targetDirectory: workspace.targetDirectory, profileDirectories: profileDirectories)
         let request = PublishRequest(
             repository: workspace.repository.text, commit: commit, directory: workspace.targetDirectory,
             cacheKey: key.entries,
@@ -60,7 +64,9 @@ public struct CargoPublishing: Sendable {
             let full = toplevel + "/" + path
             // Deleted in the working tree but still in the index: nothing to record.
             guard let mtime = modificationTime(full), let (digest, size) = hashFile(full) else { return }
-            sources.withLock { $0.append(CargoRecord.Source(path: path, size: size, digest: digest, modificationTime: mtime)) }
+            sources.withLock {
+                $0.append(CargoRecord.Source(path: path, size: size, digest: digest, modificationTime: mtime))
+            }
         }
         return sources.withLock { $0 }.sorted { Array($0.path.utf8).lexicographicallyPrecedes(Array($1.path.utf8)) }
     }

@@ -79,7 +79,10 @@ public struct CargoRecord: Equatable, Sendable {
 
     /// The digest of a directory's names, as `Directory.names` holds it.
     static func namesDigest(_ names: [String]) -> Digest {
-        Blake2b.hash(Array(names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map { $0 + "\0" }.joined().utf8))
+        Blake2b.hash(
+            Array(
+                names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map { $0 + "\0" }.joined()
+                    .utf8))
     }
 
     public init(
@@ -115,7 +118,8 @@ public struct CargoRecord: Equatable, Sendable {
                 try RelativePath.validate(path)
                 sources.append(
                     Source(
-                        path: path, size: try r.readInt("source size", in: 0...Int.max), digest: try r.readDigest("source digest"),
+                        path: path, size: try r.readInt("source size", in: 0...Int.max),
+                        digest: try r.readDigest("source digest"),
                         modificationTime: try Self.readTime(&r, "source mtime")))
             }
             self.sources = sources
@@ -124,7 +128,8 @@ public struct CargoRecord: Equatable, Sendable {
             for _ in 0..<inputCount {
                 let path = try r.readString("external input", maxCount: 4096)
                 let present = try r.readByte("external input flag")
-                inputs.append(ExternalInput(path: path, digest: present == 1 ? try r.readDigest("external digest") : nil))
+                inputs.append(
+                    ExternalInput(path: path, digest: present == 1 ? try r.readDigest("external digest") : nil))
             }
             externalInputs = inputs
             if version >= 2 {

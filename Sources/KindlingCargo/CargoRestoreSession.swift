@@ -95,7 +95,9 @@ public struct CargoRestoreSession: Sendable {
     }
 
     /// Why nothing fits: the keys that exist instead, or that the matching snapshots are off HEAD's history.
-    static func noSnapshot(key: CargoCacheKey, candidates: [SnapshotCandidate], history: [String], maxDistance: Int)
+    static func noSnapshot(
+        key: CargoCacheKey, candidates: [SnapshotCandidate], history: [String], maxDistance: Int
+    )
         -> CargoError
     {
         var others: [String] = []

@@ -30,7 +30,9 @@ public struct CargoRestoring: Sendable {
     /// target arrives with its fingerprints hidden and its invalidations done, and the checkout's mtimes are
     /// stamped only after the swap. A crash at any point leaves the old target with an untouched checkout, or the
     /// new target with hidden fingerprints (cargo rebuilds everything, and the next restore may replace it).
-    public func restore(_ manifest: Manifest, from store: ChunkStore, replace: Bool, progress: ProgressHandler? = nil) throws -> Outcome {
+    public func restore(
+        _ manifest: Manifest, from store: ChunkStore, replace: Bool, progress: ProgressHandler? = nil
+    ) throws -> Outcome {
         guard let recordBytes = manifest.body.extra[CargoRecord.extraKey] else {
             throw CargoError.malformedRecord("the snapshot has no cargo record; it was published without --cargo")
         }
@@ -57,7 +59,8 @@ public struct CargoRestoring: Sendable {
         var plan = try repair.plan()
         let pending = RestoreMarker(
             manifest: manifest.id.hex, commit: manifest.header.commit, restoredAt: Self.now, complete: false)
-        let summary = try TreeRestore().restore(manifest, from: store, into: target, replace: true, progress: progress) { staging in
+        let summary = try TreeRestore().restore(manifest, from: store, into: target, replace: true, progress: progress)
+        { staging in
             try repair.prepareTarget(staging, plan: &plan)
             try pending.write(targetDirectory: staging)
             Failpoint.hit("before-swap")

@@ -25,7 +25,9 @@ public struct CargoWorkspace: Sendable {
         let toolchain = try ToolchainPin.resolve(directory: directory)
         let json = try ProcessRunner.run(
             "cargo", arguments, directory: directory, environment: toolchain?.environment ?? [:])
-        guard json.status == 0 else { throw .notAWorkspace(json.stderr.split(separator: "\n").first.map(String.init) ?? directory) }
+        guard json.status == 0 else {
+            throw .notAWorkspace(json.stderr.split(separator: "\n").first.map(String.init) ?? directory)
+        }
         guard let object = try? JSONSerialization.jsonObject(with: Data(json.stdout.utf8)) as? [String: Any],
             let workspaceRoot = object["workspace_root"] as? String, let target = object["target_directory"] as? String
         else { throw .notAWorkspace("cargo metadata gave no workspace root") }

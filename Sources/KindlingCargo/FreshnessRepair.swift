@@ -81,7 +81,8 @@ public struct FreshnessRepair: Sendable {
     /// The suffix of a profile's fingerprint folder while a repair is unfinished.
     public static let hiddenFingerprints = ".fingerprint.kindling-pending"
 
-    public init(record: CargoRecord, checkout: GitCheckout, root: BuildRoot, targetDirectory: String, atBuildRoot: Bool) {
+    public init(record: CargoRecord, checkout: GitCheckout, root: BuildRoot, targetDirectory: String, atBuildRoot: Bool)
+    {
         self.record = record
         self.checkout = checkout
         self.root = root
@@ -95,10 +96,12 @@ public struct FreshnessRepair: Sendable {
         var plan = Plan()
         // Keyed by bytes, as the filesystem compares names: Swift's String equality would make an NFC and an NFD
         // spelling one file and give one the other's verdict (a stale build).
-        let recorded = Dictionary(record.sources.map { (Array($0.path.utf8), $0) }, uniquingKeysWith: { first, _ in first })
+        let recorded = Dictionary(
+            record.sources.map { (Array($0.path.utf8), $0) }, uniquingKeysWith: { first, _ in first })
         let tracked = try checkout.trackedFiles()
         let toplevel = checkout.toplevel
-        let results = Mutex<(stamps: [Stamp], links: [String], unchanged: Int, changed: Int, added: Int)>(([], [], 0, 0, 0))
+        let results = Mutex<(stamps: [Stamp], links: [String], unchanged: Int, changed: Int, added: Int)>(
+            ([], [], 0, 0, 0))
         ParallelWork.forEach(tracked) { (_: Int, path: String) in
             let full = toplevel + "/" + path
             var info = stat()
@@ -110,7 +113,9 @@ public struct FreshnessRepair: Sendable {
             let seen = FileIdentity(full)
             // For a symlink, the content is its target's, as cargo and rustc see it.
             let source = recorded[Array(path.utf8)]
-            let same = source.flatMap { source in hashFile(full).map { $0.digest == source.digest && $0.size == source.size } } ?? false
+            let same =
+                source.flatMap { source in hashFile(full).map { $0.digest == source.digest && $0.size == source.size } }
+                ?? false
             results.withLock { state in
                 if same, let source {
                     state.stamps.append(Stamp(path: full, time: source.modificationTime, seen: seen))
@@ -245,9 +250,13 @@ public struct FreshnessRepair: Sendable {
     /// The names of the packages whose manifests are in the checkout (`name = "..."` under `[package]`).
     private func checkoutPackageNames() -> Set<String> {
         var names = Set<String>()
-        let manifests = ((try? checkout.trackedFiles()) ?? []).filter { $0 == "Cargo.toml" || $0.hasSuffix("/Cargo.toml") }
+        let manifests = ((try? checkout.trackedFiles()) ?? []).filter {
+            $0 == "Cargo.toml" || $0.hasSuffix("/Cargo.toml")
+        }
         for manifest in manifests {
-            guard let text = try? String(contentsOfFile: checkout.toplevel + "/" + manifest, encoding: .utf8) else { continue }
+            guard let text = try? String(contentsOfFile: checkout.toplevel + "/" + manifest, encoding: .utf8) else {
+                continue
+            }
             var inPackage = false
             for line in text.split(separator: "\n").map({ $0.trimmingCharacters(in: .whitespaces) }) {
                 if line.hasPrefix("[") { inPackage = line == "[package]" }

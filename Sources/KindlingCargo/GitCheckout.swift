@@ -9,7 +9,8 @@ public struct GitCheckout: Sendable {
     public init(containing directory: String) throws(CargoError) {
         let result = try ProcessRunner.run("git", ["rev-parse", "--show-toplevel"], directory: directory)
         guard result.status == 0 else { throw .notAGitCheckout(directory) }
-        toplevel = URL(fileURLWithPath: result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
+        toplevel =
+            URL(fileURLWithPath: result.stdout.trimmingCharacters(in: .whitespacesAndNewlines))
             .resolvingSymlinksInPath().path
     }
 
@@ -41,18 +42,21 @@ public struct GitCheckout: Sendable {
     /// upstream is what bors builds), else the `origin` remote, else the checkout's folder name.
     public func repositoryName() -> String {
         if let name = ProcessInfo.processInfo.environment["KINDLING_REPO"], !name.isEmpty { return name }
-        if let name = (try? git(["config", "--get", Self.repositoryConfigKey]))?.trimmingCharacters(in: .whitespacesAndNewlines),
+        if let name = (try? git(["config", "--get", Self.repositoryConfigKey]))?.trimmingCharacters(
+            in: .whitespacesAndNewlines),
             !name.isEmpty
         {
             return name
         }
-        let url = ["upstream", "origin"].lazy
+        let url =
+            ["upstream", "origin"].lazy
             .compactMap { (try? self.git(["remote", "get-url", $0]))?.trimmingCharacters(in: .whitespacesAndNewlines) }
             .first { !$0.isEmpty } ?? ""
         var name = url
         if name.hasSuffix(".git") { name.removeLast(4) }
         let parts = name.split(whereSeparator: { $0 == "/" || $0 == ":" }).map(String.init)
-        let candidate = parts.count >= 2 ? parts.suffix(2).joined(separator: "/") : URL(fileURLWithPath: toplevel).lastPathComponent
+        let candidate =
+            parts.count >= 2 ? parts.suffix(2).joined(separator: "/") : URL(fileURLWithPath: toplevel).lastPathComponent
         let cleaned = candidate.map { ch -> Character in
             ch.isLetter || ch.isNumber || "._-/".contains(ch) ? ch : "-"
         }

@@ -39,7 +39,8 @@ public struct RestoreMarker: Codable, Sendable {
     }
 
     public func write(targetDirectory: String) throws {
-        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: targetDirectory + "/" + Self.fileName), options: .atomic)
+        try JSONEncoder().encode(self).write(
+            to: URL(fileURLWithPath: targetDirectory + "/" + Self.fileName), options: .atomic)
     }
 
     /// What a target directory holds, as far as a restore is concerned.
@@ -63,7 +64,8 @@ public struct RestoreMarker: Codable, Sendable {
         public static func == (lhs: TargetState, rhs: TargetState) -> Bool {
             switch (lhs, rhs) {
             case (.missingOrEmpty, .missingOrEmpty): return true
-            case (.pristine(let a), .pristine(let b)), (.interrupted(let a), .interrupted(let b)): return a.manifest == b.manifest
+            case (.pristine(let a), .pristine(let b)), (.interrupted(let a), .interrupted(let b)):
+                return a.manifest == b.manifest
             case (.localWork(let a), .localWork(let b)): return a?.manifest == b?.manifest
             default: return false
             }

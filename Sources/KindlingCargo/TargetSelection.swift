@@ -26,8 +26,16 @@ public struct TargetSelection: Sendable {
                 let crateDirectory = targetDirectory + "/" + incremental + "/" + crate
                 let names = (try? FileSystem.contents(of: crateDirectory)) ?? []
                 // Finished sessions are directories "s-…" without "-working"; the newest by mtime is the one to use.
-                let finished = names.filter { $0.hasPrefix("s-") && !$0.hasSuffix(".lock") && !$0.hasSuffix("-working") }
-                guard let newest = finished.max(by: { (modificationTime(crateDirectory + "/" + $0) ?? 0, $0) < (modificationTime(crateDirectory + "/" + $1) ?? 0, $1) }) else { continue }
+                let finished = names.filter {
+                    $0.hasPrefix("s-") && !$0.hasSuffix(".lock") && !$0.hasSuffix("-working")
+                }
+                guard
+                    let newest = finished.max(by: {
+                        (modificationTime(crateDirectory + "/" + $0) ?? 0, $0) < (
+                            modificationTime(crateDirectory + "/" + $1) ?? 0, $1
+                        )
+                    })
+                else { continue }
                 sessions.insert(incremental + "/" + crate + "/" + newest)
                 // The lock file is named after the session up to its last '-' (the session hash).
                 if let dash = newest.lastIndex(of: "-") {

@@ -118,7 +118,8 @@ public struct ManifestBody: Hashable, Sendable {
             let value = try reader.readBytes("extra field '\(name)'", maxCount: ManifestLimits.maxBodyBytes)
             // As for cache key names: canonically equivalent names would collapse into one.
             guard extra.updateValue(value, forKey: name) == nil else {
-                throw .invalid(field: "extra field names", reason: "two names are the same text in different Unicode forms")
+                throw .invalid(
+                    field: "extra field names", reason: "two names are the same text in different Unicode forms")
             }
         }
         try reader.expectEnd("manifest body")
@@ -144,7 +145,10 @@ public struct ManifestBody: Hashable, Sendable {
                 if let kind = kinds[Array(ancestor.utf8)], kind != .directory {
                     throw .unsafePath(
                         path: entry.path,
-                        reason: "its parent '\(ancestor)' is a \(kind == .symlink ? "symlink" : "file") in the same manifest")
+                        reason:
+                            "its parent '\(ancestor)' is a \(kind == .symlink ? "symlink" : "file") "
+                            + "in the same manifest"
+                    )
                 }
             }
         }

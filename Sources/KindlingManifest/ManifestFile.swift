@@ -7,7 +7,8 @@ public enum ManifestFile {
     public static let formatVersion: UInt64 = 1
 
     public static func encode(_ manifest: Manifest) -> [UInt8] {
-        var writer = CanonicalWriter(reservingCapacity: manifest.bodyBytes.count + manifest.signed.headerBytes.count + 96)
+        var writer = CanonicalWriter(
+            reservingCapacity: manifest.bodyBytes.count + manifest.signed.headerBytes.count + 96)
         writer.writeRaw(magic)
         writer.writeVarint(formatVersion)
         writer.writeBytes(manifest.signed.headerBytes)
@@ -29,6 +30,7 @@ public enum ManifestFile {
         let bodyBytes = try reader.readBytes("body", maxCount: ManifestLimits.maxBodyBytes)
         try reader.expectEnd("manifest file")
         guard let signature = try? Signature(bytes: signatureBytes) else { throw .truncated(field: "signature") }
-        return try Manifest(signed: try SignedHeader(headerBytes: headerBytes, signature: signature), bodyBytes: bodyBytes)
+        return try Manifest(
+            signed: try SignedHeader(headerBytes: headerBytes, signature: signature), bodyBytes: bodyBytes)
     }
 }

@@ -96,7 +96,8 @@ public struct ManifestHeader: Hashable, Sendable {
             // Swift's String equality is Unicode-canonical: two names with different bytes could share a key, and
             // re-encoding would then differ from the signed bytes.
             guard cacheKey.updateValue(value, forKey: name) == nil else {
-                throw .invalid(field: "cache key names", reason: "two names are the same text in different Unicode forms")
+                throw .invalid(
+                    field: "cache key names", reason: "two names are the same text in different Unicode forms")
             }
         }
         self.cacheKey = cacheKey

@@ -261,7 +261,9 @@ public struct ChunkScheduler: Sendable {
         guard phase != .done, position >= 0, position < total else { return [] }
         inFlight = max(0, inFlight - 1)
         if phase == .draining {
-            guard case .stored(new: true) = arrival, storedByOther.remove(position) != nil else { return finishOrDrain() }
+            guard case .stored(new: true) = arrival, storedByOther.remove(position) != nil else {
+                return finishOrDrain()
+            }
             statistics.chunksFetched += 1
             return [.fetched(position: position)] + finishOrDrain()
         }

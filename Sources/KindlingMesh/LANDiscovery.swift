@@ -17,7 +17,10 @@ public struct LANConfiguration: Sendable {
     /// we still listen and dial the nodes that announce themselves.
     public var announce = true
 
-    public init(group: String = "239.193.75.73", port: Int = 7343, interface: String = "0.0.0.0", interval: Duration = .seconds(30)) {
+    public init(
+        group: String = "239.193.75.73", port: Int = 7343, interface: String = "0.0.0.0",
+        interval: Duration = .seconds(30)
+    ) {
         self.group = group
         self.port = port
         self.interface = interface
@@ -47,7 +50,9 @@ struct LANAnnouncement: Equatable, Sendable {
         let expected = bodyLength + (mesh.secret == nil ? 0 : 32)
         guard bytes.count == expected, bytes.starts(with: magic), bytes[magic.count] == version else { return nil }
         let body = Array(bytes[0..<bodyLength])
-        if let secret = mesh.secret, !constantTimeEquals(Blake2b.keyedHash(body, key: secret), Array(bytes[bodyLength...])) {
+        if let secret = mesh.secret,
+            !constantTimeEquals(Blake2b.keyedHash(body, key: secret), Array(bytes[bodyLength...]))
+        {
             return nil
         }
         var offset = magic.count + 1
@@ -119,7 +124,9 @@ struct LANDiscovery {
                     }
                     group.addTask {
                         for try await envelope in inbound {
-                            guard let announcement = LANAnnouncement.decode(Array(envelope.data.readableBytesView), mesh: mesh),
+                            guard
+                                let announcement = LANAnnouncement.decode(
+                                    Array(envelope.data.readableBytesView), mesh: mesh),
                                 let host = envelope.remoteAddress.ipAddress
                             else { continue }
                             await node.learnLANPeer(announcement.nodeID, host: host, port: announcement.port)
@@ -140,7 +147,8 @@ enum NodeAddressError: Error, CustomStringConvertible {
 
     var description: String {
         switch self {
-        case .notIPv4(let text): return "LAN discovery needs IPv4 addresses for the group and the interface, not \(text)"
+        case .notIPv4(let text):
+            return "LAN discovery needs IPv4 addresses for the group and the interface, not \(text)"
         }
     }
 }

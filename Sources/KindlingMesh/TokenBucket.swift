@@ -53,7 +53,8 @@ final class ServingGauge: Sendable {
     func acquire(limit: Int) -> Bool {
         var current = count.load(ordering: .relaxed)
         while current < limit {
-            let (exchanged, original) = count.compareExchange(expected: current, desired: current + 1, ordering: .relaxed)
+            let (exchanged, original) = count.compareExchange(
+                expected: current, desired: current + 1, ordering: .relaxed)
             if exchanged { return true }
             current = original
         }

@@ -26,7 +26,9 @@ public struct ControlClient: Sendable {
             var offset = 0
             while offset < raw.count {
                 let written = write(fd, base + offset, raw.count - offset)
-                if written < 0 { if errno == EINTR { continue } else { throw ControlError.io(path: path, code: errno) } }
+                if written < 0 {
+                    if errno == EINTR { continue } else { throw ControlError.io(path: path, code: errno) }
+                }
                 offset += written
             }
         }
@@ -93,7 +95,8 @@ public enum ControlError: Error, Sendable, CustomStringConvertible {
             return "no kindling node is running for this store (no socket at \(path)); start one with 'kindling node'"
         case .io(let path, let code): return "control socket \(path): \(String(cString: strerror(code)))"
         case .noReply(let path): return "the node at \(path) closed the connection without replying"
-        case .pathTooLong(let path): return "control socket path \(path) is too long for a Unix socket; use a shorter --store"
+        case .pathTooLong(let path):
+            return "control socket path \(path) is too long for a Unix socket; use a shorter --store"
         }
     }
 }

@@ -126,9 +126,12 @@ struct ControlServer {
             guard let id = await resolve(request) else {
                 let what = request.manifest ?? "\(request.repository?.text ?? "?")@\(request.commit ?? "?")"
                 return await send(
-                    ControlEvent(event: .error, message: "no trusted snapshot \(what) is known to this node (no peer announced one)"))
+                    ControlEvent(
+                        event: .error,
+                        message: "no trusted snapshot \(what) is known to this node (no peer announced one)"))
             }
-            let (progress, continuation) = AsyncStream.makeStream(of: FetchProgress.self, bufferingPolicy: .bufferingNewest(1))
+            let (progress, continuation) = AsyncStream.makeStream(
+                of: FetchProgress.self, bufferingPolicy: .bufferingNewest(1))
             await withTaskGroup(of: Void.self) { group in
                 group.addTask {
                     for await update in progress { await send(ControlEvent(event: .progress, progress: update)) }

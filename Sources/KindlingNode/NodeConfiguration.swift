@@ -105,7 +105,9 @@ public struct NodeSettings: Codable, Sendable {
                     + "(\"public\": true in node.json) if that is intended, or listen on 127.0.0.1")
         }
         let maxStore = try maxSize.map { text in
-            guard let value = parseSize(text) else { throw NodeError.badConfiguration("--max-size '\(text)' is not a size like 20G") }
+            guard let value = parseSize(text) else {
+                throw NodeError.badConfiguration("--max-size '\(text)' is not a size like 20G")
+            }
             return value
         }
         let upload = try uploadLimit.map { text in

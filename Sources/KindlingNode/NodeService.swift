@@ -79,7 +79,9 @@ public struct NodeService: Sendable {
             do {
                 let report = try await node.collectGarbage(maxStoredBytes: maxStoreBytes)
                 if report.evictedChunks > 0 {
-                    logger.info("evicted chunks", metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
+                    logger.info(
+                        "evicted chunks",
+                        metadata: ["chunks": "\(report.evictedChunks)", "bytes": "\(report.freedBytes)"])
                 }
             } catch {
                 logger.warning("store upkeep failed; will try again in a minute", metadata: ["error": "\(error)"])

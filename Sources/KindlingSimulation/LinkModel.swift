@@ -69,8 +69,10 @@ public struct LinkModel: Sendable {
     /// When the last byte of the latest `send` left the sender's uplink (what a server's serving slot waits for).
     public private(set) var lastUplinkFinish: VirtualTime = 0
 
-    public init(nodes: [Attachment], officeUplinkBytesPerSecond: [Double], wideAreaLatency: VirtualTime,
-                localLatency: VirtualTime) {
+    public init(
+        nodes: [Attachment], officeUplinkBytesPerSecond: [Double], wideAreaLatency: VirtualTime,
+        localLatency: VirtualTime
+    ) {
         self.nodes = nodes
         self.officeUp = officeUplinkBytesPerSecond.map { Pipe(bytesPerSecond: $0) }
         self.officeDown = officeUplinkBytesPerSecond.map { Pipe(bytesPerSecond: $0) }

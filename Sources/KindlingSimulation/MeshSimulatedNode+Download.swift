@@ -64,8 +64,9 @@ extension MeshSimulatedNode {
         downloads[snapshot] = download
         // Peers learn at once that we are downloading (the seed split counts us from the first request).
         let positions = (0..<world.snapshots[snapshot].index.count).filter { download.stored.contains($0) }
-        handle(gossip.chunksPresent(id, positions: positions, total: world.snapshots[snapshot].index.count),
-               now: now, into: &out)
+        handle(
+            gossip.chunksPresent(id, positions: positions, total: world.snapshots[snapshot].index.count),
+            now: now, into: &out)
         advance(snapshot, now: now, into: &out)
     }
 
@@ -172,8 +173,10 @@ extension MeshSimulatedNode {
                 case .request(let position, let source, let timeout):
                     let peer = source.rawValue
                     guard outbound[peer] != nil else {
-                        owed.append(.failed(request: issueRequest(position, peer: peer, snapshot: snapshot, now: now),
-                                            .closed))
+                        owed.append(
+                            .failed(
+                                request: issueRequest(position, peer: peer, snapshot: snapshot, now: now),
+                                .closed))
                         continue
                     }
                     let requestID = issueRequest(position, peer: peer, snapshot: snapshot, now: now)
@@ -181,13 +184,17 @@ extension MeshSimulatedNode {
                     let chunk = world.snapshots[snapshot].index.chunks[position].id
                     out.append(.send(to: peer, SimulatedMessage(.getChunk(request: requestID, chunk: chunk))))
                     let timeoutToken = Self.chunkTimerBase + Int(requestID) * 2 + 1
-                    out.append(.timer(after: Int64(timeout.components.seconds) * 1_000_000_000
-                                      + timeout.components.attoseconds / 1_000_000_000, token: timeoutToken))
+                    out.append(
+                        .timer(
+                            after: Int64(timeout.components.seconds) * 1_000_000_000
+                                + timeout.components.attoseconds / 1_000_000_000, token: timeoutToken))
                 case .cancel(let position, let source):
-                    guard let (requestID, _) = requests.first(where: {
-                        $0.value.position == position && $0.value.source == source.rawValue
-                            && requestSnapshot[$0.key] == snapshot
-                    }) else { continue }
+                    guard
+                        let (requestID, _) = requests.first(where: {
+                            $0.value.position == position && $0.value.source == source.rawValue
+                                && requestSnapshot[$0.key] == snapshot
+                        })
+                    else { continue }
                     out.append(.send(to: source.rawValue, SimulatedMessage(.cancel(request: requestID))))
                     world.transfer.cancels += 1
                     owed.append(.failed(request: requestID, .cancelled))
@@ -195,16 +202,20 @@ extension MeshSimulatedNode {
                     downloads[snapshot]?.stored.insert(position)
                     let id = world.snapshots[snapshot].id
                     let total = world.snapshots[snapshot].index.count
-                    handle(gossip.chunksStored(id, positions: [position], total: total, now: world.instant(now)),
-                           now: now, into: &out)
+                    handle(
+                        gossip.chunksStored(id, positions: [position], total: total, now: world.instant(now)),
+                        now: now, into: &out)
                 case .fetched:
                     break
                 case .ban(let source, let reason):
-                    handle(book.ban(world.keys[source.rawValue], reason: reason, now: world.instant(now)),
-                           now: now, into: &out)
+                    handle(
+                        book.ban(world.keys[source.rawValue], reason: reason, now: world.instant(now)),
+                        now: now, into: &out)
                 case .scheduleTimer(let at):
-                    let time = max(now, Int64(at.components.seconds) * 1_000_000_000
-                                   + at.components.attoseconds / 1_000_000_000)
+                    let time = max(
+                        now,
+                        Int64(at.components.seconds) * 1_000_000_000
+                            + at.components.attoseconds / 1_000_000_000)
                     if let current = downloads[snapshot]?.timerAt, current <= time, current >= now { continue }
                     downloads[snapshot]?.timerAt = time
                     out.append(.timer(after: time - now, token: Self.chunkTimerBase + snapshot * 2))

@@ -138,8 +138,9 @@ struct MeshSimulatedNode: SimulatedNode {
             addPeer(peer, outbound: false)
             handle(pendingAdmission.removeValue(forKey: peer) ?? [], now: now, into: &out)
         }
-        handle(gossip.peerConnected(world.keys[peer], listenAddress: world.peerAddress(peer), now: world.instant(now)),
-               now: now, into: &out)
+        handle(
+            gossip.peerConnected(world.keys[peer], listenAddress: world.peerAddress(peer), now: world.instant(now)),
+            now: now, into: &out)
         return out
     }
 
@@ -184,8 +185,12 @@ struct MeshSimulatedNode: SimulatedNode {
         case .getBody(let manifest, let offset, let length):
             // MeshServer serves a body it has (ours: every snapshot we know and hold something of).
             let bytes = gossip.localHolding(manifest) != nil || role == .bors ? length : 0
-            out.append(.send(to: peer, SimulatedMessage(.body(manifest: manifest, offset: offset, bytes: []),
-                                                        extraBytes: bytes)))
+            out.append(
+                .send(
+                    to: peer,
+                    SimulatedMessage(
+                        .body(manifest: manifest, offset: offset, bytes: []),
+                        extraBytes: bytes)))
         case .body(let manifest, _, _):
             bodyArrived(manifest, from: peer, now: now, into: &out)
         case .cancel, .ping, .pong, .error:
@@ -260,8 +265,10 @@ struct MeshSimulatedNode: SimulatedNode {
         sourceClosed(peer, now: now, into: &out)
     }
 
-    private mutating func schedule(_ instant: ContinuousClock.Instant, token: TimerToken, now: VirtualTime,
-                                   into out: inout [SimulatedAction]) {
+    private mutating func schedule(
+        _ instant: ContinuousClock.Instant, token: TimerToken, now: VirtualTime,
+        into out: inout [SimulatedAction]
+    ) {
         let at = max(now, world.virtualTime(instant))
         switch token {
         case .gossip:

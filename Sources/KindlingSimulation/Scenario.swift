@@ -133,8 +133,9 @@ public struct Scenario: Sendable, Equatable {
         try require(nodes >= 1, "nodes must be at least 1 (got \(nodes))")
         try require(nodes <= 1_000_000, "nodes must be at most 1,000,000 (got \(nodes))")
         try require(offices >= 0 && offices <= nodes, "offices must be between 0 and nodes (got \(offices))")
-        try require(officeUplinkMbps >= 0 && nodeUplinkMbps >= 0 && nodeDownlinkMbps >= 0 && seedUplinkMbps >= 0,
-                    "rates must be ≥ 0 (0 means unlimited)")
+        try require(
+            officeUplinkMbps >= 0 && nodeUplinkMbps >= 0 && nodeDownlinkMbps >= 0 && seedUplinkMbps >= 0,
+            "rates must be ≥ 0 (0 means unlimited)")
         try require((originMbps ?? 0) >= 0, "originMbps must be ≥ 0")
         try require(nodeLatencyMs >= 0 && wideAreaLatencyMs >= 0 && localLatencyMs >= 0, "latencies must be ≥ 0")
         try require((0...1).contains(natOnlyFraction), "natOnlyFraction must be between 0 and 1")

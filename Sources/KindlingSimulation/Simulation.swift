@@ -90,7 +90,6 @@ public final class MeshSimulation<Node: SimulatedNode> {
     private var nextEpoch: UInt32 = 1
     private var metrics: SimulationMetrics
 
-
     /// A run of `scenario` over `topology` (built with `random`, which the run continues); `makeNode` makes each
     /// node's behaviour, given a generator of its own.
     public init(
@@ -162,7 +161,8 @@ public final class MeshSimulation<Node: SimulatedNode> {
             perform(nodes[receiver].received(message, from: Int(from), now: now), by: receiver)
         case .dialArrives(let from, let to):
             let target = Int(to)
-            let accepted = online[target] && connections[target][from] == nil
+            let accepted =
+                online[target] && connections[target][from] == nil
                 && nodes[target].accepts(Int(from), now: now)
             var epoch: UInt32 = 0
             if accepted {

@@ -81,7 +81,8 @@ struct SimulationMetrics {
         var total = 0.0
         for snapshot in 0..<scenario.snapshotCount {
             let start = scenario.firstSnapshotSeconds + Double(snapshot) * scenario.snapshotIntervalSeconds
-            let stop = snapshot + 1 < scenario.snapshotCount
+            let stop =
+                snapshot + 1 < scenario.snapshotCount
                 ? start + scenario.snapshotIntervalSeconds : end.secondsValue
             total += max(0, min(stop, end.secondsValue) - (start + Self.settleSeconds))
         }
@@ -132,7 +133,8 @@ struct SimulationMetrics {
             let perNode = Double(members.count) * steady
             let keepalives = connectionsPerNode / Keepalive.intervalSeconds
             report.gossipMessagesPerNodePerSecond = Double(steadyGossipMessages) / perNode + keepalives * 2
-            report.gossipBytesPerNodePerSecond = Double(steadyGossipBytes) / perNode
+            report.gossipBytesPerNodePerSecond =
+                Double(steadyGossipBytes) / perNode
                 + keepalives * Double(Keepalive.bytes)
             report.gossipBytesPerNodePerSecondByType = steadyGossipBytesByType.mapValues { Double($0) / perNode }
             report.gossipBytesPerNodePerSecondByType["keepalive"] = keepalives * Double(Keepalive.bytes)

@@ -63,9 +63,11 @@ final class SimulationWorld {
         }
         officeMembers = members
         let seed = Blake2b.hash(Array("kindling-sim bors \(scenario.randomSeed)".utf8)).bytes
-        borsKey = (try? SigningKey(seed: Array(seed.prefix(SigningKey.seedByteCount)))) ?? {
-            preconditionFailure("32-byte seed")
-        }()
+        borsKey =
+            (try? SigningKey(seed: Array(seed.prefix(SigningKey.seedByteCount))))
+            ?? {
+                preconditionFailure("32-byte seed")
+            }()
         trust = TrustPolicy(trust: TrustFile(keys: [TrustedKey(name: "bors", publicKey: borsKey.publicKey)]))
         var configuration = MeshConfiguration(
             nodeKey: borsKey, bootstrapPeers: [addresses[0]], trust: trust, follow: [RepositoryGlob("**")],

@@ -29,7 +29,8 @@ public enum SnapshotError: Error, Sendable, CustomStringConvertible {
         case .destinationInStore(let path, let store):
             return "\(path) is inside the store \(store); choose a directory outside the store"
         case .missingChunks(let count, let bytes):
-            return "the store lacks \(count) chunks (\(bytes) bytes) of this snapshot; fetch it first ('kindling fetch')"
+            return
+                "the store lacks \(count) chunks (\(bytes) bytes) of this snapshot; fetch it first ('kindling fetch')"
         case .pathNotUTF8(let parent):
             return "a file name in \(parent) is not valid UTF-8 and cannot be captured; rename it"
         case .changedDuringCapture(let path):

@@ -87,7 +87,8 @@ public struct TreeCapture: Sendable {
             case .symlink:
                 summary.symlinks += 1
                 entries.append(
-                    .symlink(path: item.path, target: item.symlinkTarget ?? "", modificationTime: item.modificationTime))
+                    .symlink(path: item.path, target: item.symlinkTarget ?? "", modificationTime: item.modificationTime)
+                )
             case .file:
                 guard let result = captured[index] else { continue }
                 summary.files += 1
@@ -97,7 +98,9 @@ public struct TreeCapture: Sendable {
                 summary.newBytes += result.newBytes
                 summary.newStoredBytes += result.newStoredBytes
                 entries.append(
-                    .file(path: item.path, mode: item.mode, modificationTime: item.modificationTime, chunks: result.chunks))
+                    .file(
+                        path: item.path, mode: item.mode, modificationTime: item.modificationTime, chunks: result.chunks
+                    ))
             }
         }
         summary.seconds = (ContinuousClock.now - clock).seconds

@@ -318,4 +318,3 @@ public struct TreeRestore: Sendable {
         return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
     }
 }
-

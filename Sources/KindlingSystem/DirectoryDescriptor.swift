@@ -48,13 +48,17 @@ public final class DirectoryDescriptor: Sendable {
 
     /// Opens the directory at `relative` below this one (itself for an empty path), following no symlink on the
     /// way. With `create`, missing directories are made with `mode` (less the umask, as `mkdir -p` does).
-    public func openDirectory(_ relative: String, create: Bool = false, mode: mode_t = 0o755)
+    public func openDirectory(
+        _ relative: String, create: Bool = false, mode: mode_t = 0o755
+    )
         throws(FileError) -> DirectoryDescriptor
     {
         try openDirectory(bytes: Array(relative.utf8), create: create, mode: mode)
     }
 
-    public func openDirectory(bytes relative: [UInt8], create: Bool = false, mode: mode_t = 0o755)
+    public func openDirectory(
+        bytes relative: [UInt8], create: Bool = false, mode: mode_t = 0o755
+    )
         throws(FileError) -> DirectoryDescriptor
     {
         let fd = try openBeneath(relative, flags: O_RDONLY | O_DIRECTORY, create: create, mode: mode)
@@ -125,7 +129,8 @@ public final class DirectoryDescriptor: Sendable {
     /// symlink, or `relative` is not a plain relative path.
     private func parent(of relative: String) throws(FileError) -> (DirectoryDescriptor, String) {
         guard let parts = Self.components(relative), let name = parts.last else {
-            throw FileError(call: "openat2", "opening (not a plain relative path)", shown(relative.utf8),
+            throw FileError(
+                call: "openat2", "opening (not a plain relative path)", shown(relative.utf8),
                 errno: .invalidArgument)
         }
         if parts.count == 1 { return (self, name) }

@@ -31,7 +31,9 @@ public enum Fixtures {
     /// A trust file with the given keys, each allowed every repository.
     public static func trust(_ keys: [(String, SigningKey)], repositories: [String] = ["**"]) -> TrustFile {
         TrustFile(
-            keys: keys.map { TrustedKey(name: $0.0, publicKey: $0.1.publicKey, repositories: repositories.map(RepositoryGlob.init)) })
+            keys: keys.map {
+                TrustedKey(name: $0.0, publicKey: $0.1.publicKey, repositories: repositories.map(RepositoryGlob.init))
+            })
     }
 
     /// Writes `bytes` to `path`, creating parents, with an optional mode and mtime (nanoseconds).

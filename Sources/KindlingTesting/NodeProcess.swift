@@ -18,7 +18,8 @@ public final class NodeProcess {
         let nodeArguments = ["node", "--store", store, "--listen", "127.0.0.1:0"] + arguments
         if let shellPrefix {
             process.executableURL = URL(fileURLWithPath: "/bin/sh")
-            process.arguments = ["-c", shellPrefix + "; exec \"$0\" \"$@\"", CommandRunner.kindlingPath] + nodeArguments
+            process.arguments =
+                ["-c", shellPrefix + "; exec \"$0\" \"$@\"", CommandRunner.kindlingPath] + nodeArguments
         } else {
             process.executableURL = URL(fileURLWithPath: CommandRunner.kindlingPath)
             process.arguments = nodeArguments
@@ -47,7 +48,9 @@ public final class NodeProcess {
                 self.port = port
                 return
             }
-            guard process.isRunning else { throw NodeProcessError.exited(String(decoding: Fixtures.read(log) ?? [], as: UTF8.self)) }
+            guard process.isRunning else {
+                throw NodeProcessError.exited(String(decoding: Fixtures.read(log) ?? [], as: UTF8.self))
+            }
             Thread.sleep(forTimeInterval: 0.1)
         }
         throw NodeProcessError.exited("node did not become ready")
@@ -87,4 +90,3 @@ public func waitFor(_ what: String, timeout: TimeInterval = 20, _ condition: () 
     }
     throw NodeProcessError.exited("timeout: \(what)")
 }
-

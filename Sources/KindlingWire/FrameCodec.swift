@@ -102,7 +102,9 @@ public struct FrameDecoder: ByteToMessageDecoder {
         if limit.isHolding { return nil }
         guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return nil }
         let maximum = limit.current
-        guard length > 0, Int(length) <= maximum else { throw WireError.frameTooLarge(length: Int(length), limit: maximum) }
+        guard length > 0, Int(length) <= maximum else {
+            throw WireError.frameTooLarge(length: Int(length), limit: maximum)
+        }
         guard buffer.readableBytes >= 4 + Int(length) else { return nil }
         buffer.moveReaderIndex(forwardBy: 4)
         guard let frame = buffer.readBytes(length: Int(length)) else { return nil }

@@ -56,17 +56,19 @@ public struct HandshakeSession {
     private var receiveKey: [UInt8]?
 
     public init(role: HandshakeRole, configuration: HandshakeConfiguration) {
-        self.init(role: role, configuration: configuration, exchange: EphemeralKeyExchange(), challenge: secureRandomBytes(count: 32))
+        self.init(
+            role: role, configuration: configuration, exchange: EphemeralKeyExchange(),
+            challenge: secureRandomBytes(count: 32))
     }
 
     /// Fixed ephemeral key and challenge: for the test vectors of Specs/vectors/wire-v1.json.
-    init(role: HandshakeRole, configuration: HandshakeConfiguration, exchange: EphemeralKeyExchange, challenge: [UInt8]) {
+    init(role: HandshakeRole, configuration: HandshakeConfiguration, exchange: EphemeralKeyExchange, challenge: [UInt8])
+    {
         self.role = role
         self.configuration = configuration
         self.exchange = exchange
         self.challenge = challenge
     }
-
 
     /// Step 1: our Hello frame.
     public mutating func helloFrame() -> [UInt8] {
@@ -86,7 +88,9 @@ public struct HandshakeSession {
             throw .versionMismatch(peerMin: hello.minVersion, peerMax: hello.maxVersion)
         }
         guard hello.meshID == configuration.mesh.id else { throw .wrongMesh }
-        guard hello.isPrivate == configuration.mesh.isPrivate else { throw .encryptionMismatch(peerPrivate: hello.isPrivate) }
+        guard hello.isPrivate == configuration.mesh.isPrivate else {
+            throw .encryptionMismatch(peerPrivate: hello.isPrivate)
+        }
         peerHelloFrame = frame
         peerHello = hello
         guard let keys = try sessionKeys() else { return nil }
@@ -119,13 +123,15 @@ public struct HandshakeSession {
         return raw.bound(toSecret: secret, context: Self.keyContext + transcriptHash().bytes)
     }
 
-    /// Step 2, receiving (private meshes): the peer's stream header. Returns the sealer and opener for all later frames.
+    /// Step 2, receiving (private meshes): the peer's stream header. Returns the sealer and opener for all later
+    /// frames.
     public mutating func receiveStreamHeader(frame: [UInt8]) throws(WireError) -> SecureFraming {
         guard case .streamHeader(let header)? = try WireMessage.decode(frame), let receiveKey, let sealer else {
             throw .unexpectedMessage("expected stream header")
         }
         do throws(CryptoError) {
-            return SecureFraming(sealer: sealer, opener: FrameOpener(try SecretStreamReceiver(key: receiveKey, header: header)))
+            return SecureFraming(
+                sealer: sealer, opener: FrameOpener(try SecretStreamReceiver(key: receiveKey, header: header)))
         } catch {
             throw .decryptionFailed
         }

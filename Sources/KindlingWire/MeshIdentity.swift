@@ -19,7 +19,8 @@ public struct MeshIdentity: Sendable {
     /// A private mesh: only nodes holding `secret` can connect, and all traffic is encrypted.
     public static func `private`(secret: [UInt8]) -> MeshIdentity {
         MeshIdentity(
-            id: Digest(bytes: Blake2b.keyedHash(Array("kindling-mesh-id-v1".utf8), key: secret)) ?? .zero, secret: secret)
+            id: Digest(bytes: Blake2b.keyedHash(Array("kindling-mesh-id-v1".utf8), key: secret)) ?? .zero,
+            secret: secret)
     }
 
     /// Reads a mesh secret file: one line of at least 64 hex digits (32 bytes or more).
@@ -59,7 +60,8 @@ public enum MeshSecretError: Error, Sendable, CustomStringConvertible {
         switch self {
         case .unreadable(let path): return "cannot read or write mesh secret file \(path)"
         case .malformed(let path):
-            return "\(path) is not a mesh secret (one line of 64 to 128 hex digits; make one with 'kindling mesh-secret')"
+            return
+                "\(path) is not a mesh secret (one line of 64 to 128 hex digits; make one with 'kindling mesh-secret')"
         case .exists(let path): return "\(path) already exists; refusing to overwrite a mesh secret"
         case .unsafe(let error): return error.description
         }

@@ -124,7 +124,9 @@ extension WireMessage {
         }
     }
 
-    private static func decodePayload(_ type: MessageType, _ r: inout CanonicalReader) throws(FormatError) -> WireMessage {
+    private static func decodePayload(
+        _ type: MessageType, _ r: inout CanonicalReader
+    ) throws(FormatError) -> WireMessage {
         switch type {
         case .hello:
             guard try r.readRaw(count: 4, "hello magic").elementsEqual(Hello.magic) else {
@@ -149,7 +151,9 @@ extension WireMessage {
             let capabilities = try r.readVarint("capabilities")
             let agent = try r.readString("agent", maxCount: WireLimits.maxAgentBytes)
             return .auth(
-                Auth(nodeID: nodeID, signature: signature, listenPort: UInt16(port), capabilities: capabilities, agent: agent))
+                Auth(
+                    nodeID: nodeID, signature: signature, listenPort: UInt16(port), capabilities: capabilities,
+                    agent: agent))
         case .announce:
             let header = try r.readBytes("announced header", maxCount: ManifestLimits.maxHeaderBytes)
             let signature = try readSignature(&r)
@@ -192,7 +196,9 @@ extension WireMessage {
         case .body:
             let manifest = try r.readDigest("manifest id")
             let offset = try r.readInt("body offset", in: 0...ManifestLimits.maxBodyBytes)
-            return .body(manifest: manifest, offset: offset, bytes: try r.readBytes("body piece", maxCount: WireLimits.maxBodyPieceBytes))
+            return .body(
+                manifest: manifest, offset: offset,
+                bytes: try r.readBytes("body piece", maxCount: WireLimits.maxBodyPieceBytes))
         case .getChunk:
             let request = UInt32(try r.readInt("request id", in: 0...Int(UInt32.max)))
             return .getChunk(request: request, chunk: try r.readDigest("chunk id"))
@@ -231,7 +237,9 @@ extension WireMessage {
             return .pong(try r.readVarint("nonce"))
         case .error:
             let code = try r.readInt("error code", in: 0...Int(UInt16.max))
-            return .error(code: RefusalCode(code: code), message: try r.readString("error message", maxCount: WireLimits.maxErrorMessageBytes))
+            return .error(
+                code: RefusalCode(code: code),
+                message: try r.readString("error message", maxCount: WireLimits.maxErrorMessageBytes))
         }
     }
 
@@ -263,4 +271,3 @@ extension WireMessage {
         return ids
     }
 }
-

@@ -35,7 +35,8 @@ struct KindlingBench {
             print(
                 String(
                     format: "%5d  %6d  %5d  %14.0f ms  %17d  %8.2f  %14.0f", size, degree, result.links,
-                    result.seconds * 1000, result.messages, Double(result.messages) / Double(size), residentMegabytes()))
+                    result.seconds * 1000, result.messages, Double(result.messages) / Double(size), residentMegabytes())
+            )
         }
     }
 
@@ -66,7 +67,8 @@ struct KindlingBench {
             links += targets.count
             let store = try ChunkStore(root: "\(root)/\(index)")
             let configuration = MeshConfiguration(
-                nodeKey: .generate(), bootstrapPeers: targets.map { HostPort(host: "127.0.0.1", port: nodes[$0].2.port) },
+                nodeKey: .generate(),
+                bootstrapPeers: targets.map { HostPort(host: "127.0.0.1", port: nodes[$0].2.port) },
                 trust: policy, peerExchange: false, maxPeers: 64)
             let node = MeshNode(configuration: configuration, store: store, pool: pool, logger: logger)
             let server = MeshServer(node: node)
@@ -110,7 +112,8 @@ struct KindlingBench {
                 for (node, _, _) in running { messages += await node.status().gossip.relayed }
                 let parts = elapsed.components
                 return Result(
-                    seconds: Double(parts.seconds) + Double(parts.attoseconds) / 1e18, messages: messages, links: totalLinks)
+                    seconds: Double(parts.seconds) + Double(parts.attoseconds) / 1e18, messages: messages,
+                    links: totalLinks)
             }
             defer { group.cancelAll() }
             while let value = try await group.next() {

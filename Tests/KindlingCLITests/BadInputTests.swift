@@ -14,8 +14,11 @@ struct BadInputTests {
         let other = TrustFile(keys: [TrustedKey(name: "someone-else", publicKey: Fixtures.key(9).publicKey)])
         try other.save(path: world.path("other-trust.json"))
         let result = try world.kindling(
-            ["restore", "--store", world.store, "--trust", world.path("other-trust.json"), "--repo", "rust-lang/demo",
-             "--commit", "c1", "--into", world.path("out")])
+            [
+                "restore", "--store", world.store, "--trust", world.path("other-trust.json"), "--repo",
+                "rust-lang/demo",
+                "--commit", "c1", "--into", world.path("out"),
+            ])
         expectCleanFailure(result, mentioning: "not in the trust file")
         #expect(!FileManager.default.fileExists(atPath: world.path("out")))
     }
@@ -41,8 +44,11 @@ struct BadInputTests {
         writer.writeBytes(manifest.bodyBytes)
         try Data(writer.bytes).write(to: URL(fileURLWithPath: world.path("forged-header.kdf")))
         let forged = try world.kindling(
-            ["restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("forged-header.kdf"),
-             "--into", world.path("out")])
+            [
+                "restore", "--store", world.store, "--trust", world.trust, "--manifest",
+                world.path("forged-header.kdf"),
+                "--into", world.path("out"),
+            ])
         expectCleanFailure(forged, mentioning: "invalid signature")
 
         // Change one byte of the body: it no longer matches the signed digest.
@@ -50,8 +56,10 @@ struct BadInputTests {
         body[body.count - 3] ^= 0x01
         try Data(body).write(to: URL(fileURLWithPath: world.path("forged-body.kdf")))
         let forgedBody = try world.kindling(
-            ["restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("forged-body.kdf"),
-             "--into", world.path("out")])
+            [
+                "restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("forged-body.kdf"),
+                "--into", world.path("out"),
+            ])
         expectCleanFailure(forgedBody, mentioning: "does not match the digest")
         #expect(!FileManager.default.fileExists(atPath: world.path("out")))
     }
@@ -115,8 +123,10 @@ struct BadInputTests {
             file.writeBytes(body.bytes)
             try Data(file.bytes).write(to: URL(fileURLWithPath: world.path("evil.kdf")))
             let result = try world.kindling(
-                ["restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("evil.kdf"),
-                 "--into", world.path("out")])
+                [
+                    "restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("evil.kdf"),
+                    "--into", world.path("out"),
+                ])
             expectCleanFailure(result, mentioning: "unsafe path")
             #expect(!FileManager.default.fileExists(atPath: world.path("out")))
             #expect(!FileManager.default.fileExists(atPath: world.path("escape")))
@@ -137,19 +147,26 @@ struct BadInputTests {
         for (name, content) in cases {
             try Data(content).write(to: URL(fileURLWithPath: world.path(name)))
             let result = try world.kindling(
-                ["restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path(name),
-                 "--into", world.path("out")])
+                [
+                    "restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path(name),
+                    "--into", world.path("out"),
+                ])
             expectCleanFailure(result, mentioning: "is unusable")
             #expect(!FileManager.default.fileExists(atPath: world.path("out")))
         }
-        let importGarbage = try world.kindling(["manifest", "import", "--store", world.store, "--trust", world.trust, world.path("garbage")])
+        let importGarbage = try world.kindling([
+            "manifest", "import", "--store", world.store, "--trust", world.trust, world.path("garbage"),
+        ])
         expectCleanFailure(importGarbage, mentioning: "is unusable")
         // A file larger than any manifest is refused before it is read (sparse: it takes no disk).
         let huge = world.path("huge.kdf")
         #expect(FileManager.default.createFile(atPath: huge, contents: nil))
         #expect(truncate(huge, 1 << 30) == 0)
         let tooLarge = try world.kindling(
-            ["restore", "--store", world.store, "--trust", world.trust, "--manifest", huge, "--into", world.path("out")])
+            [
+                "restore", "--store", world.store, "--trust", world.trust, "--manifest", huge, "--into",
+                world.path("out"),
+            ])
         expectCleanFailure(tooLarge, mentioning: "larger than any manifest")
     }
 
@@ -185,13 +202,18 @@ struct BadInputTests {
         let world = try CLIWorld()
         let source = try world.makeSource()
         let missing = try world.kindling(
-            ["publish", "--store", world.store, "--secret-key", world.path("nope.key"), "--repo", "rust-lang/demo",
-             "--commit", "c1", "--dir", source])
+            [
+                "publish", "--store", world.store, "--secret-key", world.path("nope.key"), "--repo", "rust-lang/demo",
+                "--commit", "c1", "--dir", source,
+            ])
         expectCleanFailure(missing, mentioning: "does not exist")
         chmod(world.key, 0o644)
         let open = try world.kindling(
-            ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit", "c1",
-             "--dir", source])
+            [
+                "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
+                "c1",
+                "--dir", source,
+            ])
         expectCleanFailure(open, mentioning: "chmod 600")
         #expect(!FileManager.default.fileExists(atPath: world.store + "/index.sqlite"))
     }
@@ -237,7 +259,8 @@ struct BadInputTests {
             exit $status
             """
         let result = try CommandRunner.run(
-            "/usr/bin/unshare", ["-Urm", "sh", "-c", script, "sh", mountPoint, CommandRunner.kindlingPath, world.key, source])
+            "/usr/bin/unshare",
+            ["-Urm", "sh", "-c", script, "sh", mountPoint, CommandRunner.kindlingPath, world.key, source])
         #expect(result.status != 0 && result.status != 99, "\(result)")
         #expect(result.stderr.contains("no space left on device"), "\(result)")
         #expect(result.stderr.contains("store is healthy") || result.stdout.contains("store is healthy"), "\(result)")
@@ -248,18 +271,22 @@ struct BadInputTests {
     func killedMidway() throws {
         let world = try CLIWorld()
         for index in 0..<6 {
-            try Fixtures.write(Fixtures.bytes(count: 8_000_000, seed: UInt64(index)), to: world.path("big/file\(index)"))
+            try Fixtures.write(
+                Fixtures.bytes(count: 8_000_000, seed: UInt64(index)), to: world.path("big/file\(index)"))
         }
         for delay in [0.05, 0.2, 0.5] {
             let publish = try CommandRunner.startKindling(
-                ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo",
-                 "--commit", "k", "--dir", world.path("big")])
+                [
+                    "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo",
+                    "--commit", "k", "--dir", world.path("big"),
+                ])
             Thread.sleep(forTimeInterval: delay)
             kill(publish.processIdentifier, SIGKILL)
             publish.waitUntilExit()
             let verify = try world.kindling(["verify", "--store", world.store])
             // A kill before the index was created leaves no store at all, which verify says.
-            let noStoreYet = !FileManager.default.fileExists(atPath: world.store + "/index.sqlite")
+            let noStoreYet =
+                !FileManager.default.fileExists(atPath: world.store + "/index.sqlite")
                 && verify.stderr.contains("there is no store")
             #expect(verify.status == 0 || noStoreYet, "after kill at \(delay) s: \(verify)")
         }
@@ -268,8 +295,11 @@ struct BadInputTests {
         try Fixtures.write("previous", to: world.path("out/old.txt"))
         for delay in [0.02, 0.1, 0.3] {
             let restore = try CommandRunner.startKindling(
-                ["restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "k",
-                 "--into", world.path("out"), "--replace"])
+                [
+                    "restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit",
+                    "k",
+                    "--into", world.path("out"), "--replace",
+                ])
             Thread.sleep(forTimeInterval: delay)
             kill(restore.processIdentifier, SIGKILL)
             restore.waitUntilExit()

@@ -14,7 +14,9 @@ final class CLIWorld {
         let keygen = try CommandRunner.kindling(["keygen", "--secret-key", key])
         #expect(keygen.status == 0, "\(keygen)")
         publicKey = keygen.lastLine
-        let add = try kindling(["trust", "add", "--file", trust, "--name", "bors", "--public-key", publicKey, "--repos", repos])
+        let add = try kindling([
+            "trust", "add", "--file", trust, "--name", "bors", "--public-key", publicKey, "--repos", repos,
+        ])
         #expect(add.status == 0, "\(add)")
     }
 
@@ -26,14 +28,19 @@ final class CLIWorld {
     }
 
     /// Publishes `dir` and returns the manifest id (the last line of stdout).
-    func publish(_ dir: String, repo: String = "rust-lang/demo", commit: String = "c1", extra: [String] = []) throws -> String {
+    func publish(
+        _ dir: String, repo: String = "rust-lang/demo", commit: String = "c1", extra: [String] = []
+    ) throws -> String {
         let result = try kindling(
-            ["publish", "--store", store, "--secret-key", key, "--repo", repo, "--commit", commit, "--dir", dir] + extra)
+            ["publish", "--store", store, "--secret-key", key, "--repo", repo, "--commit", commit, "--dir", dir] + extra
+        )
         #expect(result.status == 0, "\(result)")
         return result.lastLine
     }
 
-    func restore(into: String, repo: String = "rust-lang/demo", commit: String = "c1", extra: [String] = []) throws -> CommandResult {
+    func restore(
+        into: String, repo: String = "rust-lang/demo", commit: String = "c1", extra: [String] = []
+    ) throws -> CommandResult {
         try kindling(
             ["restore", "--store", store, "--trust", trust, "--repo", repo, "--commit", commit, "--into", into] + extra)
     }

@@ -22,13 +22,17 @@ struct CLITests {
         #expect(list.status == 0)
         #expect(list.stdout.contains(world.publicKey))
         let duplicate = try world.kindling(
-            ["trust", "add", "--file", world.trust, "--name", "bors", "--public-key", world.publicKey, "--repos", "a/*"])
+            [
+                "trust", "add", "--file", world.trust, "--name", "bors", "--public-key", world.publicKey, "--repos",
+                "a/*",
+            ])
         expectCleanFailure(duplicate, mentioning: "already has a key")
         let badKey = try world.kindling(
             ["trust", "add", "--file", world.trust, "--name", "x", "--public-key", "nope", "--repos", "a/*"])
         expectCleanFailure(badKey, mentioning: "not a kindling public key")
         // A secret key pasted where the public key goes is refused without echoing any of it.
-        let secretText = try String(contentsOfFile: world.key, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        let secretText = try String(contentsOfFile: world.key, encoding: .utf8).trimmingCharacters(
+            in: .whitespacesAndNewlines)
         let pasted = try world.kindling(
             ["trust", "add", "--file", world.trust, "--name", "y", "--public-key", secretText, "--repos", "a/*"])
         expectCleanFailure(pasted, mentioning: "that is a secret key")
@@ -75,7 +79,8 @@ struct CLITests {
     func gc() throws {
         let world = try CLIWorld()
         let pinned = try world.publish(try world.makeSource("a", bytes: 400_000), commit: "a", extra: ["--pin"])
-        _ = try world.publish(try world.makeSource("b", bytes: 400_000).replacingOccurrences(of: "", with: ""), commit: "b")
+        _ = try world.publish(
+            try world.makeSource("b", bytes: 400_000).replacingOccurrences(of: "", with: ""), commit: "b")
         try Fixtures.write(Fixtures.bytes(count: 500_000, seed: 77), to: world.path("c/blob"))
         _ = try world.publish(world.path("c"), commit: "c")
         let gc = try world.kindling(["gc", "--store", world.store, "--max-size", "100K", "--json"])
@@ -83,8 +88,10 @@ struct CLITests {
         #expect(gc.stdout.contains("\"pinnedExceedCap\" : true"))
         // The pinned snapshot still restores completely.
         let restore = try world.kindling(
-            ["restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "a",
-             "--into", world.path("restored-a")])
+            [
+                "restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "a",
+                "--into", world.path("restored-a"),
+            ])
         #expect(restore.status == 0, "\(restore)")
         let evicted = try world.restore(into: world.path("restored-c"), commit: "c")
         expectCleanFailure(evicted, mentioning: "lacks")

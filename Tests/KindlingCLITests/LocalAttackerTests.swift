@@ -34,20 +34,27 @@ struct LocalAttackerTests {
         chmod(open, 0o777)
         let link = open + "/link.json"
         symlink(world.trust, link)
-        expectCleanFailure(try world.kindling(["trust", "list", "--file", link]), mentioning: "writable by other users")
+        expectCleanFailure(
+            try world.kindling(["trust", "list", "--file", link]), mentioning: "writable by other users")
     }
 
-    @Test("Trust, key and mesh-secret files owned by another user are refused", .enabled(if: getuid() == 0, "needs root to chown"))
+    @Test(
+        "Trust, key and mesh-secret files owned by another user are refused",
+        .enabled(if: getuid() == 0, "needs root to chown"))
     func foreignOwner() throws {
         let world = try CLIWorld()
         chown(world.trust, 65534, 65534)
         expectCleanFailure(
-            try world.kindling(["trust", "list", "--file", world.trust]), mentioning: "belongs to another user (uid 65534)")
+            try world.kindling(["trust", "list", "--file", world.trust]),
+            mentioning: "belongs to another user (uid 65534)")
 
         chown(world.key, 65534, 65534)
         let publish = try world.kindling(
-            ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit", "c1",
-             "--dir", try world.makeSource()])
+            [
+                "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
+                "c1",
+                "--dir", try world.makeSource(),
+            ])
         expectCleanFailure(publish, mentioning: "belongs to another user")
         #expect(!FileManager.default.fileExists(atPath: world.store + "/manifests"))
     }
@@ -59,7 +66,10 @@ struct LocalAttackerTests {
         #expect(try world.kindling(["mesh-secret", "--out", secret]).status == 0)
         chmod(secret, 0o666)
         let node = try world.kindling(
-            ["node", "--store", world.path("s"), "--trust", world.trust, "--mesh-secret", secret, "--listen", "127.0.0.1:0"])
+            [
+                "node", "--store", world.path("s"), "--trust", world.trust, "--mesh-secret", secret, "--listen",
+                "127.0.0.1:0",
+            ])
         expectCleanFailure(node, mentioning: "mesh secret file \(secret) is writable by other users")
     }
 
@@ -79,15 +89,18 @@ struct LocalAttackerTests {
         let source = try world.makeSource()
         for name in ["..", ".", "", "rust-lang/..", "../etc", "a/./b", "rust-lang/demo\u{1B}[31m", "a\nb"] {
             let publish = try world.kindling(
-                ["publish", "--store", world.store, "--secret-key", world.key, "--repo", name, "--commit", "c1",
-                 "--dir", source])
+                [
+                    "publish", "--store", world.store, "--secret-key", world.key, "--repo", name, "--commit", "c1",
+                    "--dir", source,
+                ])
             #expect(publish.status != 0, "publish --repo \(name.debugDescription): \(publish)")
             #expect(publish.stderr.contains("is not a repository name"), "\(publish)")
             // No control character reaches the terminal: the name is shown escaped.
             #expect(!publish.stderr.contains("\u{1B}"), "\(publish)")
             for command in [["list"], ["status"], ["fetch", "--commit", "c1"]] {
                 let result = try world.kindling(command + ["--store", world.store, "--repo", name])
-                #expect(result.status != 0 && result.stderr.contains("is not a repository name"), "\(command): \(result)")
+                #expect(
+                    result.status != 0 && result.stderr.contains("is not a repository name"), "\(command): \(result)")
             }
             let restore = try world.restore(into: world.path("out"), repo: name)
             #expect(restore.status != 0 && restore.stderr.contains("is not a repository name"), "\(restore)")
@@ -146,18 +159,25 @@ extension LocalAttackerTests {
     func repositoryNameFromEnvironment() throws {
         let world = try CLIWorld()
         let checkout = world.path("checkout")
-        try Fixtures.write("[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n", to: checkout + "/Cargo.toml")
+        try Fixtures.write(
+            "[package]\nname = \"tiny\"\nversion = \"0.1.0\"\nedition = \"2021\"\n", to: checkout + "/Cargo.toml")
         try Fixtures.write("pub fn f() {}\n", to: checkout + "/src/lib.rs")
-        for arguments in [["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]] {
+        for arguments in [
+            ["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"],
+        ] {
             #expect(try CommandRunner.run("/usr/bin/git", arguments, directory: checkout).status == 0)
         }
         let restore = ["restore", "--cargo", "--store", world.store, "--trust", world.trust]
-        let fromEnvironment = try CommandRunner.kindling(restore, environment: ["KINDLING_REPO": "../../etc"], directory: checkout)
+        let fromEnvironment = try CommandRunner.kindling(
+            restore, environment: ["KINDLING_REPO": "../../etc"], directory: checkout)
         expectCleanFailure(fromEnvironment, mentioning: "the repository name \"../../etc\" cannot be used")
-        #expect(try CommandRunner.run("/usr/bin/git", ["config", "kindling.repository", ".."], directory: checkout).status == 0)
+        #expect(
+            try CommandRunner.run("/usr/bin/git", ["config", "kindling.repository", ".."], directory: checkout).status
+                == 0)
         let fromConfig = try CommandRunner.kindling(restore, directory: checkout)
         expectCleanFailure(fromConfig, mentioning: "the repository name \"..\" cannot be used")
-        let cargo = try CommandRunner.kindling(["cargo", "build"], environment: ["KINDLING_REPO": "a/.."], directory: checkout)
+        let cargo = try CommandRunner.kindling(
+            ["cargo", "build"], environment: ["KINDLING_REPO": "a/.."], directory: checkout)
         #expect(cargo.status != 0 && cargo.stderr.contains("cannot be used"), "\(cargo)")
     }
 }

@@ -5,20 +5,28 @@ import Testing
 
 @Suite("CLI: nodes as processes", .serialized)
 struct NodeProcessTests {
-    @Test("bors publishes into its node's store; two developer nodes fetch through the mesh; restore goes through the node")
+    @Test(
+        "bors publishes into its node's store; two developer nodes fetch through the mesh; restore goes through it"
+    )
     func publishFetchRestore() throws {
         let world = try CLIWorld()
         let source = try world.makeSource(bytes: 3_000_000)
-        let bors = try NodeProcess(store: world.store, arguments: ["--trust", world.trust], log: world.path("bors.log"))
+        let bors = try NodeProcess(
+            store: world.store, arguments: ["--trust", world.trust], log: world.path("bors.log"))
         let devStore = world.path("dev-store")
-        let dev = try NodeProcess(store: devStore, arguments: ["--trust", world.trust, "--peer", bors.address], log: world.path("dev.log"))
+        let dev = try NodeProcess(
+            store: devStore, arguments: ["--trust", world.trust, "--peer", bors.address], log: world.path("dev.log"))
         let other = try NodeProcess(
-            store: world.path("other-store"), arguments: ["--trust", world.trust, "--peer", bors.address], log: world.path("other.log"))
+            store: world.path("other-store"), arguments: ["--trust", world.trust, "--peer", bors.address],
+            log: world.path("other.log"))
         try waitFor("developers connected") { try bors.peerCount() == 2 }
 
         // Publishing while the node runs announces through it.
         let publish = try world.kindling(
-            ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit", "c1", "--dir", source])
+            [
+                "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
+                "c1", "--dir", source,
+            ])
         #expect(publish.status == 0, "\(publish)")
         #expect(publish.stdout.contains("announced to the mesh"))
 
@@ -30,8 +38,10 @@ struct NodeProcessTests {
 
         // restore through the other node: the store is empty, so it fetches first, then restores.
         let restore = try world.kindling(
-            ["restore", "--store", world.path("other-store"), "--trust", world.trust, "--repo", "rust-lang/demo",
-             "--commit", "c1", "--into", world.path("restored")])
+            [
+                "restore", "--store", world.path("other-store"), "--trust", world.trust, "--repo", "rust-lang/demo",
+                "--commit", "c1", "--into", world.path("restored"),
+            ])
         #expect(restore.status == 0, "\(restore)")
         #expect(restore.stdout.contains("fetched"))
         #expect(Fixtures.read(world.path("restored/deps/libdep.rlib")) == Fixtures.read(source + "/deps/libdep.rlib"))
@@ -52,12 +62,14 @@ struct NodeProcessTests {
     func killedDuringFetch() throws {
         let world = try CLIWorld()
         for index in 0..<4 {
-            try Fixtures.write(Fixtures.bytes(count: 4_000_000, seed: UInt64(index + 10)), to: world.path("big/file\(index)"))
+            try Fixtures.write(
+                Fixtures.bytes(count: 4_000_000, seed: UInt64(index + 10)), to: world.path("big/file\(index)"))
         }
         _ = try world.publish(world.path("big"), commit: "big")
         // A slow seed, so that the kill lands mid-transfer.
         let seed = try NodeProcess(
-            store: world.store, arguments: ["--trust", world.trust, "--upload-limit", "4M"], log: world.path("seed.log"))
+            store: world.store, arguments: ["--trust", world.trust, "--upload-limit", "4M"], log: world.path("seed.log")
+        )
         let devStore = world.path("dev-store")
         var dev: NodeProcess? = try NodeProcess(
             store: devStore, arguments: ["--trust", world.trust, "--peer", seed.address], log: world.path("dev.log"))
@@ -66,7 +78,9 @@ struct NodeProcessTests {
             let snapshots = (try dev?.status()["snapshots"] as? [Any]) ?? []
             return !snapshots.isEmpty
         }
-        let fetch = try CommandRunner.startKindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big"])
+        let fetch = try CommandRunner.startKindling([
+            "fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big",
+        ])
         try waitFor("some chunks stored") {
             let stats = try CommandRunner.kindling(["store", "stats", "--store", devStore, "--json"])
             let object = try? JSONSerialization.jsonObject(with: Data(stats.stdout.utf8)) as? [String: Any]
@@ -80,7 +94,9 @@ struct NodeProcessTests {
         let verify = try CommandRunner.kindling(["verify", "--store", devStore])
         #expect(verify.status == 0, "store after SIGKILL: \(verify)")
         let before = try CommandRunner.kindling(["store", "stats", "--store", devStore, "--json"])
-        let heldBefore = (try JSONSerialization.jsonObject(with: Data(before.stdout.utf8)) as? [String: Any])?["plainBytes"] as? Int ?? 0
+        let heldBefore =
+            (try JSONSerialization.jsonObject(with: Data(before.stdout.utf8)) as? [String: Any])?["plainBytes"] as? Int
+            ?? 0
         #expect(heldBefore > 0 && heldBefore < 16_000_000)
 
         // Restarted, the node resumes the interrupted fetch on its own: nobody asks it to fetch again.
@@ -91,14 +107,18 @@ struct NodeProcessTests {
             return snapshots.contains { $0["commit"] as? String == "big" && $0["local"] as? Bool == true }
         }
         // A fetch now finds everything local.
-        let again = try CommandRunner.kindling(["fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big", "--json"])
+        let again = try CommandRunner.kindling([
+            "fetch", "--store", devStore, "--repo", "rust-lang/demo", "--commit", "big", "--json",
+        ])
         #expect(again.status == 0, "\(again)")
         let result = try JSONSerialization.jsonObject(with: Data(again.stdout.utf8)) as? [String: Any]
         #expect(result?["fetchedBytes"] as? Int == 0)
         #expect(result?["alreadyLocalBytes"] as? Int == 16_000_000)
         let restore = try world.kindling(
-            ["restore", "--store", devStore, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "big",
-             "--into", world.path("out")])
+            [
+                "restore", "--store", devStore, "--trust", world.trust, "--repo", "rust-lang/demo", "--commit", "big",
+                "--into", world.path("out"),
+            ])
         #expect(restore.status == 0, "\(restore)")
         for index in 0..<4 {
             #expect(Fixtures.read(world.path("out/file\(index)")) == Fixtures.read(world.path("big/file\(index)")))
@@ -127,7 +147,9 @@ struct NodeProcessTests {
             for (index, byte) in path.prefix(raw.count - 1).enumerated() { raw[index] = UInt8(bitPattern: byte) }
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         #expect(connected == 0)
         // Our own bound: never wait more than 20 s for the node.
@@ -148,13 +170,20 @@ struct NodeProcessTests {
         let world = try CLIWorld()
         let noTrust = try world.kindling(["node", "--store", world.path("s1"), "--listen", "127.0.0.1:0"])
         expectCleanFailure(noTrust, mentioning: "no trust file")
-        let badPeer = try world.kindling(["node", "--store", world.path("s2"), "--trust", world.trust, "--peer", "nowhere"])
+        let badPeer = try world.kindling([
+            "node", "--store", world.path("s2"), "--trust", world.trust, "--peer", "nowhere",
+        ])
         expectCleanFailure(badPeer, mentioning: "is not HOST:PORT")
         try Fixtures.write("not hex", to: world.path("secret"))
-        let badSecret = try world.kindling(["node", "--store", world.path("s3"), "--trust", world.trust, "--mesh-secret", world.path("secret")])
+        let badSecret = try world.kindling([
+            "node", "--store", world.path("s3"), "--trust", world.trust, "--mesh-secret", world.path("secret"),
+        ])
         expectCleanFailure(badSecret, mentioning: "is not a mesh secret")
-        let running = try NodeProcess(store: world.path("s4"), arguments: ["--trust", world.trust], log: world.path("s4.log"))
-        let twice = try world.kindling(["node", "--store", world.path("s4"), "--trust", world.trust, "--listen", "127.0.0.1:0"])
+        let running = try NodeProcess(
+            store: world.path("s4"), arguments: ["--trust", world.trust], log: world.path("s4.log"))
+        let twice = try world.kindling([
+            "node", "--store", world.path("s4"), "--trust", world.trust, "--listen", "127.0.0.1:0",
+        ])
         expectCleanFailure(twice, mentioning: "already running")
         _ = running
     }
@@ -247,7 +276,9 @@ struct UnprivilegedTests {
             id -u
             """
         let result = try Self.runUnprivileged(script, in: directory.path)
-        #expect(result.status == 0, "\(result)\nseed: \(String(decoding: Fixtures.read(directory.file("seed.log")) ?? [], as: UTF8.self))")
+        #expect(
+            result.status == 0,
+            "\(result)\nseed: \(String(decoding: Fixtures.read(directory.file("seed.log")) ?? [], as: UTF8.self))")
         #expect(result.stdout.contains("fetched "), "\(result)")
         #expect(result.lastLine != "0", "the test must run unprivileged")
     }

@@ -88,8 +88,11 @@ struct RestoreSafetyCLITests {
         ]
         for (index, (mask, extra, expected)) in cases.enumerated() {
             let into = world.path("out\(index)")
-            let arguments = ["restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo",
-                             "--commit", "c1", "--into", into] + extra
+            let arguments =
+                [
+                    "restore", "--store", world.store, "--trust", world.trust, "--repo", "rust-lang/demo",
+                    "--commit", "c1", "--into", into,
+                ] + extra
             let result = try CommandRunner.run(
                 "/bin/sh", ["-c", "umask \(mask) && exec \"$0\" \"$@\"", CommandRunner.kindlingPath] + arguments)
             #expect(result.status == 0, "\(result)")

@@ -1,5 +1,4 @@
 import Foundation
-@testable import KindlingCargo
 import KindlingCrypto
 import KindlingManifest
 import KindlingSnapshot
@@ -7,6 +6,8 @@ import KindlingStore
 import KindlingTesting
 import Synchronization
 import Testing
+
+@testable import KindlingCargo
 
 /// A one-crate repository with no dependencies and a build script that writes what it saw into its OUT_DIR: the
 /// names of its environment variables (`env.txt`) and, when `MINI_WHO` is set, the build root's base as it looked
@@ -152,7 +153,8 @@ struct CargoBuildContainmentTests {
         #expect(!FileManager.default.fileExists(atPath: marker), "the toolchain above the checkout ran")
 
         try toolchainFile.write(toFile: checkout + "/rust-toolchain.toml", atomically: true, encoding: .utf8)
-        let inside = try CommandRunner.kindling(["cargo", "build", "-q"], environment: environment, directory: checkout)
+        let inside = try CommandRunner.kindling(
+            ["cargo", "build", "-q"], environment: environment, directory: checkout)
         #expect(inside.status != 0, "\(inside)")
         #expect(
             inside.stderr.contains("names a toolchain by path") && inside.stderr.contains("RUSTUP_TOOLCHAIN"),
@@ -235,7 +237,8 @@ struct CargoBuildContainmentTests {
         DispatchQueue.concurrentPerform(iterations: 2) { index in
             let who = index == 0 ? "root" : "nobody"
             let command = scripts[who] ?? ""
-            let result = who == "root"
+            let result =
+                who == "root"
                 ? try? CommandRunner.run("/bin/sh", ["-c", command])
                 : try? CommandRunner.run(
                     "/usr/bin/setpriv",
@@ -293,7 +296,9 @@ final class HostileSnapshotWorld {
         return (prepared.request, prepared.capture)
     }
 
-    func kindling(_ arguments: [String], in directory: String, store: String, _ extra: [String: String] = [:]) throws
+    func kindling(
+        _ arguments: [String], in directory: String, store: String, _ extra: [String: String] = [:]
+    ) throws
         -> CommandResult
     {
         try CommandRunner.kindling(
@@ -348,7 +353,9 @@ struct CargoHostileSnapshotTests {
         #expect(lstat(world.dev + "/target/debug/.fingerprint", &info) == 0 && info.st_mode & S_IFMT == S_IFDIR)
     }
 
-    @Test("A snapshot dated at the format's limit (2262) is refused by restore and skipped by the automatic restore, never a crash")
+    @Test(
+        "A snapshot dated at the format's limit (2262) is refused by restore, skipped by the automatic one, no crash"
+    )
     func timestampEdges() throws {
         let world = try HostileSnapshotWorld()
         let prepared = try world.prepare()

@@ -1,9 +1,10 @@
 import Foundation
-@testable import KindlingCargo
 import KindlingCrypto
 import KindlingManifest
 import KindlingTesting
 import Testing
+
+@testable import KindlingCargo
 
 /// A cargo record arrives inside a signed manifest: its folder names and times are as hostile as its paths.
 @Suite("Cargo record: hostile profile folders and times")
@@ -60,7 +61,9 @@ extension CargoRecordSafetyTests {
         try Fixtures.write("X", to: directory.file(nfc))
         try Fixtures.write("X", to: directory.file(nfd))
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []).count == 2)
-        for arguments in [["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"]] {
+        for arguments in [
+            ["init", "-q"], ["add", "-A"], ["-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "c"],
+        ] {
             #expect(try CommandRunner.run("/usr/bin/git", arguments, directory: directory.path).status == 0)
         }
         let record = CargoRecord(
@@ -72,7 +75,8 @@ extension CargoRecordSafetyTests {
             directories: [], externalInputs: [])
         let repair = FreshnessRepair(
             record: record, checkout: try GitCheckout(containing: directory.path),
-            root: BuildRoot(path: "/tmp/kindling-build/demo"), targetDirectory: directory.file("target"), atBuildRoot: true)
+            root: BuildRoot(path: "/tmp/kindling-build/demo"), targetDirectory: directory.file("target"),
+            atBuildRoot: true)
         let plan = try repair.plan()
         // Keyed by String, both names found the NFC record (X): the changed NFD file kept CI's time (stale).
         #expect(plan.report.unchanged == 1, "\(plan.report)")

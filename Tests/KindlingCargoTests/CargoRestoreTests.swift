@@ -10,7 +10,9 @@ import Testing
 /// another checkout with another CARGO_HOME, restores through its node and builds with `kindling cargo build`.
 @Suite("Cargo: restore and build")
 struct CargoRestoreTests {
-    @Test("(a) no change: nothing compiles; (b) one member changed: only it and its dependents, reusing incremental state")
+    @Test(
+        "(a) no change: nothing compiles; (b) one member changed: only it and its dependents, reusing incremental state"
+    )
     func unchangedAndOneMember() throws {
         let world = try CargoWorld()
         try world.borsPublish()
@@ -42,7 +44,7 @@ struct CargoRestoreTests {
     }
 
     @Test(
-        "(c) Cargo.lock, build-script input, env var and out-of-package file changes rebuild what they affect; the result equals a clean build",
+        "(c) Cargo.lock, build-script input, env var, out-of-package changes rebuild what they affect, as a clean build",
         arguments: CargoEdits.Kind.allCases)
     func changesRebuildWhatTheyAffect(change: CargoEdits.Kind) throws {
         let world = try CargoWorld()
@@ -147,7 +149,9 @@ struct CargoRestoreTests {
         try world.devCheckout()
         let replaced = try world.kindling(["cargo", "build", "-v"], in: world.dev, environment: world.devEnvironment)
         #expect(replaced.status == 0, "\(replaced)")
-        #expect(replaced.stderr.contains("kindling: restored") && replaced.stderr.contains("(0 commits behind HEAD)"), "\(replaced)")
+        #expect(
+            replaced.stderr.contains("kindling: restored") && replaced.stderr.contains("(0 commits behind HEAD)"),
+            "\(replaced)")
         #expect(BuildLog(replaced.stderr).compiled.isEmpty, "\(BuildLog(replaced.stderr))")
     }
 
@@ -169,7 +173,8 @@ struct RepositoryNameTests {
     func forks() throws {
         let world = try CargoWorld()
         try world.borsPublish()
-        let listed = try world.kindling(["list", "--store", world.borsStore, "--json"], in: world.bors, environment: world.environment)
+        let listed = try world.kindling(
+            ["list", "--store", world.borsStore, "--json"], in: world.bors, environment: world.environment)
         let rows = try #require(try JSONSerialization.jsonObject(with: Data(listed.stdout.utf8)) as? [[String: Any]])
         let name = try #require(rows.first?["repository"] as? String)
         try world.devCheckout()
@@ -226,11 +231,13 @@ enum CargoEdits {
         switch kind {
         case .cargoLock:
             var lock = try String(contentsOfFile: checkout + "/Cargo.lock", encoding: .utf8)
-            lock = lock.replacingOccurrences(of: "name = \"relocmark\"\nversion = \"0.1.1\"", with: "name = \"relocmark\"\nversion = \"0.1.0\"")
+            lock = lock.replacingOccurrences(
+                of: "name = \"relocmark\"\nversion = \"0.1.1\"", with: "name = \"relocmark\"\nversion = \"0.1.0\"")
             lock = lock.replacingOccurrences(of: checksum("relocmark-0.1.1"), with: checksum("relocmark-0.1.0"))
             try lock.write(toFile: checkout + "/Cargo.lock", atomically: true, encoding: .utf8)
         case .buildScriptInput:
-            try "1\n2\n3\n100\n".write(toFile: checkout + "/crates/gen/data/table.txt", atomically: true, encoding: .utf8)
+            try "1\n2\n3\n100\n".write(
+                toFile: checkout + "/crates/gen/data/table.txt", atomically: true, encoding: .utf8)
         case .environment:
             break
         case .outOfPackageFile:
@@ -243,12 +250,15 @@ enum CargoEdits {
         let path = checkout + "/crates/core/src/m0.rs"
         let text = try String(contentsOfFile: path, encoding: .utf8)
         guard let range = text.range(of: #"let mut total: u64 = \d+;"#, options: .regularExpression) else { return }
-        try text.replacingCharacters(in: range, with: "let mut total: u64 = \(value);").write(toFile: path, atomically: false, encoding: .utf8)
+        try text.replacingCharacters(in: range, with: "let mut total: u64 = \(value);").write(
+            toFile: path, atomically: false, encoding: .utf8)
     }
 
     /// The package checksum the generator gives a relocmark version (SHA-256 of "relocmark-<version>").
     static func checksum(_ name: String) -> String {
-        let result = try? CommandRunner.run("/usr/bin/env", ["python3", "-c", "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode()).hexdigest())", name])
+        let result = try? CommandRunner.run(
+            "/usr/bin/env",
+            ["python3", "-c", "import hashlib,sys;print(hashlib.sha256(sys.argv[1].encode()).hexdigest())", name])
         return result?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
     }
 }
@@ -260,7 +270,8 @@ struct ExternalInputTests {
         let world = try CargoWorld()
         // A "system" file outside the checkout, at the same absolute path for bors and the developer.
         let system = world.directory.file("system/flavor.conf")
-        try FileManager.default.createDirectory(atPath: world.directory.file("system"), withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(
+            atPath: world.directory.file("system"), withIntermediateDirectories: true)
         try "system-v1\n".write(toFile: system, atomically: true, encoding: .utf8)
         try world.commit("gen reads a system file") { origin in
             let buildScript = origin + "/crates/gen/build.rs"

@@ -1,8 +1,9 @@
 import Foundation
-@testable import KindlingCargo
 import KindlingCrypto
 import KindlingTesting
 import Testing
+
+@testable import KindlingCargo
 
 /// The cases where a restore could go wrong quietly: a crash halfway, inputs whose own mtime cannot speak for
 /// them, no namespaces, a dirty publisher, clocks that disagree.
@@ -27,9 +28,13 @@ struct CargoSafetyTests {
         let after = try world.devRestore(environment: ["KINDLING_FAILPOINT": "after-swap"])
         #expect(after.status == 70, "\(after)")
         #expect(!FileManager.default.fileExists(atPath: world.dev + "/target/debug/.fingerprint"))
-        #expect(FileManager.default.fileExists(atPath: world.dev + "/target/debug/" + FreshnessRepair.hiddenFingerprints))
-        #expect(RestoreMarker.state(of: world.dev + "/target").isReplaceable, "an interrupted restore holds no local work")
-        let leftovers = try FileManager.default.contentsOfDirectory(atPath: world.dev).filter { $0.contains("kindling-staging") }
+        #expect(
+            FileManager.default.fileExists(atPath: world.dev + "/target/debug/" + FreshnessRepair.hiddenFingerprints))
+        #expect(
+            RestoreMarker.state(of: world.dev + "/target").isReplaceable, "an interrupted restore holds no local work")
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: world.dev).filter {
+            $0.contains("kindling-staging")
+        }
         #expect(leftovers.isEmpty, "the next restore removed the abandoned staging folder: \(leftovers)")
 
         // Restoring again needs no --replace, and then the edit alone compiles; a second build is a no-op.
@@ -63,7 +68,9 @@ struct CargoSafetyTests {
                 atPath: origin + "/crates/envy/src/banner-link.txt", withDestinationPath: "../../../shared/banner.txt")
             let lib = origin + "/crates/envy/src/lib.rs"
             try String(contentsOfFile: lib, encoding: .utf8)
-                .replacingOccurrences(of: "include_str!(\"../../../shared/banner.txt\")", with: "include_str!(\"banner-link.txt\")")
+                .replacingOccurrences(
+                    of: "include_str!(\"../../../shared/banner.txt\")", with: "include_str!(\"banner-link.txt\")"
+                )
                 .write(toFile: lib, atomically: true, encoding: .utf8)
         }
         try world.borsPublish()
@@ -78,7 +85,12 @@ struct CargoSafetyTests {
         }
         try world.devCheckout()
         // A checkout older than the CI build: every mtime, folders and links included, before it.
-        try world.run("/usr/bin/find", [world.dev, "-path", world.dev + "/.git", "-prune", "-o", "-exec", "touch", "-h", "-d", "2001-01-01", "{}", "+"])
+        try world.run(
+            "/usr/bin/find",
+            [
+                world.dev, "-path", world.dev + "/.git", "-prune", "-o", "-exec", "touch", "-h", "-d", "2001-01-01",
+                "{}", "+",
+            ])
         let restore = try world.devRestore()
         #expect(restore.status == 0, "\(restore)")
         let build = try world.devBuild()
@@ -112,9 +124,11 @@ struct CargoSafetyTests {
         let world = try CargoWorld(nodes: false)
         try "changed\n".write(toFile: world.bors + "/shared/banner.txt", atomically: true, encoding: .utf8)
         let env = world.environment.merging(["KINDLING_HOME": world.borsStore]) { $1 }
-        let refused = try world.kindling(["publish", "--cargo", "--secret-key", world.key], in: world.bors, environment: env)
+        let refused = try world.kindling(
+            ["publish", "--cargo", "--secret-key", world.key], in: world.bors, environment: env)
         #expect(refused.status != 0)
-        #expect(refused.stderr.contains("uncommitted changes") && refused.stderr.contains("--allow-dirty"), "\(refused)")
+        #expect(
+            refused.stderr.contains("uncommitted changes") && refused.stderr.contains("--allow-dirty"), "\(refused)")
         // With --allow-dirty it gets past the check, to the next one: nothing is built yet.
         let allowed = try world.kindling(
             ["publish", "--cargo", "--allow-dirty", "--secret-key", world.key], in: world.bors, environment: env)
@@ -170,9 +184,11 @@ struct CargoCacheKeyTests {
         #expect(files.contains("/.cargo/config.toml"))
 
         #expect(CargoCacheKey.configDigest(files: files).isEmpty, "no config: nothing in the key")
-        try "[net]\ngit-fetch-with-cli = true\n[build]\njobs = 2\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)
+        try "[net]\ngit-fetch-with-cli = true\n[build]\njobs = 2\n".write(
+            toFile: home + "/config.toml", atomically: true, encoding: .utf8)
         #expect(CargoCacheKey.configDigest(files: files).isEmpty, "network settings and job counts change no output")
-        try "[build]\njobs = 2\nrustflags = [\"-C\", \"target-cpu=native\"]\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)
+        try "[build]\njobs = 2\nrustflags = [\"-C\", \"target-cpu=native\"]\n".write(
+            toFile: home + "/config.toml", atomically: true, encoding: .utf8)
         let flags = CargoCacheKey.configDigest(files: files)
         #expect(!flags.isEmpty)
         try "profile.dev.opt-level = 1\n".write(toFile: home + "/config.toml", atomically: true, encoding: .utf8)

@@ -21,11 +21,14 @@ final class CargoWorld {
 
     var environment: [String: String] { ["KINDLING_BUILD_ROOT": roots] }
     var devEnvironment: [String: String] {
-        environment.merging(["KINDLING_HOME": devStore, "CARGO_HOME": directory.file("dev-cargo-home"), "KINDLING_TRUST": trust]) { $1 }
+        environment.merging([
+            "KINDLING_HOME": devStore, "CARGO_HOME": directory.file("dev-cargo-home"), "KINDLING_TRUST": trust,
+        ]) { $1 }
     }
 
     static var generator: String {
-        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent()
             .appendingPathComponent("tools/workspace/generate.py").path
     }
 
@@ -34,11 +37,15 @@ final class CargoWorld {
         try git(["clone", "-q", origin, bors], in: directory.path)
         try git(["clone", "-q", origin, dev], in: directory.path)
         let keygen = try CommandRunner.kindling(["keygen", "--secret-key", key])
-        try CommandRunner.kindling(["trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine, "--repos", "**"])
+        try CommandRunner.kindling([
+            "trust", "add", "--file", trust, "--name", "bors", "--public-key", keygen.lastLine, "--repos", "**",
+        ])
         if nodes {
-            borsNode = try NodeProcess(store: borsStore, arguments: ["--trust", trust], log: directory.file("bors-node.log"))
+            borsNode = try NodeProcess(
+                store: borsStore, arguments: ["--trust", trust], log: directory.file("bors-node.log"))
             devNode = try NodeProcess(
-                store: devStore, arguments: ["--trust", trust, "--peer", borsNode?.address ?? ""], log: directory.file("dev-node.log"))
+                store: devStore, arguments: ["--trust", trust, "--peer", borsNode?.address ?? ""],
+                log: directory.file("dev-node.log"))
         }
     }
 
@@ -48,15 +55,21 @@ final class CargoWorld {
     }
 
     @discardableResult
-    func run(_ program: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]) throws -> CommandResult {
+    func run(
+        _ program: String, _ arguments: [String], in directory: String? = nil, environment: [String: String] = [:]
+    ) throws -> CommandResult {
         let result = try CommandRunner.run(program, arguments, environment: environment, directory: directory)
-        guard result.status == 0 else { throw WorldError.failed("\(program) \(arguments.joined(separator: " "))", result) }
+        guard result.status == 0 else {
+            throw WorldError.failed("\(program) \(arguments.joined(separator: " "))", result)
+        }
         return result
     }
 
     @discardableResult
     func git(_ arguments: [String], in directory: String) throws -> CommandResult {
-        try run("/usr/bin/git", ["-c", "user.name=test", "-c", "user.email=test@example.invalid"] + arguments, in: directory)
+        try run(
+            "/usr/bin/git", ["-c", "user.name=test", "-c", "user.email=test@example.invalid"] + arguments, in: directory
+        )
     }
 
     @discardableResult
@@ -76,14 +89,20 @@ final class CargoWorld {
 
     /// bors: checks out `commit` (default: origin's HEAD), builds at the build root, publishes and announces.
     @discardableResult
-    func borsPublish(commit: String? = nil, profile: String = "dev", extraEnvironment: [String: String] = [:]) throws -> String {
+    func borsPublish(
+        commit: String? = nil, profile: String = "dev", extraEnvironment: [String: String] = [:]
+    ) throws -> String {
         try git(["fetch", "-q", "origin"], in: bors)
         try git(["checkout", "-q", "--detach", commit ?? "origin/HEAD"], in: bors)
-        let env = environment.merging(["KINDLING_HOME": borsStore, "KINDLING_NO_RESTORE": "1"]) { $1 }.merging(extraEnvironment) { $1 }
-        let build = try kindling(["cargo", "build", "-q"] + (profile == "release" ? ["--release"] : []), in: bors, environment: env)
+        let env = environment.merging(["KINDLING_HOME": borsStore, "KINDLING_NO_RESTORE": "1"]) { $1 }.merging(
+            extraEnvironment
+        ) { $1 }
+        let build = try kindling(
+            ["cargo", "build", "-q"] + (profile == "release" ? ["--release"] : []), in: bors, environment: env)
         guard build.status == 0 else { throw WorldError.failed("bors build", build) }
         let publish = try kindling(
-            ["publish", "--cargo", "--secret-key", key, "--store", borsStore, "--profile", profile], in: bors, environment: env)
+            ["publish", "--cargo", "--secret-key", key, "--store", borsStore, "--profile", profile], in: bors,
+            environment: env)
         guard publish.status == 0 else { throw WorldError.failed("publish --cargo", publish) }
         return publish.lastLine
     }
@@ -101,7 +120,8 @@ final class CargoWorld {
     /// `kindling cargo build -v` in the developer's checkout: the names of the units compiled.
     func devBuild(environment: [String: String] = [:]) throws -> BuildLog {
         let result = try kindling(
-            ["cargo", "build", "-v"], in: dev, environment: devEnvironment.merging(["KINDLING_NO_RESTORE": "1"]) { $1 }.merging(environment) { $1 })
+            ["cargo", "build", "-v"], in: dev,
+            environment: devEnvironment.merging(["KINDLING_NO_RESTORE": "1"]) { $1 }.merging(environment) { $1 })
         guard result.status == 0 else { throw WorldError.failed("developer build", result) }
         return BuildLog(result.stderr)
     }
@@ -123,8 +143,9 @@ final class CargoWorld {
             try git(["apply", ".patch"], in: clean)
             try FileManager.default.removeItem(atPath: clean + "/.patch")
         }
-        let env = self.environment.merging(["KINDLING_HOME": directory.file("clean-store"), "KINDLING_NO_RESTORE": "1"]) { $1 }
-            .merging(environment) { $1 }
+        let env = self.environment.merging(["KINDLING_HOME": directory.file("clean-store"), "KINDLING_NO_RESTORE": "1"])
+        { $1 }
+        .merging(environment) { $1 }
         try kindling(["cargo", "build", "-q"], in: clean, environment: env)
         let tests = try kindling(["cargo", "test", "-q"], in: clean, environment: env)
         defer { try? FileManager.default.removeItem(atPath: clean) }
@@ -133,7 +154,8 @@ final class CargoWorld {
 
     func devTests(environment: [String: String] = [:]) throws -> String {
         let result = try kindling(
-            ["cargo", "test", "-q"], in: dev, environment: devEnvironment.merging(["KINDLING_NO_RESTORE": "1"]) { $1 }.merging(environment) { $1 })
+            ["cargo", "test", "-q"], in: dev,
+            environment: devEnvironment.merging(["KINDLING_NO_RESTORE": "1"]) { $1 }.merging(environment) { $1 })
         return Self.testSummary(result.stdout)
     }
 
@@ -184,11 +206,18 @@ enum WorldError: Error, CustomStringConvertible {
 /// written after `since` (recompiled CGUs) out of all (the rest were reused).
 func incrementalReuse(target: String, crate: String, since: Date) throws -> (recompiled: Int, total: Int) {
     let incremental = target + "/debug/incremental"
-    let crateDirectory = try #require(try FileManager.default.contentsOfDirectory(atPath: incremental).first { $0.hasPrefix(crate + "-") })
+    let crateDirectory = try #require(
+        try FileManager.default.contentsOfDirectory(atPath: incremental).first { $0.hasPrefix(crate + "-") })
     let sessions = try FileManager.default.contentsOfDirectory(atPath: incremental + "/" + crateDirectory)
         .filter { $0.hasPrefix("s-") && !$0.hasSuffix(".lock") && !$0.hasSuffix("-working") }
         .map { incremental + "/" + crateDirectory + "/" + $0 }
-    let newest = try #require(sessions.max { (try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date ?? .distantPast) ?? .distantPast < (try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date ?? .distantPast) ?? .distantPast })
+    let newest = try #require(
+        sessions.max {
+            (try? FileManager.default.attributesOfItem(atPath: $0)[.modificationDate] as? Date ?? .distantPast)
+                ?? .distantPast
+                < (try? FileManager.default.attributesOfItem(atPath: $1)[.modificationDate] as? Date ?? .distantPast)
+                ?? .distantPast
+        })
     let objects = try FileManager.default.contentsOfDirectory(atPath: newest).filter { $0.hasSuffix(".o") }
     let recompiled = try objects.filter { name in
         let date = try FileManager.default.attributesOfItem(atPath: newest + "/" + name)[.modificationDate] as? Date

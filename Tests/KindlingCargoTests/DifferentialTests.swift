@@ -31,11 +31,13 @@ struct DifferentialTests {
             var name = "extra\(round)"
             while FileManager.default.fileExists(atPath: checkout + "/crates/core/src/\(name).rs") { name += "b" }
             try """
-                pub fn value() -> u64 { \(Int.random(in: 1...1000, using: &random)) }
-                """.write(toFile: checkout + "/crates/core/src/\(name).rs", atomically: true, encoding: .utf8)
+            pub fn value() -> u64 { \(Int.random(in: 1...1000, using: &random)) }
+            """.write(toFile: checkout + "/crates/core/src/\(name).rs", atomically: true, encoding: .utf8)
             let lib = checkout + "/crates/core/src/lib.rs"
             var text = try String(contentsOfFile: lib, encoding: .utf8)
-            text = text.replacingOccurrences(of: "pub const CORE_TAG", with: "pub mod \(name);\npub fn \(name)_value() -> u64 { \(name)::value() }\npub const CORE_TAG")
+            text = text.replacingOccurrences(
+                of: "pub const CORE_TAG",
+                with: "pub mod \(name);\npub fn \(name)_value() -> u64 { \(name)::value() }\npub const CORE_TAG")
             try text.write(toFile: lib, atomically: true, encoding: .utf8)
         case .table:
             let path = checkout + "/crates/gen/data/table.txt"
@@ -49,15 +51,19 @@ struct DifferentialTests {
             if lock.contains("name = \"relocmark\"\nversion = \"0.1.1\"") {
                 try CargoEdits.apply(.cargoLock, to: checkout)
             } else {
-                lock = lock.replacingOccurrences(of: "name = \"relocmark\"\nversion = \"0.1.0\"", with: "name = \"relocmark\"\nversion = \"0.1.1\"")
-                lock = lock.replacingOccurrences(of: CargoEdits.checksum("relocmark-0.1.0"), with: CargoEdits.checksum("relocmark-0.1.1"))
+                lock = lock.replacingOccurrences(
+                    of: "name = \"relocmark\"\nversion = \"0.1.0\"", with: "name = \"relocmark\"\nversion = \"0.1.1\"")
+                lock = lock.replacingOccurrences(
+                    of: CargoEdits.checksum("relocmark-0.1.0"), with: CargoEdits.checksum("relocmark-0.1.1"))
                 try lock.write(toFile: lockPath, atomically: true, encoding: .utf8)
             }
         case .appText:
             let path = checkout + "/crates/app/src/main.rs"
             let text = try String(contentsOfFile: path, encoding: .utf8)
-            try text.replacingOccurrences(of: #""(r[0-9]+ )?core=\{\}"#, with: "\"r\(round) core={}", options: .regularExpression)
-                .write(toFile: path, atomically: true, encoding: .utf8)
+            try text.replacingOccurrences(
+                of: #""(r[0-9]+ )?core=\{\}"#, with: "\"r\(round) core={}", options: .regularExpression
+            )
+            .write(toFile: path, atomically: true, encoding: .utf8)
         }
     }
 
@@ -72,9 +78,13 @@ struct DifferentialTests {
         try world.borsPublish()
         var mismatches: [String] = []
         for round in 1...rounds {
-            let edits = (0..<Int.random(in: 1...2, using: &random)).map { _ in Edit.allCases.randomElement(using: &random) ?? .coreConstant }
+            let edits = (0..<Int.random(in: 1...2, using: &random)).map { _ in
+                Edit.allCases.randomElement(using: &random) ?? .coreConstant
+            }
             for edit in edits {
-                try world.commit("round \(round): \(edit)") { try Self.apply(edit, round: round, to: $0, random: &random) }
+                try world.commit("round \(round): \(edit)") {
+                    try Self.apply(edit, round: round, to: $0, random: &random)
+                }
             }
             // bors publishes some commits, not all: the developer then restores an older ancestor.
             if Bool.random(using: &random) { try world.borsPublish() }
@@ -91,7 +101,9 @@ struct DifferentialTests {
             let clean = try world.cleanBuild(environment: buildEnvironment)
             if restoredApp != clean.app || restoredTests != clean.tests {
                 mismatches.append(
-                    "round \(round) (\(edits), env \(buildEnvironment)): restored '\(restoredApp)' vs clean '\(clean.app)'; compiled \(build.compiled)")
+                    "round \(round) (\(edits), env \(buildEnvironment)): restored '\(restoredApp)' "
+                        + "vs clean '\(clean.app)'; compiled \(build.compiled)"
+                )
             }
         }
         #expect(mismatches.isEmpty, "seed \(seed): \(mismatches.joined(separator: "\n"))")

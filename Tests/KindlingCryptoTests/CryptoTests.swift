@@ -6,7 +6,8 @@ struct CryptoTests {
     @Test("BLAKE2b-256 matches the published values")
     func blake2bKnownAnswers() throws {
         #expect(Blake2b.hash([UInt8]()).hex == "0e5751c026e543b2e8ab2eb06099daa1d1e5df47778f7787faab45cdf12fe3a8")
-        #expect(Blake2b.hash(Array("abc".utf8)).hex == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319")
+        #expect(
+            Blake2b.hash(Array("abc".utf8)).hex == "bddd813c634239723171ef3fee98579b94964e3bb1cb3e427262c8c068d52319")
     }
 
     @Test("Incremental hashing equals one-shot hashing, whatever the split")
@@ -28,7 +29,8 @@ struct CryptoTests {
         let signature = key.sign([])
         #expect(
             Hex.encode(signature.bytes)
-                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
+                == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555f"
+                + "b8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b"
         )
         #expect(key.publicKey.isValidSignature(signature, for: []))
         #expect(!key.publicKey.isValidSignature(signature, for: [0]))
@@ -63,8 +65,10 @@ struct CryptoTests {
         let server = EphemeralKeyExchange()
         let context = Array("test".utf8)
         let secret = Array("mesh secret".utf8)
-        let clientKeys = try client.clientSessionKeys(serverPublicKey: server.publicKey).bound(toSecret: secret, context: context)
-        let serverKeys = try server.serverSessionKeys(clientPublicKey: client.publicKey).bound(toSecret: secret, context: context)
+        let clientKeys = try client.clientSessionKeys(serverPublicKey: server.publicKey).bound(
+            toSecret: secret, context: context)
+        let serverKeys = try server.serverSessionKeys(clientPublicKey: client.publicKey).bound(
+            toSecret: secret, context: context)
         #expect(clientKeys.transmit == serverKeys.receive)
         #expect(clientKeys.receive == serverKeys.transmit)
 

@@ -18,7 +18,9 @@ struct ManifestEncodingTests {
             extra: ["cargo.sources": [1, 2, 3], "note": []])
     }
 
-    static func sampleManifest(key: SigningKey = Fixtures.key(7), repository: String = "rust-lang/demo") throws -> Manifest {
+    static func sampleManifest(
+        key: SigningKey = Fixtures.key(7), repository: String = "rust-lang/demo"
+    ) throws -> Manifest {
         try Manifest.sign(
             repository: repository, commit: "abc123", createdAt: 1_767_225_600_000_000_000,
             cacheKey: ["profile": "debug", "target": "x86_64-unknown-linux-gnu"], body: sampleBody(), with: key)

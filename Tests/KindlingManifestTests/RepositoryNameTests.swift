@@ -11,7 +11,8 @@ struct RepositoryNameTests {
         arguments: [
             ("rust-lang/rust", true), ("a", true), ("A.b_c-d/e.f", true), ("a/b/c", true), (".hidden", true),
             ("", false), ("/a", false), ("a/", false), ("a//b", false), (".", false), ("..", false), ("a/../b", false),
-            ("a/./b", false), ("a b", false), ("a%2Fb", false), ("a+b", false), ("a,b", false), ("é", false), ("a\u{0}b", false),
+            ("a/./b", false), ("a b", false), ("a%2Fb", false), ("a+b", false), ("a,b", false), ("é", false),
+            ("a\u{0}b", false),
             ("a\nb", false), (String(repeating: "x", count: 256), true), (String(repeating: "x", count: 257), false),
         ])
     func rules(name: String, valid: Bool) {
@@ -59,7 +60,9 @@ struct RepositoryNameTests {
         let data = try JSONEncoder().encode([name])
         #expect(String(decoding: data, as: UTF8.self) == #"["rust-lang\/rust"]"#)
         #expect(try JSONDecoder().decode([RepositoryName].self, from: data) == [name])
-        #expect(throws: (any Error).self) { try JSONDecoder().decode([RepositoryName].self, from: Data(#"["../x"]"#.utf8)) }
+        #expect(throws: (any Error).self) {
+            try JSONDecoder().decode([RepositoryName].self, from: Data(#"["../x"]"#.utf8))
+        }
         #expect(throws: (any Error).self) { try JSONDecoder().decode([RepositoryName].self, from: Data(#"[""]"#.utf8)) }
     }
 

@@ -11,7 +11,9 @@ struct TrustTests {
 
     func policy(_ keys: [TrustedKey]) -> TrustPolicy { TrustPolicy(trust: TrustFile(keys: keys)) }
 
-    func signed(by key: SigningKey, repository: String = "rust-lang/rust", createdAt: Date = Date()) throws -> SignedHeader {
+    func signed(
+        by key: SigningKey, repository: String = "rust-lang/rust", createdAt: Date = Date()
+    ) throws -> SignedHeader {
         try Manifest.sign(
             repository: repository, commit: "c1", createdAt: createdAt.nanosecondsSinceEpoch, cacheKey: [:],
             body: ManifestBody(entries: []), with: key
@@ -20,7 +22,9 @@ struct TrustTests {
 
     @Test("A trusted key covering the repository is accepted")
     func accepted() throws {
-        let trust = policy([TrustedKey(name: "bors", publicKey: bors.publicKey, repositories: [RepositoryGlob("rust-lang/*")])])
+        let trust = policy([
+            TrustedKey(name: "bors", publicKey: bors.publicKey, repositories: [RepositoryGlob("rust-lang/*")])
+        ])
         #expect(try trust.evaluate(try signed(by: bors)).name == "bors")
     }
 
@@ -42,7 +46,9 @@ struct TrustTests {
 
     @Test("A key may only sign for its repositories")
     func repositoryScope() throws {
-        let trust = policy([TrustedKey(name: "bors", publicKey: bors.publicKey, repositories: [RepositoryGlob("rust-lang/*")])])
+        let trust = policy([
+            TrustedKey(name: "bors", publicKey: bors.publicKey, repositories: [RepositoryGlob("rust-lang/*")])
+        ])
         #expect(throws: TrustError.self) { try trust.evaluate(try signed(by: bors, repository: "evil/rust")) }
         #expect(throws: TrustError.self) { try trust.evaluate(try signed(by: bors, repository: "rust-lang/a/b")) }
     }
@@ -56,7 +62,9 @@ struct TrustTests {
         #expect(throws: TrustError.self) { try retired.evaluate(try signed(by: bors, createdAt: now)) }
         #expect(try retired.evaluate(try signed(by: bors, createdAt: now.addingTimeInterval(-7200))).name == "old")
 
-        let notYet = policy([TrustedKey(name: "new", publicKey: bors.publicKey, validFrom: now.addingTimeInterval(3600))])
+        let notYet = policy([
+            TrustedKey(name: "new", publicKey: bors.publicKey, validFrom: now.addingTimeInterval(3600))
+        ])
         #expect(throws: TrustError.self) { try notYet.evaluate(try signed(by: bors, createdAt: now)) }
 
         let revoked = policy([TrustedKey(name: "leaked", publicKey: bors.publicKey, revoked: true)])
@@ -65,15 +73,20 @@ struct TrustTests {
         }
 
         let open = policy([TrustedKey(name: "bors", publicKey: bors.publicKey)])
-        #expect(throws: TrustError.self) { try open.evaluate(try signed(by: bors, createdAt: now.addingTimeInterval(3600))) }
+        #expect(throws: TrustError.self) {
+            try open.evaluate(try signed(by: bors, createdAt: now.addingTimeInterval(3600)))
+        }
         #expect(try open.evaluate(try signed(by: bors, createdAt: now.addingTimeInterval(60))).name == "bors")
     }
 
-    @Test("Repository globs", arguments: [
-        ("rust-lang/*", "rust-lang/rust", true), ("rust-lang/*", "rust-lang/a/b", false),
-        ("rust-lang/**", "rust-lang/a/b", true), ("**", "anything/at/all", true), ("r?st", "rust", true),
-        ("r?st", "r/st", false), ("exact", "exact", true), ("exact", "exactly", false), ("*-mirror", "x-mirror", true),
-    ])
+    @Test(
+        "Repository globs",
+        arguments: [
+            ("rust-lang/*", "rust-lang/rust", true), ("rust-lang/*", "rust-lang/a/b", false),
+            ("rust-lang/**", "rust-lang/a/b", true), ("**", "anything/at/all", true), ("r?st", "rust", true),
+            ("r?st", "r/st", false), ("exact", "exact", true), ("exact", "exactly", false),
+            ("*-mirror", "x-mirror", true),
+        ])
     func globs(pattern: String, repository: String, matches: Bool) {
         #expect(RepositoryGlob(pattern).matches(repository) == matches)
     }
@@ -90,11 +103,13 @@ struct TrustTests {
         try file.save(path: directory.file("trust.json"))
         #expect(try TrustFile.load(path: directory.file("trust.json")) == file)
 
+        let key = bors.publicKey.text
         let malformed = [
             "", "{", "[]", #"{"kindling-trust": 2, "keys": []}"#,
             #"{"kindling-trust": 1, "keys": [{"name": "x", "publicKey": "ed25519:00", "repositories": ["*"]}]}"#,
-            #"{"kindling-trust": 1, "keys": [{"name": "x", "publicKey": "\#(bors.publicKey.text)", "repositories": []}]}"#,
-            #"{"kindling-trust": 1, "keys": [{"name": "x", "publicKey": "\#(bors.publicKey.text)", "repositories": ["*"], "validFrom": "yesterday"}]}"#,
+            #"{"kindling-trust": 1, "keys": [{"name": "x", "publicKey": "\#(key)", "repositories": []}]}"#,
+            #"{"kindling-trust": 1, "keys": [{"name": "x", "publicKey": "\#(key)", "#
+                + #""repositories": ["*"], "validFrom": "yesterday"}]}"#,
         ]
         for text in malformed {
             #expect(throws: TrustError.self, "\(text)") { try TrustFile.parse(Data(text.utf8), path: "t") }

@@ -1,12 +1,13 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingStore
 import KindlingTesting
 import KindlingWire
 import NIOCore
 import Testing
+
+@testable import KindlingMesh
 
 /// What a hostile peer can make a node remember: availability, holder notices, addresses, strikes.
 @Suite("Mesh: bounded state under hostile peers", .serialized)
@@ -19,7 +20,9 @@ struct BoundsTests {
         { if case .error(let sent, _) = $0 { sent.code == code } else { false } }
     }
 
-    @Test("HaveChunks with huge indices and Haves for unknown manifests do not grow what a node tracks; indices beyond a manifest are strikes")
+    @Test(
+        "HaveChunks with huge indices and Haves of unknown manifests do not grow state; indices past a manifest strike"
+    )
     func hostileAvailability() async throws {
         let target = try await TestNode(name: "target")
         let data = TemporaryDirectory("data")
@@ -31,18 +34,24 @@ struct BoundsTests {
                 // Manifests nobody announced: a 512 KiB allocation each if they were tracked.
                 let full = [UInt8](repeating: 0xff, count: ManifestLimits.maxChunkReferences / 8)
                 for _ in 0..<20 {
-                    try await outbound.write(WireMessage.haveChunks(manifest: Self.randomDigest(), indices: [4_194_303]).encoded())
-                    try await outbound.write(WireMessage.have(manifest: Self.randomDigest(), availability: .partial(Bitset(bytes: full))).encoded())
+                    try await outbound.write(
+                        WireMessage.haveChunks(manifest: Self.randomDigest(), indices: [4_194_303]).encoded())
+                    try await outbound.write(
+                        WireMessage.have(manifest: Self.randomDigest(), availability: .partial(Bitset(bytes: full)))
+                            .encoded())
                 }
                 // Honest partial availability of the known manifest is tracked, sized by its real chunk count.
-                try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions - 1)]).encoded())
+                try await outbound.write(
+                    WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions - 1)]).encoded())
                 let synced = try await rogue.roundTrip(&frames, outbound)
                 let tracked = await target.node.stateSizes()
                 let strikesBefore = await target.node.status().gossip.strikes
                 // Beyond the manifest: three offences, three strikes, a ban.
                 try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [4_194_303]).encoded())
-                try await outbound.write(WireMessage.have(manifest: manifest.id, availability: .partial(Bitset(bytes: full))).encoded())
-                try await outbound.write(WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions)]).encoded())
+                try await outbound.write(
+                    WireMessage.have(manifest: manifest.id, availability: .partial(Bitset(bytes: full))).encoded())
+                try await outbound.write(
+                    WireMessage.haveChunks(manifest: manifest.id, indices: [UInt32(positions)]).encoded())
                 let after = await rogue.drain(&frames, timeout: .seconds(5))
                 return (synced != nil, tracked, strikesBefore, after)
             }
@@ -71,15 +80,24 @@ struct BoundsTests {
                 for index in 0..<100 {
                     let holder = SigningKey.generate().publicKey
                     try await outbound.write(
-                        WireMessage.holder(HolderNotice(manifest: manifest.id, nodeID: holder, host: "10.0.0.\(index)", port: 7341)).encoded())
+                        WireMessage.holder(
+                            HolderNotice(manifest: manifest.id, nodeID: holder, host: "10.0.0.\(index)", port: 7341)
+                        ).encoded())
                     try await outbound.write(
-                        WireMessage.holder(HolderNotice(manifest: Self.randomDigest(), nodeID: holder, host: "10.0.1.\(index)", port: 7341)).encoded())
+                        WireMessage.holder(
+                            HolderNotice(
+                                manifest: Self.randomDigest(), nodeID: holder, host: "10.0.1.\(index)", port: 7341)
+                        ).encoded())
                 }
                 _ = try await rogue.roundTrip(&frames, outbound)
                 let first = await target.node.stateSizes().holderNotices
                 try await Task.sleep(for: .milliseconds(2500))
                 try await outbound.write(
-                    WireMessage.holder(HolderNotice(manifest: manifest.id, nodeID: SigningKey.generate().publicKey, host: "10.0.2.1", port: 7341)).encoded())
+                    WireMessage.holder(
+                        HolderNotice(
+                            manifest: manifest.id, nodeID: SigningKey.generate().publicKey, host: "10.0.2.1", port: 7341
+                        )
+                    ).encoded())
                 _ = try await rogue.roundTrip(&frames, outbound)
                 return (first, await target.node.stateSizes().holderNotices)
             }
@@ -96,7 +114,9 @@ struct BoundsTests {
             $0.maxKnownAddresses = 40
         }
         @Sendable func addresses(_ block: Int) -> [PeerAddress] {
-            (0..<64).map { PeerAddress(nodeID: SigningKey.generate().publicKey, host: "10.\(block).0.\($0)", port: 7341) }
+            (0..<64).map {
+                PeerAddress(nodeID: SigningKey.generate().publicKey, host: "10.\(block).0.\($0)", port: 7341)
+            }
         }
         try await withRunningNodes([target]) {
             let rogue = try await RogueClient.connect(to: target.port)
@@ -148,7 +168,9 @@ struct BoundsTests {
             #expect(await target.node.status().bannedPeers == 1)
             // And it stays out.
             let third = try await RogueClient.connect(to: target.port, key: key)
-            let (refusal, refusedAndClosed) = try await third.run { frames, _ in await third.drain(&frames, timeout: .seconds(5)) }
+            let (refusal, refusedAndClosed) = try await third.run { frames, _ in
+                await third.drain(&frames, timeout: .seconds(5))
+            }
             #expect(refusedAndClosed)
             #expect(refusal.contains(where: Self.isError(5)))
         }
@@ -168,7 +190,8 @@ struct BoundsTests {
             #expect(messages.contains(where: Self.isError(1)), "the Error frame names the protocol error")
             #expect(await target.node.status().bannedPeers == 1)
             let again = try await RogueClient.connect(to: target.port, key: key)
-            let (refusal, refused) = try await again.run { frames, _ in await again.drain(&frames, timeout: .seconds(5)) }
+            let (refusal, refused) = try await again.run { frames, _ in await again.drain(&frames, timeout: .seconds(5))
+            }
             #expect(refused)
             #expect(refusal.contains(where: Self.isError(5)))
         }
@@ -194,7 +217,8 @@ struct BoundsTests {
                         let plain = try seed.store.readChunk(other.id, decompressor: ZstdDecompressor())
                         served.increment()
                         let compressed = plain.withUnsafeBytes { ZstdCompressor().compress($0) }
-                        return .chunk(request: request, chunk: other.id, plainLength: plain.count, compressed: compressed)
+                        return .chunk(
+                            request: request, chunk: other.id, plainLength: plain.count, compressed: compressed)
                     }
                 }
                 group.addTask {
@@ -258,11 +282,14 @@ struct DiscoveryTests {
         try await withRunningNodes([target]) {
             let rogue = try await RogueClient.connect(to: target.port)
             let started = ContinuousClock.now
-            let (messages, closed) = try await rogue.run { frames, _ in await rogue.drain(&frames, timeout: .seconds(10)) }
+            let (messages, closed) = try await rogue.run { frames, _ in
+                await rogue.drain(&frames, timeout: .seconds(10))
+            }
             let elapsed = ContinuousClock.now - started
             #expect(closed)
             #expect(elapsed >= .milliseconds(1500) && elapsed < .seconds(6), "closed after \(elapsed)")
-            #expect(messages.contains { if case .ping = $0 { true } else { false } }, "the node pinged before giving up")
+            #expect(
+                messages.contains { if case .ping = $0 { true } else { false } }, "the node pinged before giving up")
         }
     }
 

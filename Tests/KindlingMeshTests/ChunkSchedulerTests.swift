@@ -1,6 +1,7 @@
-@testable import KindlingMesh
 import KindlingWire
 import Testing
+
+@testable import KindlingMesh
 
 /// The download policy without sockets or clocks: events in, actions out.
 @Suite("Mesh: chunk scheduler")
@@ -117,8 +118,9 @@ struct ChunkSchedulerTests {
         _ = other.availabilityChanged(
             [.added(Self.a, ownershipKey: 10, .complete), .added(Self.b, ownershipKey: 11, .complete)], now: .zero)
         _ = other.timerFired(now: Self.ms(5))
-        #expect(!other.chunkArrived(0, from: Self.b, .stored(new: false), latency: Self.ms(20), now: Self.ms(20))
-            .contains(.finished))
+        #expect(
+            !other.chunkArrived(0, from: Self.b, .stored(new: false), latency: Self.ms(20), now: Self.ms(20))
+                .contains(.finished))
         #expect(other.requestFailed(0, from: Self.a, .cancelled, elapsed: Self.ms(25), now: Self.ms(25)) == [.finished])
         #expect(other.statistics.chunksFetched == 0)
     }
@@ -263,11 +265,14 @@ struct ChunkSchedulerTests {
             var now = Duration.zero
             for step in 0..<300 {
                 now += Self.ms(3)
-                guard case .request(let position, let source, _)? = log.first(where: {
-                    if case .request = $0 { true } else { false }
-                }) else { break }
+                guard
+                    case .request(let position, let source, _)? = log.first(where: {
+                        if case .request = $0 { true } else { false }
+                    })
+                else { break }
                 log.removeAll { $0 == .request(position: position, from: source, timeout: .milliseconds(2500)) }
-                log += step % 7 == 0
+                log +=
+                    step % 7 == 0
                     ? scheduler.requestFailed(position, from: source, .timeout, elapsed: Self.ms(40), now: now)
                     : scheduler.chunkArrived(position, from: source, .stored(new: true), latency: Self.ms(20), now: now)
             }

@@ -1,9 +1,10 @@
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import Testing
+
+@testable import KindlingMesh
 
 /// GossipState fed events on a made-up clock; every test checks the actions it returns.
 @Suite("Gossip state machine")
@@ -23,7 +24,8 @@ struct GossipStateTests {
 
     static func header(_ commit: String, repository: String = "demo/ws", chunks: Int = 20) throws -> SignedHeader {
         let header = ManifestHeader(
-            repository: try RepositoryName(repository), commit: commit, createdAt: 1, publisher: TestTrust.bors.publicKey, cacheKey: [:],
+            repository: try RepositoryName(repository), commit: commit, createdAt: 1,
+            publisher: TestTrust.bors.publicKey, cacheKey: [:],
             bodyDigest: Blake2b.hash(Array(commit.utf8)), bodyByteCount: 1, entryCount: 1, fileByteCount: 1,
             chunkReferenceCount: chunks)
         return SignedHeader(signing: header, with: TestTrust.bors)
@@ -67,8 +69,9 @@ struct GossipStateTests {
     func announcementFanOut() throws {
         let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice, Self.bob, Self.carol])
-        #expect(gossip.messageReceived(.announce(signed), from: Self.alice, now: Self.start)
-            == [.verifyAnnouncement(signed, from: Self.alice)])
+        #expect(
+            gossip.messageReceived(.announce(signed), from: Self.alice, now: Self.start)
+                == [.verifyAnnouncement(signed, from: Self.alice)])
         let actions = gossip.announcementVerified(signed, from: Self.alice, now: Self.start)
         #expect(actions == [.accepted(signed), .broadcast(.announce(signed), except: [Self.alice])])
         #expect(gossip.counters.accepted == 1 && gossip.counters.relayed == 2)
@@ -94,10 +97,12 @@ struct GossipStateTests {
     func rejectedAnnouncements() throws {
         var gossip = Self.connected([Self.alice])
         let signed = try Self.header("a")
-        #expect(gossip.announcementRejected(signed, from: Self.alice, forged: true)
-            == [.ban(Self.alice, reason: "forged announcement")])
-        #expect(gossip.announcementRejected(signed, from: Self.alice, forged: false)
-            == [.strike(Self.alice, reason: "untrusted announcement")])
+        #expect(
+            gossip.announcementRejected(signed, from: Self.alice, forged: true)
+                == [.ban(Self.alice, reason: "forged announcement")])
+        #expect(
+            gossip.announcementRejected(signed, from: Self.alice, forged: false)
+                == [.strike(Self.alice, reason: "untrusted announcement")])
         #expect(gossip.announcementRejected(signed, from: nil, forged: true).isEmpty)
         #expect(gossip.counters.rejected == 3)
     }
@@ -107,16 +112,28 @@ struct GossipStateTests {
         let signed = try Self.header("a", chunks: 10)
         var gossip = Self.connected([Self.alice], knowing: [signed])
         let beyond = Bitset(bytes: [0, 0b0000_0100])  // position 10
-        #expect(gossip.messageReceived(.have(manifest: signed.id, availability: .partial(beyond)), from: Self.alice,
-            now: Self.start) == [.strike(Self.alice, reason: "availability bitfield beyond the manifest's 10 chunks")])
-        #expect(gossip.messageReceived(.haveChunks(manifest: signed.id, indices: [3, 10]), from: Self.alice,
-            now: Self.start) == [.strike(Self.alice, reason: "HaveChunks index 10 beyond the manifest's 10 chunks")])
+        #expect(
+            gossip.messageReceived(
+                .have(manifest: signed.id, availability: .partial(beyond)), from: Self.alice,
+                now: Self.start) == [
+                    .strike(Self.alice, reason: "availability bitfield beyond the manifest's 10 chunks")
+                ])
+        #expect(
+            gossip.messageReceived(
+                .haveChunks(manifest: signed.id, indices: [3, 10]), from: Self.alice,
+                now: Self.start) == [.strike(Self.alice, reason: "HaveChunks index 10 beyond the manifest's 10 chunks")]
+        )
         let unknown = try Self.header("unknown")
-        #expect(gossip.messageReceived(.haveChunks(manifest: unknown.id, indices: [1]), from: Self.alice,
-            now: Self.start).isEmpty)
+        #expect(
+            gossip.messageReceived(
+                .haveChunks(manifest: unknown.id, indices: [1]), from: Self.alice,
+                now: Self.start
+            ).isEmpty)
         // Within the bounds: recorded, and the scheduler is told.
-        #expect(gossip.messageReceived(.haveChunks(manifest: signed.id, indices: [3, 9]), from: Self.alice,
-            now: Self.start) == [.availabilityChanged])
+        #expect(
+            gossip.messageReceived(
+                .haveChunks(manifest: signed.id, indices: [3, 9]), from: Self.alice,
+                now: Self.start) == [.availabilityChanged])
         guard case .partial(let bits)? = gossip.holders(of: signed.id)[Self.alice] else {
             Issue.record("no partial holding recorded")
             return
@@ -172,8 +189,9 @@ struct GossipStateTests {
         var gossip = Self.connected([Self.alice], knowing: [signed])
         let carol = HolderNotice(manifest: signed.id, nodeID: Self.carol, host: "10.0.0.9", port: 9)
         _ = gossip.messageReceived(.holder(carol), from: Self.alice, now: Self.start)
-        #expect(gossip.downloadRequested(signed.id, now: Self.start)
-            == [.dialHolder(PeerAddress(nodeID: Self.carol, host: "10.0.0.9", port: 9)), .startDownload(signed.id)])
+        #expect(
+            gossip.downloadRequested(signed.id, now: Self.start)
+                == [.dialHolder(PeerAddress(nodeID: Self.carol, host: "10.0.0.9", port: 9)), .startDownload(signed.id)])
         #expect(gossip.downloadRequested(signed.id, now: Self.start).isEmpty, "one download per manifest")
         var empty = Self.machine()
         #expect(empty.downloadRequested(signed.id, now: Self.start).isEmpty, "not in the catalog")
@@ -217,8 +235,9 @@ struct GossipStateTests {
         let ids = (0..<count).map { Blake2b.hash([UInt8(truncatingIfNeeded: $0), UInt8(truncatingIfNeeded: $0 >> 8)]) }
         var gossip = Self.connected([Self.alice], knowing: [try Self.header("a")])
         let digest = WireMessage.catalogDigest(count: 0, digest: ids[0])
-        #expect(gossip.messageReceived(digest, from: Self.alice, now: Self.start)
-            == [.send(.catalogRequest, to: Self.alice)])
+        #expect(
+            gossip.messageReceived(digest, from: Self.alice, now: Self.start)
+                == [.send(.catalogRequest, to: Self.alice)])
         // Asking for more ids than a frame holds: AnnounceRequests of at most `maxAnnounceRequestIDs` each.
         let catalog = WireMessage.catalog(ids: ids, more: false)
         let asked = Self.sends(gossip.messageReceived(catalog, from: Self.alice, now: Self.start), to: Self.alice)
@@ -244,8 +263,9 @@ struct GossipStateTests {
             let answer = gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start)
             #expect(Self.sends(answer, to: Self.alice).count == 1)
         }
-        #expect(gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start)
-            == [.throttled(Self.alice, request: "CatalogRequest")])
+        #expect(
+            gossip.messageReceived(.catalogRequest, from: Self.alice, now: Self.start)
+                == [.throttled(Self.alice, request: "CatalogRequest")])
         #expect(gossip.counters.throttled == 1)
         // One more per 5 s (0.2 a second).
         let later = Self.start + .seconds(5)
@@ -274,8 +294,9 @@ struct GossipStateTests {
         var gossip = Self.connected([Self.alice, Self.bob], knowing: [signed])
         _ = gossip.messageReceived(.have(manifest: signed.id, availability: .complete), from: Self.bob, now: Self.start)
         let positions = Array(0..<(WireLimits.maxHaveIndicesPerFrame + 5))
-        #expect(gossip.chunksStored(signed.id, positions: positions, total: 40_000, now: Self.start)
-            == [.scheduleTimer(at: Self.start + .milliseconds(100))])
+        #expect(
+            gossip.chunksStored(signed.id, positions: positions, total: 40_000, now: Self.start)
+                == [.scheduleTimer(at: Self.start + .milliseconds(100))])
         let actions = gossip.timerFired(now: Self.start + .milliseconds(100))
         let toAlice = Self.sends(actions, to: Self.alice).map {
             if case .haveChunks(_, let indices) = $0 { indices.count } else { -1 }
@@ -283,20 +304,23 @@ struct GossipStateTests {
         #expect(toAlice == [WireLimits.maxHaveIndicesPerFrame, 5])
         #expect(Self.sends(actions, to: Self.bob).isEmpty)
         // A completed snapshot is told to everyone.
-        #expect(gossip.snapshotComplete(signed.id)
-            == [.broadcast(.have(manifest: signed.id, availability: .complete), except: [])])
+        #expect(
+            gossip.snapshotComplete(signed.id)
+                == [.broadcast(.have(manifest: signed.id, availability: .complete), except: [])])
     }
 
     @Test("A download that holds nothing yet says so with an empty HaveChunks")
     func chunksPresent() throws {
         let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice], knowing: [signed])
-        #expect(gossip.chunksPresent(signed.id, positions: [], total: 20)
-            == [.broadcast(.haveChunks(manifest: signed.id, indices: []), except: [])])
+        #expect(
+            gossip.chunksPresent(signed.id, positions: [], total: 20)
+                == [.broadcast(.haveChunks(manifest: signed.id, indices: []), except: [])])
         var bits = Bitset(capacity: 20)
         bits.insert(2)
-        #expect(gossip.chunksPresent(signed.id, positions: [2], total: 20)
-            == [.broadcast(.have(manifest: signed.id, availability: .partial(bits)), except: [])])
+        #expect(
+            gossip.chunksPresent(signed.id, positions: [2], total: 20)
+                == [.broadcast(.have(manifest: signed.id, availability: .partial(bits)), except: [])])
     }
 
     @Test("Holder notices reach a late peer in batches; the timer asks to be called again while work is left")
@@ -320,17 +344,20 @@ struct GossipStateTests {
     func localSnapshots() throws {
         let signed = try Self.header("a")
         var gossip = Self.connected([Self.alice])
-        #expect(gossip.localSnapshotAdded(signed, chunks: 8, complete: true) == [
-            .broadcast(.announce(signed), except: []),
-            .broadcast(.have(manifest: signed.id, availability: .complete), except: []),
-        ])
+        #expect(
+            gossip.localSnapshotAdded(signed, chunks: 8, complete: true) == [
+                .broadcast(.announce(signed), except: []),
+                .broadcast(.have(manifest: signed.id, availability: .complete), except: []),
+            ])
         var bits = Bitset(capacity: 8)
         bits.insert(1)
         #expect(gossip.localHoldingsRefreshed([(id: signed.id, holding: .complete)]).isEmpty)
-        #expect(gossip.localHoldingsRefreshed([(id: signed.id, holding: .partial(bits))])
-            == [.broadcast(.have(manifest: signed.id, availability: .partial(bits)), except: [])])
-        #expect(gossip.localHoldingsRefreshed([(id: signed.id, holding: nil)])
-            == [.broadcast(.have(manifest: signed.id, availability: .partial(Bitset())), except: [])])
+        #expect(
+            gossip.localHoldingsRefreshed([(id: signed.id, holding: .partial(bits))])
+                == [.broadcast(.have(manifest: signed.id, availability: .partial(bits)), except: [])])
+        #expect(
+            gossip.localHoldingsRefreshed([(id: signed.id, holding: nil)])
+                == [.broadcast(.have(manifest: signed.id, availability: .partial(Bitset())), except: [])])
         #expect(gossip.localHolding(signed.id) == nil)
     }
 }

@@ -1,12 +1,13 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingStore
 import KindlingTesting
 import KindlingWire
 import NIOCore
 import Testing
+
+@testable import KindlingMesh
 
 @Suite("Mesh: gossip", .serialized)
 struct GossipTests {
@@ -41,7 +42,10 @@ struct GossipTests {
         let data = TemporaryDirectory("data")
         var ids: [Digest] = []
         for commit in 0..<3 {
-            ids.append(try await a.publish(try makeTree(data, files: 1, bytesPerFile: 50_000, seed: UInt64(commit)), commit: "c\(commit)").id)
+            ids.append(
+                try await a.publish(
+                    try makeTree(data, files: 1, bytesPerFile: 50_000, seed: UInt64(commit)), commit: "c\(commit)"
+                ).id)
         }
         let late = try await TestNode(name: "late", peers: [a.address])
         let wanted = ids
@@ -92,7 +96,9 @@ struct GossipTests {
             #expect(status.bannedPeers == 1)
             // The banned node cannot come back: it is told so and disconnected right after the handshake.
             let again = try await RogueClient.connect(to: target.port, key: rogue.key)
-            let (refusal, refusedAndClosed) = try await again.run { frames, _ in await again.drain(&frames, timeout: .seconds(5)) }
+            let (refusal, refusedAndClosed) = try await again.run { frames, _ in
+                await again.drain(&frames, timeout: .seconds(5))
+            }
             #expect(refusedAndClosed)
             #expect(refusal.contains { if case .error(.banned, _) = $0 { true } else { false } })
         }
@@ -111,7 +117,8 @@ struct GossipTests {
                 guard let stored = try cache.store.manifest(manifest.id) else { return false }
                 return try cache.store.missingChunks(of: stored).isEmpty
             }
-            let other = try await seed.publish(try makeTree(data, files: 1, bytesPerFile: 1000, seed: 9), repository: "other/repo", commit: "x")
+            let other = try await seed.publish(
+                try makeTree(data, files: 1, bytesPerFile: 1000, seed: 9), repository: "other/repo", commit: "x")
             try await eventually("the cache hears of the other repository") { await cache.catalogContains(other.id) }
             try await Task.sleep(for: .milliseconds(300))
             #expect(try cache.store.manifest(other.id) == nil, "not followed, so not fetched")

@@ -1,12 +1,13 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import NIOCore
 import NIOPosix
 import Testing
+
+@testable import KindlingMesh
 
 /// A raw TCP peer: sends arbitrary bytes, parses whatever frames come back, and notices when the node hangs up.
 final class RawPeer: Sendable {
@@ -57,7 +58,8 @@ final class RawPeer: Sendable {
             if handshakeFirst {
                 var session = HandshakeSession(
                     role: .initiator,
-                    configuration: HandshakeConfiguration(nodeKey: .generate(), mesh: .open(name: "test"), listenPort: 0))
+                    configuration: HandshakeConfiguration(
+                        nodeKey: .generate(), mesh: .open(name: "test"), listenPort: 0))
                 try await outbound.write(ByteBuffer(bytes: Self.frame(session.helloFrame())))
                 guard let hello = try await nextFrame() else { return ([], true) }
                 _ = try session.receiveHello(frame: hello)
@@ -121,7 +123,8 @@ struct HostilePeerTests {
     func unknownMessageType() async throws {
         let node = try await TestNode(name: "target")
         try await withRunningNodes([node]) {
-            let unknown = try await RawPeer(port: node.port).exchange(handshakeFirst: true, send: RawPeer.frame([0x55, 1, 2, 3]))
+            let unknown = try await RawPeer(port: node.port).exchange(
+                handshakeFirst: true, send: RawPeer.frame([0x55, 1, 2, 3]))
             #expect(unknown.closedByNode)
             #expect(Self.errorCodes(unknown.frames).contains(1))
             // An extension frame followed by a ping: the node ignores the first and answers the second.
@@ -138,8 +141,9 @@ struct HostilePeerTests {
         let node = try await TestNode(name: "target")
         try await withRunningNodes([node]) {
             let hello = WireMessage.hello(
-                Hello(minVersion: 7, maxVersion: 9, meshID: MeshIdentity.open(name: "test").id, isPrivate: false,
-                      exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32)))
+                Hello(
+                    minVersion: 7, maxVersion: 9, meshID: MeshIdentity.open(name: "test").id, isPrivate: false,
+                    exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32)))
             let result = try await RawPeer(port: node.port).exchange(send: RawPeer.frame(hello.encoded()))
             #expect(result.closedByNode)
             #expect(Self.errorCodes(result.frames).contains(2))
@@ -165,11 +169,13 @@ struct HostilePeerTests {
     func garbageAndForeignMesh() async throws {
         let node = try await TestNode(name: "target")
         try await withRunningNodes([node]) {
-            let garbage = try await RawPeer(port: node.port).exchange(send: RawPeer.frame(Fixtures.bytes(count: 200, seed: 1)))
+            let garbage = try await RawPeer(port: node.port).exchange(
+                send: RawPeer.frame(Fixtures.bytes(count: 200, seed: 1)))
             #expect(garbage.closedByNode)
             let foreign = WireMessage.hello(
-                Hello(meshID: MeshIdentity.open(name: "elsewhere").id, isPrivate: false,
-                      exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32)))
+                Hello(
+                    meshID: MeshIdentity.open(name: "elsewhere").id, isPrivate: false,
+                    exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32)))
             let result = try await RawPeer(port: node.port).exchange(send: RawPeer.frame(foreign.encoded()))
             #expect(result.closedByNode)
             #expect(Self.errorCodes(result.frames).contains(3))

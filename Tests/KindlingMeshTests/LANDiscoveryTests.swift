@@ -1,9 +1,10 @@
 import Foundation
 import KindlingCrypto
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import Testing
+
+@testable import KindlingMesh
 
 @Suite("Mesh: LAN discovery", .serialized)
 struct LANDiscoveryTests {
@@ -27,7 +28,8 @@ struct LANDiscoveryTests {
     @Test("Nodes of one mesh find each other by multicast on loopback; a node of another mesh is ignored")
     func discovery() async throws {
         let port = Int.random(in: 20_000...60_000)
-        let lan = LANConfiguration(group: "239.193.75.73", port: port, interface: "127.0.0.1", interval: .milliseconds(300))
+        let lan = LANConfiguration(
+            group: "239.193.75.73", port: port, interface: "127.0.0.1", interval: .milliseconds(300))
         let first = try await TestNode(name: "lan-a", mesh: .open(name: "office"), lan: lan)
         let second = try await TestNode(name: "lan-b", mesh: .open(name: "office"), lan: lan)
         let stranger = try await TestNode(name: "lan-other", mesh: .open(name: "elsewhere"), lan: lan)

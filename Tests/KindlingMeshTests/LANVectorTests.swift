@@ -1,8 +1,9 @@
 import Foundation
 import KindlingCrypto
-@testable import KindlingMesh
 import KindlingWire
 import Testing
+
+@testable import KindlingMesh
 
 /// Checks the LAN announcements of Specs/vectors/wire-v1.json, produced by tools/spec/wire_vectors.py.
 @Suite("Spec test vectors: LAN announcements")

@@ -1,7 +1,6 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingSnapshot
 import KindlingStore
 import KindlingTesting
@@ -11,6 +10,8 @@ import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+
+@testable import KindlingMesh
 
 /// The publisher ("bors") key and trust policy every test node shares.
 enum TestTrust {
@@ -44,7 +45,8 @@ final class TestNode: Sendable {
         logger.logLevel = ProcessInfo.processInfo.environment["KINDLING_TEST_LOG"] == nil ? .critical : .debug
         var configuration = MeshConfiguration(
             nodeKey: key, mesh: mesh, listen: HostPort(host: "127.0.0.1", port: 0), bootstrapPeers: peers,
-            trust: policy, follow: follow.map(RepositoryGlob.init), peerExchange: peerExchange, uploadLimit: uploadLimit,
+            trust: policy, follow: follow.map(RepositoryGlob.init), peerExchange: peerExchange,
+            uploadLimit: uploadLimit,
             handshakeTimeout: handshakeTimeout, keepaliveInterval: .seconds(5), idleTimeout: .seconds(15),
             requestTimeout: .seconds(3), stallTimeout: stallTimeout, banDuration: .seconds(600), lan: lan)
         configure(&configuration)
@@ -110,10 +112,13 @@ func eventually(
 }
 
 /// A directory of pseudo-random files to publish.
-func makeTree(_ directory: TemporaryDirectory, files: Int = 4, bytesPerFile: Int = 1_000_000, seed: UInt64 = 1) throws -> String {
+func makeTree(
+    _ directory: TemporaryDirectory, files: Int = 4, bytesPerFile: Int = 1_000_000, seed: UInt64 = 1
+) throws -> String {
     let root = directory.file("tree-\(seed)")
     for index in 0..<files {
-        try Fixtures.write(Fixtures.bytes(count: bytesPerFile, seed: seed &* 1000 &+ UInt64(index)), to: root + "/file\(index).bin")
+        try Fixtures.write(
+            Fixtures.bytes(count: bytesPerFile, seed: seed &* 1000 &+ UInt64(index)), to: root + "/file\(index).bin")
     }
     return root
 }
@@ -148,7 +153,8 @@ final class RogueClient: Sendable {
     /// Runs `body` with the connection; `handshake` first performs an honest open-mesh handshake.
     func run<R: Sendable>(
         handshake: Bool = true, mesh: MeshIdentity = .open(name: "test"), agent: String = "rogue",
-        _ body: (inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, NIOAsyncChannelOutboundWriter<[UInt8]>) async throws -> R
+        _ body: (inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, NIOAsyncChannelOutboundWriter<[UInt8]>)
+            async throws -> R
     ) async throws -> R {
         try await channel.executeThenClose { inbound, outbound in
             var frames = inbound.makeAsyncIterator()
@@ -174,7 +180,9 @@ extension RogueClient {
     func closeAfter(_ timeout: Duration) -> (Flag, Scheduled<Void>) {
         let timedOut = Flag()
         let socket = channel.channel
-        let timer = socket.eventLoop.scheduleTask(in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)) {
+        let timer = socket.eventLoop.scheduleTask(
+            in: TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
+        ) {
             timedOut.set()
             socket.close(promise: nil)
         }
@@ -209,7 +217,10 @@ extension RogueClient {
                 switch try WireMessage.decode(frame) {
                 case .getBody(let id, let offset, let length)?:
                     let body = manifest.bodyBytes
-                    try await outbound.write(WireMessage.body(manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])).encoded())
+                    try await outbound.write(
+                        WireMessage.body(
+                            manifest: id, offset: offset, bytes: Array(body[offset..<min(body.count, offset + length)])
+                        ).encoded())
                 case .getChunk(let request, let chunk)?:
                     if let reply = try answer(request, chunk) { try await outbound.write(reply.encoded()) }
                 default:
@@ -224,7 +235,8 @@ extension RogueClient {
     /// Sends a Ping and reads until its Pong: everything sent before has then been handled by the node. Returns
     /// the messages that arrived meanwhile, or nil when the node closed the connection (or `timeout` passed).
     func roundTrip(
-        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator,
+        _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
         timeout: Duration = .seconds(10)
     ) async throws -> [WireMessage]? {
         let nonce = UInt64.random(in: 1...UInt64.max)

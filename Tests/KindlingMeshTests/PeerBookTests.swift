@@ -1,8 +1,9 @@
 import KindlingCrypto
-@testable import KindlingMesh
 import KindlingTesting
 import KindlingWire
 import Testing
+
+@testable import KindlingMesh
 
 /// PeerBook fed events on a made-up clock; every test checks the actions it returns.
 @Suite("Peer book state machine")
@@ -46,8 +47,9 @@ struct PeerBookTests {
         #expect(!book.knownAddresses.contains(HostPort(host: "10.0.0.6", port: 7006)), "unsolicited Peers are ignored")
         // Asked by a peer: the others' listen addresses.
         _ = Self.admit(&book, Self.peer(2, listenPort: 7002))
-        #expect(book.peersRequested(by: Self.id(2))
-            == [.send(.peers([PeerAddress(nodeID: Self.id(1), host: "10.0.0.1", port: 7001)]), to: Self.id(2))])
+        #expect(
+            book.peersRequested(by: Self.id(2))
+                == [.send(.peers([PeerAddress(nodeID: Self.id(1), host: "10.0.0.1", port: 7001)]), to: Self.id(2))])
     }
 
     @Test("Refusals: shutting down, banned, already connected, no free slot; each with its typed code")
@@ -114,25 +116,29 @@ struct PeerBookTests {
         let offender = Self.id(1)
         #expect(book.offence(offender, reason: "bad", now: now) == [.strike(offender, reason: "bad", count: 1)])
         #expect(book.offence(offender, reason: "bad", now: now) == [.strike(offender, reason: "bad", count: 2)])
-        #expect(book.offence(offender, reason: "bad", now: now) == [
-            .strike(offender, reason: "bad", count: 3),
-            .ban(offender, code: .banned, reason: "bad (3 offences)", message: "banned for 600 s: bad (3 offences)"),
-        ])
+        #expect(
+            book.offence(offender, reason: "bad", now: now) == [
+                .strike(offender, reason: "bad", count: 3),
+                .ban(
+                    offender, code: .banned, reason: "bad (3 offences)", message: "banned for 600 s: bad (3 offences)"),
+            ])
         #expect(book.isBanned(offender, now: now + .seconds(599)))
         #expect(!book.isBanned(offender, now: now + .seconds(600)))
         #expect(book.counters.bans == 1 && book.counters.strikes == 3)
         // A strike long ago has expired: counting starts again.
         let other = Self.id(2)
         _ = book.offence(other, reason: "bad", now: now)
-        #expect(book.offence(other, reason: "bad", now: now + .seconds(601))
-            == [.strike(other, reason: "bad", count: 1)])
+        #expect(
+            book.offence(other, reason: "bad", now: now + .seconds(601))
+                == [.strike(other, reason: "bad", count: 1)])
         // Expired records are purged by the timer.
         _ = book.timerFired(now: now + .seconds(600))
         _ = book.timerFired(now: now + .seconds(1300))
         #expect(book.bans.isEmpty && book.strikes.isEmpty)
         // A protocol error bans with its own code.
-        #expect(book.ban(other, reason: "garbage", code: .protocolError, now: now)
-            == [.ban(other, code: .protocolError, reason: "garbage", message: "banned for 600 s: garbage")])
+        #expect(
+            book.ban(other, reason: "garbage", code: .protocolError, now: now)
+                == [.ban(other, code: .protocolError, reason: "garbage", message: "banned for 600 s: garbage")])
     }
 
     @Test("Ban records are bounded: a flood of offenders cannot grow the map")
@@ -217,8 +223,9 @@ struct PeerBookTests {
     func lanAndHolders() {
         var book = Self.book()
         let address = HostPort(host: "192.168.1.5", port: 7000)
-        #expect(book.lanPeerSeen(Self.id(1), at: address, now: Self.start)
-            == [.discoveredOnLAN(address), .dial(address)])
+        #expect(
+            book.lanPeerSeen(Self.id(1), at: address, now: Self.start)
+                == [.discoveredOnLAN(address), .dial(address)])
         #expect(book.lanPeerSeen(Self.id(1), at: address, now: Self.start).isEmpty, "already dialling")
         #expect(book.lanPeerSeen(Self.me, at: address, now: Self.start).isEmpty, "ourselves")
         #expect(book.counters.lanDiscovered == 1)

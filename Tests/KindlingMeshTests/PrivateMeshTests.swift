@@ -1,13 +1,14 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingTesting
-@testable import KindlingWire
 import NIOCore
 import NIOPosix
 import Synchronization
 import Testing
+
+@testable import KindlingMesh
+@testable import KindlingWire
 
 /// Forwards one TCP connection to a target and records every byte that crosses it, both ways.
 final class RecordingProxy: Sendable {
@@ -19,7 +20,9 @@ final class RecordingProxy: Sendable {
         self.target = target
         server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(host: "127.0.0.1", port: 0) { channel in
-                channel.eventLoop.makeCompletedFuture { try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel) }
+                channel.eventLoop.makeCompletedFuture {
+                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                }
             }
     }
 
@@ -53,7 +56,9 @@ final class RecordingProxy: Sendable {
         }
     }
 
-    private func pump(_ from: NIOAsyncChannelInboundStream<ByteBuffer>, _ to: NIOAsyncChannelOutboundWriter<ByteBuffer>) async throws {
+    private func pump(
+        _ from: NIOAsyncChannelInboundStream<ByteBuffer>, _ to: NIOAsyncChannelOutboundWriter<ByteBuffer>
+    ) async throws {
         for try await buffer in from {
             recorded.withLock { $0.append(contentsOf: buffer.readableBytesView) }
             try await to.write(buffer)
@@ -69,7 +74,8 @@ struct PrivateMeshTests {
     static func fetchThroughProxy(mesh: MeshIdentity, marker: [UInt8]) async throws -> [UInt8] {
         let seed = try await TestNode(name: "seed", mesh: mesh)
         let proxy = try await RecordingProxy(target: seed.port)
-        let downloader = try await TestNode(name: "dev", peers: [HostPort(host: "127.0.0.1", port: proxy.port)], mesh: mesh, peerExchange: false)
+        let downloader = try await TestNode(
+            name: "dev", peers: [HostPort(host: "127.0.0.1", port: proxy.port)], mesh: mesh, peerExchange: false)
         let data = TemporaryDirectory("data")
         // Incompressible content with a recognisable marker: zstd stores it nearly verbatim.
         try Fixtures.write(marker + Fixtures.bytes(count: 200_000, seed: 3), to: data.file("tree/secret.bin"))
@@ -81,7 +87,9 @@ struct PrivateMeshTests {
                     return nil
                 }
                 group.addTask {
-                    try await eventually("the downloader knows the snapshot") { await downloader.catalogContains(manifest.id) }
+                    try await eventually("the downloader knows the snapshot") {
+                        await downloader.catalogContains(manifest.id)
+                    }
                     let result = try await downloader.node.fetch(manifest.id)
                     #expect(result.fetchedBytes == manifest.header.fileByteCount)
                     return proxy.bytes
@@ -116,11 +124,14 @@ struct PrivateMeshTests {
         // Even with the mesh id copied (from a LAN announcement, say), the handshake fails without the secret.
         let impostor = try await TestNode(
             name: "impostor", peers: [member.address],
-            mesh: MeshIdentity(id: MeshIdentity.private(secret: Self.secret).id, secret: [UInt8](repeating: 9, count: 32)))
+            mesh: MeshIdentity(
+                id: MeshIdentity.private(secret: Self.secret).id, secret: [UInt8](repeating: 9, count: 32)))
         let data = TemporaryDirectory("data")
         let manifest = try await member.publish(try makeTree(data, files: 1, bytesPerFile: 10_000), commit: "c1")
         try await withRunningNodes([member, friend, wrongSecret, noSecret, impostor]) {
-            try await eventually("the friend joins and learns the snapshot") { await friend.catalogContains(manifest.id) }
+            try await eventually("the friend joins and learns the snapshot") {
+                await friend.catalogContains(manifest.id)
+            }
             try await Task.sleep(for: .seconds(2))
             let connected = await member.node.connectedPeers.map(\.nodeID)
             #expect(connected == [friend.node.nodeID])

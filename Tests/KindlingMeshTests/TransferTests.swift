@@ -1,7 +1,6 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingMesh
 import KindlingSnapshot
 import KindlingStore
 import KindlingTesting
@@ -10,6 +9,8 @@ import NIOCore
 import Synchronization
 import Testing
 
+@testable import KindlingMesh
+
 @Suite("Mesh: swarm transfer", .serialized)
 struct TransferTests {
     /// Publishes the same tree into several stores as one identical manifest (same key, same creation time).
@@ -17,7 +18,8 @@ struct TransferTests {
         var manifest: Manifest?
         for node in nodes {
             let (published, _) = try Publisher(store: node.store, key: TestTrust.bors).publish(
-                PublishRequest(repository: "demo/ws", commit: commit, directory: tree, createdAt: 1_767_225_600_000_000_000))
+                PublishRequest(
+                    repository: "demo/ws", commit: commit, directory: tree, createdAt: 1_767_225_600_000_000_000))
             manifest = published
         }
         guard let manifest else { throw TestTimeout() }
@@ -52,8 +54,12 @@ struct TransferTests {
             #expect(a.fetchedBytes == manifest.header.fileByteCount)
             #expect(b.fetchedBytes == manifest.header.fileByteCount)
             // With a slow seed, downloaders trade chunks with each other.
-            let fromPeers = [a.wireBytesByPeer[second.node.nodeID.text] ?? 0, b.wireBytesByPeer[first.node.nodeID.text] ?? 0]
-            #expect(fromPeers.reduce(0, +) > 0, "downloaders served each other nothing: \(a.wireBytesByPeer) \(b.wireBytesByPeer)")
+            let fromPeers = [
+                a.wireBytesByPeer[second.node.nodeID.text] ?? 0, b.wireBytesByPeer[first.node.nodeID.text] ?? 0,
+            ]
+            #expect(
+                fromPeers.reduce(0, +) > 0,
+                "downloaders served each other nothing: \(a.wireBytesByPeer) \(b.wireBytesByPeer)")
             // A second fetch of a complete snapshot transfers nothing.
             let again = try await first.node.fetch(manifest.id)
             #expect(again.fetchedBytes == 0 && again.alreadyLocalBytes == manifest.header.fileByteCount)
@@ -77,7 +83,9 @@ struct TransferTests {
         try await withRunningNodes([seed] + downloaders) {
             try await eventually("every downloader knows the snapshot and the others") {
                 for node in downloaders {
-                    guard await node.catalogContains(manifest.id), await node.node.connectedPeers.count == 4 else { return false }
+                    guard await node.catalogContains(manifest.id), await node.node.connectedPeers.count == 4 else {
+                        return false
+                    }
                 }
                 return true
             }
@@ -98,7 +106,8 @@ struct TransferTests {
     @Test("The seed split gives every position to exactly one downloader, the same one on every node")
     func ownershipSplit() {
         let keys = (0..<5).map { Fixtures.key(UInt8(40 + $0)).publicKey }
-        let splits = keys.map { me in SwarmDownload.ownership(total: 1000, me: me, others: Set(keys).subtracting([me])) }
+        let splits = keys.map { me in SwarmDownload.ownership(total: 1000, me: me, others: Set(keys).subtracting([me]))
+        }
         for position in 0..<1000 {
             #expect(splits.filter { $0[position] }.count == 1, "position \(position)")
         }
@@ -123,7 +132,9 @@ struct TransferTests {
                     await liar.actAsSeed(of: manifest) { request, chunk in
                         // The right length, the wrong bytes.
                         let length = manifest.body.entries.flatMap(\.chunks).first { $0.id == chunk }?.length ?? 1
-                        let garbage = Fixtures.bytes(count: length, seed: UInt64(request)).withUnsafeBytes { ZstdCompressor().compress($0) }
+                        let garbage = Fixtures.bytes(count: length, seed: UInt64(request)).withUnsafeBytes {
+                            ZstdCompressor().compress($0)
+                        }
                         served.increment()
                         return .chunk(request: request, chunk: chunk, plainLength: length, compressed: garbage)
                     }
@@ -150,7 +161,8 @@ struct TransferTests {
         // that burst, so the fetch cannot be over (from the survivor alone) before the doomed seed is killed.
         let doomed = try await TestNode(name: "doomed", uploadLimit: 2 << 20)
         let survivor = try await TestNode(name: "survivor", uploadLimit: 2 << 20)
-        let downloader = try await TestNode(name: "dev", peers: [doomed.address, survivor.address], peerExchange: false)
+        let downloader = try await TestNode(
+            name: "dev", peers: [doomed.address, survivor.address], peerExchange: false)
         let data = TemporaryDirectory("data")
         let tree = try makeTree(data, files: 12, bytesPerFile: 1_000_000)
         let manifest = try Self.seed([doomed, survivor], tree: tree)
@@ -180,7 +192,9 @@ struct TransferTests {
                 }
                 // Kill once the downloader has received something from the doomed seed.
                 try await eventually("some bytes from the doomed seed") {
-                    await downloader.node.connectedPeers.first { $0.nodeID == doomed.node.nodeID }.map { $0.statistics.downloaded > 500_000 } ?? false
+                    await downloader.node.connectedPeers.first { $0.nodeID == doomed.node.nodeID }.map {
+                        $0.statistics.downloaded > 500_000
+                    } ?? false
                 }
                 kill.set()
                 var fetched: FetchResult?

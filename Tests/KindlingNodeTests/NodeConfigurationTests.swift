@@ -82,7 +82,8 @@ struct NodeConfigurationTests {
 
     @Test("The CLI's lenient read (for the trust file only) ignores unknown keys; the node's strict one refuses them")
     func lenientForTheCLI() throws {
-        try Data(#"{"trust": "/t.json", "future": 1}"#.utf8).write(to: URL(fileURLWithPath: directory.file("node.json")))
+        try Data(#"{"trust": "/t.json", "future": 1}"#.utf8).write(
+            to: URL(fileURLWithPath: directory.file("node.json")))
         #expect(try NodeSettings.load(storeRoot: directory.path, strict: false).trust == "/t.json")
         #expect(throws: NodeError.self) { try NodeSettings.load(storeRoot: directory.path) }
     }

@@ -1,12 +1,13 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingSnapshot
-@testable import KindlingStore
-@testable import KindlingSystem
 import KindlingTesting
 import Synchronization
 import Testing
+
+@testable import KindlingSnapshot
+@testable import KindlingStore
+@testable import KindlingSystem
 
 /// Names that are the same text in Unicode but different bytes: the filesystem keeps them apart, and so must we.
 enum Spelling {

@@ -7,7 +7,9 @@ import Testing
 
 @Suite("Snapshot selection: the one rule for the store, the node and the cargo integration")
 struct SnapshotSelectionTests {
-    func candidate(_ byte: UInt8, commit: String, at time: UInt64, key: [String: String] = ["p": "dev"]) throws
+    func candidate(
+        _ byte: UInt8, commit: String, at time: UInt64, key: [String: String] = ["p": "dev"]
+    ) throws
         -> SnapshotCandidate
     {
         SnapshotCandidate(
@@ -19,7 +21,8 @@ struct SnapshotSelectionTests {
     func nearestCommit() throws {
         let far = try candidate(1, commit: "c3", at: 900)
         let near = try candidate(2, commit: "c2", at: 100)
-        let outcome = SnapshotSelection.select([far, near], commits: ["c1", "c2", "c3"], cacheKey: .exactly(["p": "dev"]))
+        let outcome = SnapshotSelection.select(
+            [far, near], commits: ["c1", "c2", "c3"], cacheKey: .exactly(["p": "dev"]))
         guard case .found(let chosen, let distance, let rejected) = outcome else {
             Issue.record("\(outcome)")
             return

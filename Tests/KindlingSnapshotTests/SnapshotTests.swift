@@ -2,18 +2,21 @@ import Foundation
 import KindlingCrypto
 import KindlingManifest
 import KindlingSnapshot
-@testable import KindlingStore
 import KindlingSystem
 import KindlingTesting
 import Testing
+
+@testable import KindlingStore
 
 @Suite("Capture and restore")
 struct SnapshotTests {
     /// A tree with everything a target dir can hold: nested dirs, modes, ns mtimes, empty and multi-chunk files,
     /// symlinks (relative, absolute, dangling).
     static func makeTree(at root: String) throws {
-        try Fixtures.write(Fixtures.bytes(count: 3_000_000, seed: 1), to: root + "/deps/libbig.rlib", mtime: 1_767_225_600_123_456_789)
-        try Fixtures.write(Array("fn main() {}\n".utf8), to: root + "/src/main.rs", mode: 0o600, mtime: 1_767_225_601_000_000_001)
+        try Fixtures.write(
+            Fixtures.bytes(count: 3_000_000, seed: 1), to: root + "/deps/libbig.rlib", mtime: 1_767_225_600_123_456_789)
+        try Fixtures.write(
+            Array("fn main() {}\n".utf8), to: root + "/src/main.rs", mode: 0o600, mtime: 1_767_225_601_000_000_001)
         try Fixtures.write([], to: root + "/.fingerprint/empty", mtime: 1_767_225_602_999_999_999)
         try Fixtures.write("#!/bin/sh\n", to: root + "/build/script", mode: 0o755)
         try Fixtures.write("read only", to: root + "/ro/file", mode: 0o444)
@@ -38,13 +41,17 @@ struct SnapshotTests {
                 let targetB = try FileManager.default.destinationOfSymbolicLink(atPath: b + "/" + path)
                 #expect(targetA == targetB, sourceLocation: sourceLocation)
             } else if !FileSystem.isDirectory(a + "/" + path) {
-                #expect(Fixtures.read(a + "/" + path) == Fixtures.read(b + "/" + path), "content of \(path)", sourceLocation: sourceLocation)
+                #expect(
+                    Fixtures.read(a + "/" + path) == Fixtures.read(b + "/" + path), "content of \(path)",
+                    sourceLocation: sourceLocation)
             }
         }
     }
 
     func publish(_ directory: String, store: ChunkStore, key: SigningKey = Fixtures.key(1)) throws -> Manifest {
-        try Publisher(store: store, key: key).publish(PublishRequest(repository: "r/x", commit: "c1", directory: directory)).manifest
+        try Publisher(store: store, key: key).publish(
+            PublishRequest(repository: "r/x", commit: "c1", directory: directory)
+        ).manifest
     }
 
     @Test("Restore reproduces the tree exactly: bytes, modes, nanosecond mtimes, symlinks")
@@ -132,7 +139,8 @@ struct SnapshotTests {
         try Self.makeTree(at: work.file("source"))
         let store = try ChunkStore(root: work.file("store"))
         let manifest = try publish(work.file("source"), store: store)
-        let victim = try #require(manifest.body.entries.first { $0.kind == .file && !$0.chunks.isEmpty }?.chunks.first?.id)
+        let victim = try #require(
+            manifest.body.entries.first { $0.kind == .file && !$0.chunks.isEmpty }?.chunks.first?.id)
         try store.index.deleteChunks([victim])
         #expect(throws: SnapshotError.self) {
             try TreeRestore().restore(manifest, from: store, into: work.file("out"), replace: false)

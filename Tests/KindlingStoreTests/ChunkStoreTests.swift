@@ -1,9 +1,10 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingStore
 import KindlingTesting
 import Testing
+
+@testable import KindlingStore
 
 @Suite("Chunk store")
 struct ChunkStoreTests {
@@ -86,7 +87,9 @@ struct ChunkStoreTests {
         let original = try #require(Fixtures.read(path))
         for replacement in [[], [1, 2, 3], Array(original.prefix(original.count / 2)), Array(original.dropLast())] {
             try Data(replacement).write(to: URL(fileURLWithPath: path))
-            #expect(throws: StoreError.self) { try store.readChunk(id, expectedSize: data.count, decompressor: ZstdDecompressor()) }
+            #expect(throws: StoreError.self) {
+                try store.readChunk(id, expectedSize: data.count, decompressor: ZstdDecompressor())
+            }
         }
     }
 
@@ -116,11 +119,14 @@ struct ChunkStoreTests {
         let compressed = data.withUnsafeBytes { ZstdCompressor().compress($0) }
         let wrongID = Blake2b.hash(Fixtures.bytes(count: 10_000, seed: 8))
         #expect(throws: StoreError.self) {
-            try store.storeCompressedChunk(compressed, id: wrongID, expectedSize: data.count, decompressor: ZstdDecompressor())
+            try store.storeCompressedChunk(
+                compressed, id: wrongID, expectedSize: data.count, decompressor: ZstdDecompressor())
         }
         #expect(try !store.contains(wrongID))
         let rightID = Blake2b.hash(data)
-        #expect(try store.storeCompressedChunk(compressed, id: rightID, expectedSize: data.count, decompressor: ZstdDecompressor()))
+        #expect(
+            try store.storeCompressedChunk(
+                compressed, id: rightID, expectedSize: data.count, decompressor: ZstdDecompressor()))
         try store.commit()
         #expect(try store.readChunk(rightID, decompressor: ZstdDecompressor()) == data)
     }
@@ -138,7 +144,9 @@ struct ChunkStoreTests {
             let manifest = try Manifest.sign(
                 repository: "r", commit: "c\(index)", createdAt: UInt64(index), cacheKey: [:],
                 body: ManifestBody(entries: [
-                    .file(path: "f", mode: 0o644, modificationTime: 0, chunks: [ChunkReference(id: id, length: data.count)])
+                    .file(
+                        path: "f", mode: 0o644, modificationTime: 0,
+                        chunks: [ChunkReference(id: id, length: data.count)])
                 ]), with: key)
             try store.saveManifest(try policy.verify(manifest))
             manifests.append(manifest)
@@ -176,7 +184,9 @@ struct ChunkStoreTests {
             let manifest = try Manifest.sign(
                 repository: "r", commit: "c\(index)", createdAt: UInt64(index), cacheKey: [:],
                 body: ManifestBody(entries: [
-                    .file(path: "f", mode: 0o644, modificationTime: 0, chunks: [ChunkReference(id: id, length: data.count)])
+                    .file(
+                        path: "f", mode: 0o644, modificationTime: 0,
+                        chunks: [ChunkReference(id: id, length: data.count)])
                 ]), with: key)
             try store.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(manifest))
             manifests.append(manifest)
@@ -206,14 +216,16 @@ struct ChunkStoreTests {
         let store = try ChunkStore(root: directory.path)
         let key = Fixtures.key(3)
         let manifest = try Manifest.sign(
-            repository: "a/b", commit: "c", createdAt: 5, cacheKey: ["k": "v"], body: ManifestBody(entries: []), with: key)
+            repository: "a/b", commit: "c", createdAt: 5, cacheKey: ["k": "v"], body: ManifestBody(entries: []),
+            with: key)
         let trusted = try TrustPolicy.trustingOwnKey(key).verify(manifest)
         try store.saveHeader(trusted.header)
         #expect(try store.manifest(manifest.id) == nil)
         #expect(try store.signedHeader(manifest.id) == manifest.signed)
         try store.saveManifest(trusted)
         #expect(try store.manifest(manifest.id) == manifest)
-        #expect(try store.manifestSummaries(repository: try RepositoryName("a/b"), commit: "c").map(\.id) == [manifest.id])
+        #expect(
+            try store.manifestSummaries(repository: try RepositoryName("a/b"), commit: "c").map(\.id) == [manifest.id])
         #expect(try store.manifestSummaries(repository: try RepositoryName("a/b"), commit: "other").isEmpty)
     }
 }
@@ -225,12 +237,14 @@ struct SharedStoreTests {
         let directory = TemporaryDirectory("store")
         let reader = try ChunkStore(root: directory.path)
         let key = Fixtures.key(1)
-        let first = try Manifest.sign(repository: "a/b", commit: "1", createdAt: 1, cacheKey: [:], body: ManifestBody(entries: []), with: key)
+        let first = try Manifest.sign(
+            repository: "a/b", commit: "1", createdAt: 1, cacheKey: [:], body: ManifestBody(entries: []), with: key)
         let writer = try ChunkStore(root: directory.path)
         try writer.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(first))
         // The reader looks once (this used to leave a read transaction open)...
         #expect(try reader.manifest(first.id) == first)
-        let second = try Manifest.sign(repository: "a/b", commit: "2", createdAt: 2, cacheKey: [:], body: ManifestBody(entries: []), with: key)
+        let second = try Manifest.sign(
+            repository: "a/b", commit: "2", createdAt: 2, cacheKey: [:], body: ManifestBody(entries: []), with: key)
         try writer.saveManifest(try TrustPolicy.trustingOwnKey(key).verify(second))
         // ...and must still see the next commit.
         #expect(try reader.manifest(second.id) == second)

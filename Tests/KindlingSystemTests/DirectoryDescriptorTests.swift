@@ -1,8 +1,9 @@
 import Foundation
-@testable import KindlingSystem
 import KindlingTesting
 import Synchronization
 import Testing
+
+@testable import KindlingSystem
 
 /// The beneath rules of `DirectoryDescriptor`, both ways it can apply them: openat2 and the component walk (what
 /// runs where openat2 is missing). Serialized: the walk is forced through a process-wide switch.
@@ -27,7 +28,8 @@ struct DirectoryDescriptorTests {
         return try body()
     }
 
-    @Test("A symlink on the way is refused with a typed ELOOP naming the path, and nothing is made outside",
+    @Test(
+        "A symlink on the way is refused with a typed ELOOP naming the path, and nothing is made outside",
         arguments: [false, true])
     func symlinkOnTheWay(walk: Bool) throws {
         let (work, inside) = try Self.world()

@@ -1,22 +1,30 @@
 import KindlingCrypto
 import KindlingManifest
 import KindlingTesting
-@testable import KindlingWire
 import NIOCore
 import NIOEmbedded
 import Testing
+
+@testable import KindlingWire
 
 @Suite("Wire: messages and framing")
 struct WireMessageTests {
     static func sampleMessages() throws -> [WireMessage] {
         let key = Fixtures.key(5)
         let manifest = try Manifest.sign(
-            repository: "r/x", commit: "c", createdAt: 1, cacheKey: ["k": "v"], body: ManifestBody(entries: []), with: key)
+            repository: "r/x", commit: "c", createdAt: 1, cacheKey: ["k": "v"], body: ManifestBody(entries: []),
+            with: key)
         let id = manifest.id
         return [
-            .hello(Hello(meshID: id, isPrivate: true, exchangeKey: [UInt8](repeating: 1, count: 32), challenge: [UInt8](repeating: 2, count: 32))),
+            .hello(
+                Hello(
+                    meshID: id, isPrivate: true, exchangeKey: [UInt8](repeating: 1, count: 32),
+                    challenge: [UInt8](repeating: 2, count: 32))),
             .streamHeader([UInt8](repeating: 3, count: 24)),
-            .auth(Auth(nodeID: key.publicKey, signature: key.sign([1]), listenPort: 7341, capabilities: 1, agent: "kindling/test")),
+            .auth(
+                Auth(
+                    nodeID: key.publicKey, signature: key.sign([1]), listenPort: 7341, capabilities: 1,
+                    agent: "kindling/test")),
             .announce(manifest.signed),
             .have(manifest: id, availability: .complete),
             .have(manifest: id, availability: .partial(Bitset(bytes: [0b1010_0001, 0xff]))),
@@ -222,7 +230,8 @@ struct HandshakeTests {
         #expect(try #require(framingB).opener.open(sealed) == Array("chunk bytes".utf8))
 
         // A node that copies the mesh id but not the secret gets past Hello, then fails on the first sealed frame.
-        let wrong = MeshIdentity(id: MeshIdentity.private(secret: secret).id, secret: Array("another secret, also 32 bytes ok".utf8))
+        let wrong = MeshIdentity(
+            id: MeshIdentity.private(secret: secret).id, secret: Array("another secret, also 32 bytes ok".utf8))
         let c = HandshakeConfiguration(nodeKey: Fixtures.key(3), mesh: wrong, listenPort: 3)
         #expect(throws: WireError.decryptionFailed) { _ = try Self.handshake(a, c) }
     }
@@ -234,20 +243,28 @@ struct HandshakeTests {
         #expect(throws: WireError.wrongMesh) { _ = try Self.handshake(open, other) }
         let privateMesh = MeshIdentity.private(secret: [UInt8](repeating: 1, count: 32))
         let privateNode = HandshakeConfiguration(nodeKey: Fixtures.key(2), mesh: privateMesh, listenPort: 2)
-        let openSameID = HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: MeshIdentity(id: privateMesh.id, secret: nil), listenPort: 1)
-        #expect(throws: WireError.encryptionMismatch(peerPrivate: true)) { _ = try Self.handshake(openSameID, privateNode) }
+        let openSameID = HandshakeConfiguration(
+            nodeKey: Fixtures.key(1), mesh: MeshIdentity(id: privateMesh.id, secret: nil), listenPort: 1)
+        #expect(throws: WireError.encryptionMismatch(peerPrivate: true)) {
+            _ = try Self.handshake(openSameID, privateNode)
+        }
         #expect(throws: WireError.selfConnection) { _ = try Self.handshake(open, open) }
     }
 
     @Test("A wrong protocol version is refused")
     func versions() throws {
         var session = HandshakeSession(
-            role: .initiator, configuration: HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(), listenPort: 1))
+            role: .initiator,
+            configuration: HandshakeConfiguration(nodeKey: Fixtures.key(1), mesh: .open(), listenPort: 1))
         _ = session.helloFrame()
         let future = WireMessage.hello(
-            Hello(minVersion: 7, maxVersion: 9, meshID: MeshIdentity.open().id, isPrivate: false,
-                  exchangeKey: [UInt8](repeating: 0, count: 32), challenge: [UInt8](repeating: 0, count: 32))).encoded()
-        #expect(throws: WireError.versionMismatch(peerMin: 7, peerMax: 9)) { _ = try session.receiveHello(frame: future) }
+            Hello(
+                minVersion: 7, maxVersion: 9, meshID: MeshIdentity.open().id, isPrivate: false,
+                exchangeKey: [UInt8](repeating: 0, count: 32), challenge: [UInt8](repeating: 0, count: 32))
+        ).encoded()
+        #expect(throws: WireError.versionMismatch(peerMin: 7, peerMax: 9)) {
+            _ = try session.receiveHello(frame: future)
+        }
     }
 
     @Test("An Auth signed for another connection (a replay) does not verify")

@@ -1,8 +1,9 @@
 import Foundation
 import KindlingCrypto
 import KindlingManifest
-@testable import KindlingWire
 import Testing
+
+@testable import KindlingWire
 
 /// Checks Specs/vectors/wire-v1.json, produced by an independent implementation (tools/spec/wire_vectors.py).
 @Suite("Spec test vectors: wire")
@@ -10,7 +11,9 @@ struct WireVectorTests {
     static var vectors: [String: Any] {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
             .deletingLastPathComponent().appendingPathComponent("Specs/vectors/wire-v1.json")
-        guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) else { return [:] }
+        guard let data = try? Data(contentsOf: url), let object = try? JSONSerialization.jsonObject(with: data) else {
+            return [:]
+        }
         return object as? [String: Any] ?? [:]
     }
 
@@ -25,13 +28,16 @@ struct WireVectorTests {
     @Test("Mesh ids")
     func meshIDs() throws {
         #expect(MeshIdentity.open(name: "kindling").id.hex == Self.vectors["openMeshId"] as? String)
-        #expect(MeshIdentity.private(secret: try Self.hex(Self.vectors["privateMeshSecret"])).id.hex == Self.vectors["privateMeshId"] as? String)
+        #expect(
+            MeshIdentity.private(secret: try Self.hex(Self.vectors["privateMeshSecret"])).id.hex == Self.vectors[
+                "privateMeshId"] as? String)
     }
 
     @Test("Hello and Auth frames, transcript and private-mesh keys", arguments: ["open", "private"])
     func handshake(mode: String) throws {
         let block = try #require(Self.vectors[mode] as? [String: Any])
-        let mesh: MeshIdentity = mode == "open" ? .open(name: "kindling") : .private(secret: try Self.hex(Self.vectors["privateMeshSecret"]))
+        let mesh: MeshIdentity =
+            mode == "open" ? .open(name: "kindling") : .private(secret: try Self.hex(Self.vectors["privateMeshSecret"]))
         var sessions: [String: HandshakeSession] = [:]
         var hellos: [String: [UInt8]] = [:]
         for (name, role) in [("initiator", HandshakeRole.initiator), ("responder", .responder)] {
@@ -40,7 +46,8 @@ struct WireVectorTests {
                 nodeKey: try SigningKey(seed: try Self.hex(side["nodeSeed"])), mesh: mesh,
                 listenPort: UInt16(try #require(side["listenPort"] as? Int)), agent: "kindling/test")
             var session = HandshakeSession(
-                role: role, configuration: configuration, exchange: EphemeralKeyExchange(seed: try Self.hex(side["exchangeSeed"])),
+                role: role, configuration: configuration,
+                exchange: EphemeralKeyExchange(seed: try Self.hex(side["exchangeSeed"])),
                 challenge: try Self.hex(side["challenge"]))
             let hello = session.helloFrame()
             #expect(hello == (try Self.frameBody(side["helloFrame"])), "\(mode) \(name) hello")
@@ -103,7 +110,9 @@ struct WireVectorTests {
             let message = try #require(item["message"] as? String)
             let code = try #require(item["code"] as? Int)
             let body = try Self.frameBody(item["hex"])
-            #expect(WireMessage.error(code: RefusalCode(code: code), message: message).encoded() == body, "\(message.utf8.count) bytes")
+            #expect(
+                WireMessage.error(code: RefusalCode(code: code), message: message).encoded() == body,
+                "\(message.utf8.count) bytes")
             guard case .error(RefusalCode(code: code), let sent)? = try WireMessage.decode(body) else {
                 Issue.record("the vector does not decode as an Error")
                 continue
@@ -138,7 +147,8 @@ struct WireVectorTests {
         var otherHeader = header
         otherHeader[0] ^= 1
         #expect(throws: WireError.decryptionFailed) {
-            _ = try FrameOpener(try SecretStreamReceiver(key: key, header: otherHeader)).open(try Self.hex(frames[0]["sealed"]))
+            _ = try FrameOpener(try SecretStreamReceiver(key: key, header: otherHeader)).open(
+                try Self.hex(frames[0]["sealed"]))
         }
     }
 }

@@ -70,7 +70,9 @@ public enum KeyFileError: Error, Equatable, Sendable, CustomStringConvertible {
         case .missing(let path):
             return "secret key file \(path) does not exist; create one with 'kindling keygen --secret-key \(path)'"
         case .tooOpen(let path, let mode):
-            return "secret key file \(path) has mode \(String(mode, radix: 8)), readable by others; run 'chmod 600 \(path)'"
+            return
+                "secret key file \(path) has mode \(String(mode, radix: 8)), readable by others; run 'chmod 600 "
+                    + "\(path)'"
         case .malformed(let path):
             return "\(path) is not a kindling secret key file (expected one line 'kindling-ed25519-secret:<64 hex>')"
         case .cannotRead(let path, let reason):

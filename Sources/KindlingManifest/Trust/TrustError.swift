@@ -20,11 +20,14 @@ public enum TrustError: Error, Equatable, Sendable, CustomStringConvertible {
             return "manifest is signed by \(key.text), which is not in the trust file; "
                 + "if you trust it, add it with 'kindling trust add'"
         case .badSignature(let manifest):
-            return "manifest \(manifest.short) has an invalid signature: it was tampered with or corrupted; it was not used"
+            return
+                "manifest \(manifest.short) has an invalid signature: it was tampered with or corrupted; it was not "
+                    + "used"
         case .revokedKey(let name):
             return "manifest is signed by key '\(name)', which the trust file marks as revoked"
         case .repositoryNotAllowed(let key, let repository, let allowed):
-            return "key '\(key)' may not sign for repository '\(repository)' (allowed: \(allowed.joined(separator: ", ")))"
+            return
+                "key '\(key)' may not sign for repository '\(repository)' (allowed: \(allowed.joined(separator: ", ")))"
         case .outsideValidity(let key, let createdAt, let window):
             return "manifest created at \(createdAt) is outside the validity of key '\(key)' (\(window))"
         case .createdInFuture(let createdAt):

@@ -40,7 +40,9 @@ public struct TrustFile: Hashable, Sendable {
     /// Reads and validates a trust file.
     public static func load(path: String) throws(TrustError) -> TrustFile {
         // Whoever can write the trust file decides what this node accepts.
-        do throws(GuardedFileError) { try GuardedFile.check(path, what: "trust file") } catch { throw .unsafeFile(error) }
+        do throws(GuardedFileError) { try GuardedFile.check(path, what: "trust file") } catch {
+            throw .unsafeFile(error)
+        }
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path))
@@ -123,10 +125,13 @@ public struct TrustFile: Hashable, Sendable {
         try? Date(text, strategy: Date.ISO8601FormatStyle())
     }
 
-    private static func parseDate(_ text: String?, field: String, key: String, path: String) throws(TrustError) -> Date? {
+    private static func parseDate(_ text: String?, field: String, key: String, path: String) throws(TrustError) -> Date?
+    {
         guard let text else { return nil }
         guard let date = parseDate(text) else {
-            throw .malformed(path: path, reason: "key '\(key)': \(field) '\(text)' is not an ISO 8601 time like 2026-01-31T00:00:00Z")
+            throw .malformed(
+                path: path, reason: "key '\(key)': \(field) '\(text)' is not an ISO 8601 time like 2026-01-31T00:00:00Z"
+            )
         }
         return date
     }

@@ -59,7 +59,8 @@ public struct TrustPolicy: Sendable {
     }
 
     private static func window(_ key: TrustedKey) -> String {
-        "valid from \(key.validFrom.map(TrustFile.formatDate) ?? "any time") until \(key.validUntil.map(TrustFile.formatDate) ?? "any time")"
+        "valid from \(key.validFrom.map(TrustFile.formatDate) ?? "any time") until "
+            + "\(key.validUntil.map(TrustFile.formatDate) ?? "any time")"
     }
 }
 

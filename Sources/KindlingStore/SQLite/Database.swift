@@ -123,7 +123,8 @@ final class Statement {
         case SQLITE_ROW: return true
         case SQLITE_DONE: return false
         default:
-            throw .database(operation: "running '\(String(cString: sqlite3_sql(raw)).prefix(60))'", message: database.lastError)
+            throw .database(
+                operation: "running '\(String(cString: sqlite3_sql(raw)).prefix(60))'", message: database.lastError)
         }
     }
 

@@ -11,7 +11,8 @@ import KindlingStore
 struct CargoCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cargo",
-        abstract: "Run cargo at the repository's build root, restoring a snapshot first when target/ is empty or far behind.",
+        abstract:
+            "Run cargo at the repository's build root, restoring a snapshot first when target/ is empty or far behind.",
         discussion: """
             Every argument goes to cargo ('kindling cargo build --release'). Cargo runs in a private mount namespace \
             where the checkout, target/ and CARGO_HOME appear at the build root that bors builds at, so compiled \
@@ -22,7 +23,9 @@ struct CargoCommand: AsyncParsableCommand {
 
     @Argument(parsing: .captureForPassthrough, help: "Arguments for cargo.") var arguments: [String] = []
 
-    static let buildCommands: Set<String> = ["build", "b", "check", "c", "test", "t", "run", "r", "bench", "clippy", "doc", "rustc"]
+    static let buildCommands: Set<String> = [
+        "build", "b", "check", "c", "test", "t", "run", "r", "bench", "clippy", "doc", "rustc",
+    ]
     /// A target whose restore is more than this many commits behind HEAD is replaced by a nearer snapshot.
     static let farBehind = 50
 
@@ -100,8 +103,10 @@ struct CargoCommand: AsyncParsableCommand {
             // Never thrown away on the user's behalf: say what would help instead.
             if isFarBehind(marker, workspace: workspace) {
                 Terminal.printNote(
-                    "target/ was restored from \(marker.commit.prefix(12)), more than \(Self.farBehind) commits behind HEAD, "
-                        + "and has local builds since; 'kindling restore --cargo --replace' would bring a nearer snapshot")
+                    "target/ was restored from \(marker.commit.prefix(12)), more than \(Self.farBehind) commits "
+                        + "behind HEAD, and has local builds since; 'kindling restore --cargo --replace' would "
+                        + "bring a nearer snapshot"
+                )
             }
             return
         case .localWork(nil):
@@ -111,8 +116,10 @@ struct CargoCommand: AsyncParsableCommand {
             let profile = arguments.contains("--release") ? "release" : profileArgument() ?? "dev"
             let target = optionValue("--target")
             let summary = try restoreCargoSnapshot(
-                workspace: workspace, root: root, storeRoot: storeRoot, trustPath: trust, profile: profile, target: target,
-                maxDistance: 200, replace: replace, fetch: true, announce: { FileHandle.standardError.write(Data("kindling: \($0)\n".utf8)) })
+                workspace: workspace, root: root, storeRoot: storeRoot, trustPath: trust, profile: profile,
+                target: target,
+                maxDistance: 200, replace: replace, fetch: true,
+                announce: { FileHandle.standardError.write(Data("kindling: \($0)\n".utf8)) })
             FileHandle.standardError.write(Data("kindling: \(summary)\n".utf8))
         } catch {
             Terminal.printWarning("not restoring a snapshot: \(error)")
@@ -170,19 +177,27 @@ func restoreCargoSnapshot(
     let elapsed = Double(seconds.seconds) + Double(seconds.attoseconds) / 1e18
     let fetchedBytes = fetched?.fetchedBytes ?? 0
     // Without a fetch, every unique chunk came from the store.
-    let uniqueBytes = Dictionary(manifest.body.entries.flatMap(\.chunks).map { ($0.id, $0.length) }, uniquingKeysWith: { first, _ in first })
-        .values.reduce(0, +)
+    let uniqueBytes = Dictionary(
+        manifest.body.entries.flatMap(\.chunks).map { ($0.id, $0.length) }, uniquingKeysWith: { first, _ in first }
+    )
+    .values.reduce(0, +)
     // Plain bytes fetched, and what crossed the wire (compressed) from each peer.
-    let sources = fetched.map { result in
-        let wire = result.wireBytesBySource.values.reduce(0, +)
-        return "\(Format.bytes(wire)) on the wire: "
-            + result.wireBytesBySource.sorted { $0.value > $1.value }.map { "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))" }
-            .joined(separator: ", ")
-    } ?? ""
-    return "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(choice.distance) commits behind HEAD) into "
-        + "\(workspace.targetDirectory): \(Format.bytes(fetchedBytes)) fetched\(sources.isEmpty ? "" : " (\(sources))"), "
+    let sources =
+        fetched.map { result in
+            let wire = result.wireBytesBySource.values.reduce(0, +)
+            return "\(Format.bytes(wire)) on the wire: "
+                + result.wireBytesBySource.sorted { $0.value > $1.value }.map {
+                    "\(Format.bytes($0.value)) from \($0.key.dropFirst(8).prefix(12))"
+                }
+                .joined(separator: ", ")
+        } ?? ""
+    return
+        "restored \(workspace.repository)@\(candidate.commit.prefix(12)) (\(choice.distance) commits behind HEAD) into "
+        + "\(workspace.targetDirectory): \(Format.bytes(fetchedBytes)) fetched"
+        + (sources.isEmpty ? "" : " (\(sources))") + ", "
         + "\(Format.bytes(fetched?.alreadyLocalBytes ?? uniqueBytes)) already in the store, "
-        + "\(Format.seconds(elapsed)); sources: \(outcome.repair.unchanged) unchanged, \(outcome.repair.changed) changed, "
+        + "\(Format.seconds(elapsed)); sources: \(outcome.repair.unchanged) unchanged, "
+        + "\(outcome.repair.changed) changed, "
         + "\(outcome.repair.added) new, \(outcome.repair.untrackedTouched) untracked"
         + (outcome.repair.unitsInvalidated > 0 ? ", \(outcome.repair.unitsInvalidated) units invalidated" : "")
         + (outcome.atBuildRoot ? "" : " (no namespaces: incremental state will not be reused)")

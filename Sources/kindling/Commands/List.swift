@@ -48,7 +48,10 @@ struct List: AsyncParsableCommand {
             if rows.isEmpty { print("(no snapshots)") }
             for row in rows {
                 let flags = (row.pinned ? " pinned" : "") + (row.hasBody ? "" : " header-only")
-                print("\(row.id.prefix(16))  \(row.repository)@\(row.commit)  \(row.createdAt)  \(Format.bytes(row.bytes))\(flags)")
+                print(
+                    "\(row.id.prefix(16))  \(row.repository)@\(row.commit)  \(row.createdAt)  "
+                        + "\(Format.bytes(row.bytes))\(flags)"
+                )
             }
         }
     }

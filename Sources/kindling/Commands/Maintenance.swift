@@ -31,7 +31,9 @@ struct Verify: AsyncParsableCommand {
                     print(
                         "\(report.corruptChunks.count) corrupt, \(report.missingChunks.count) missing chunks, "
                             + "\(report.badManifests.count) unreadable manifests"
-                            + (report.repaired ? "; removed from the index, fetch again to repair" : "; run 'kindling verify --repair'"))
+                            + (report.repaired
+                                ? "; removed from the index, fetch again to repair"
+                                : "; run 'kindling verify --repair'"))
                 }
             }
             if !report.isHealthy { throw ExitCode.failure }
@@ -66,9 +68,14 @@ struct GarbageCollect: AsyncParsableCommand {
             }
             print(
                 "evicted \(report.evictedChunks) chunks (\(Format.bytes(report.freedBytes))); "
-                    + "store now \(Format.bytes(report.storedBytesAfter)), of which pinned \(Format.bytes(report.pinnedBytes))")
+                    + "store now \(Format.bytes(report.storedBytesAfter)), "
+                    + "of which pinned \(Format.bytes(report.pinnedBytes))"
+            )
             if report.orphanFilesRemoved + report.temporaryFilesRemoved > 0 {
-                print("removed \(report.orphanFilesRemoved) orphan chunk files and \(report.temporaryFilesRemoved) temporary files")
+                print(
+                    "removed \(report.orphanFilesRemoved) orphan chunk files and \(report.temporaryFilesRemoved) "
+                        + "temporary files"
+                )
             }
             if report.pinnedExceedCap {
                 Terminal.printWarning("pinned snapshots alone exceed \(maxSize); unpin some to get below the cap")
@@ -94,11 +101,20 @@ struct StoreCommand: AsyncParsableCommand {
                     return
                 }
                 print("store      \(stats.root)")
-                print("chunks     \(stats.chunkCount): \(Format.bytes(stats.plainBytes)) plain, \(Format.bytes(stats.storedBytes)) on disk")
+                print(
+                    "chunks     \(stats.chunkCount): \(Format.bytes(stats.plainBytes)) plain, "
+                        + "\(Format.bytes(stats.storedBytes)) on disk"
+                )
                 if stats.plainBytes > 0 {
-                    print(String(format: "ratio      %.2fx compression", Double(stats.plainBytes) / Double(max(1, stats.storedBytes))))
+                    print(
+                        String(
+                            format: "ratio      %.2fx compression",
+                            Double(stats.plainBytes) / Double(max(1, stats.storedBytes))))
                 }
-                print("snapshots  \(stats.manifestCount) known, \(stats.completeManifestCount) complete, \(stats.pinnedManifestCount) pinned")
+                print(
+                    "snapshots  \(stats.manifestCount) known, \(stats.completeManifestCount) complete, "
+                        + "\(stats.pinnedManifestCount) pinned"
+                )
             }
         }
     }

@@ -76,10 +76,16 @@ struct ManifestCommand: AsyncParsableCommand {
                 for (key, keyValue) in output.cacheKey.sorted(by: { $0.key < $1.key }) {
                     print("cache key  \(key)=\(keyValue)")
                 }
-                print("entries    \(output.entryCount) (\(Format.bytes(output.fileBytes)) in \(output.chunkReferences) chunk references)")
+                print(
+                    "entries    \(output.entryCount) (\(Format.bytes(output.fileBytes)) in \(output.chunkReferences) "
+                        + "chunk references)"
+                )
                 if !output.extraFields.isEmpty { print("extra      \(output.extraFields.joined(separator: ", "))") }
                 for entry in output.entries ?? [] {
-                    print("\(entry.kind.prefix(4))  \(entry.mode)  \(entry.size)\t\(entry.path)\(entry.target.map { " -> \($0)" } ?? "")")
+                    print(
+                        "\(entry.kind.prefix(4))  \(entry.mode)  "
+                            + "\(entry.size)\t\(entry.path)\(entry.target.map { " -> \($0)" } ?? "")"
+                    )
                 }
             }
         }
@@ -121,8 +127,9 @@ struct ManifestCommand: AsyncParsableCommand {
                 let store = try storeOptions.open()
                 try store.saveManifest(trusted)
                 let missing = try store.missingChunks(of: manifest)
-                print("imported \(manifest.id.hex) (\(manifest.header.repository)@\(manifest.header.commit)); "
-                    + "\(missing.count) chunks not in the store yet")
+                print(
+                    "imported \(manifest.id.hex) (\(manifest.header.repository)@\(manifest.header.commit)); "
+                        + "\(missing.count) chunks not in the store yet")
             }
         }
     }

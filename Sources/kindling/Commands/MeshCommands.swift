@@ -32,7 +32,11 @@ struct Status: AsyncParsableCommand {
             let store = try storeOptions.open()
             let client = ControlClient(storeRoot: storeOptions.path)
             // Inside a checkout, the snapshots of its repository are the interesting ones.
-            let repo = all ? nil : (self.repo ?? (try? GitCheckout(containing: FileManager.default.currentDirectoryPath))?.repositoryName())
+            let repo =
+                all
+                ? nil
+                : (self.repo
+                    ?? (try? GitCheckout(containing: FileManager.default.currentDirectoryPath))?.repositoryName())
             // A checkout's name that no manifest could carry has no snapshots (the option was validated already).
             let name = repo.flatMap { try? RepositoryName($0) }
             var node: MeshStatus?
@@ -59,8 +63,13 @@ struct Status: AsyncParsableCommand {
                 print("node       \(node.nodeID), port \(node.listenPort)")
                 print("mesh       \(node.transport)")
                 print("peers      \(node.peers.count) connected, \(node.bannedPeers) banned")
-                print("gossip     \(node.gossip.accepted) accepted, \(node.gossip.relayed) relayed, \(node.gossip.rejected) rejected")
-                if !node.downloads.isEmpty { print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))") }
+                print(
+                    "gossip     \(node.gossip.accepted) accepted, \(node.gossip.relayed) relayed, "
+                        + "\(node.gossip.rejected) rejected"
+                )
+                if !node.downloads.isEmpty {
+                    print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))")
+                }
             } else {
                 print("node       not running (start one with 'kindling node')")
             }
@@ -117,7 +126,9 @@ struct Fetch: AsyncParsableCommand {
 
     func validate() throws {
         try validateRepositoryOption(repo)
-        if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest") }
+        if manifest == nil && (repo == nil || commit == nil) {
+            throw ValidationError("give --repo and --commit, or --manifest")
+        }
     }
 
     func run() async throws {

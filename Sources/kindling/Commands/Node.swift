@@ -32,13 +32,16 @@ struct Node: AsyncParsableCommand {
     @Option(name: .long, parsing: .singleValue, help: "A peer to keep connected to, HOST:PORT (repeatable).")
     var peer: [String] = []
     @Option(name: .long, help: "The trust file of accepted publisher keys.") var trust: String?
-    @Option(name: .long, parsing: .singleValue, help: "Prefetch every new snapshot of repositories matching this glob (repeatable).")
+    @Option(
+        name: .long, parsing: .singleValue,
+        help: "Prefetch every new snapshot of repositories matching this glob (repeatable).")
     var follow: [String] = []
     @Flag(name: .long, help: "Find peers of the same mesh on the local network by UDP multicast.") var lan = false
     @Option(name: .long, help: "A shared secret file: only nodes holding it can connect; all traffic is encrypted.")
     var meshSecret: String?
     @Option(name: .long, help: "The name of an open mesh (default 'kindling').") var meshName: String?
-    @Option(name: .long, help: "Keep the store at or below this size, evicting least recently used chunks.") var maxSize: String?
+    @Option(name: .long, help: "Keep the store at or below this size, evicting least recently used chunks.")
+    var maxSize: String?
     @Option(name: .long, help: "Upload at most this many bytes per second (e.g. 10M).") var uploadLimit: String?
     @Option(name: .long, help: "Most peers to be connected to at once (default 32).") var maxPeers: Int?
     @Flag(name: .long, help: "Do not learn peers from other peers (keep the topology as configured).")

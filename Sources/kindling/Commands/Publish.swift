@@ -1,8 +1,8 @@
 import ArgumentParser
 import Foundation
-import KindlingCrypto
 import KindlingCargo
 import KindlingChunking
+import KindlingCrypto
 import KindlingManifest
 import KindlingNode
 import KindlingSnapshot
@@ -16,11 +16,17 @@ struct Publish: AsyncParsableCommand {
     @Option(name: .long, help: "The publisher's secret key file (from 'kindling keygen').") var secretKey: String
     @Option(
         name: .long,
-        help: "The repository name, such as rust-lang/rust (with --cargo: $KINDLING_REPO, git config kindling.repository, else the upstream or origin remote).")
+        help: """
+            The repository name, such as rust-lang/rust (with --cargo: $KINDLING_REPO, git config \
+            kindling.repository, else the upstream or origin remote).
+            """
+    )
     var repo: String?
     @Option(name: .long, help: "The commit (or other revision name) this is the build state of.") var commit: String?
     @Option(name: .long, help: "The directory to capture.") var dir: String?
-    @Flag(name: .long, help: "Publish the build state of the cargo workspace here (target/ after 'kindling cargo build').")
+    @Flag(
+        name: .long, help: "Publish the build state of the cargo workspace here (target/ after 'kindling cargo build')."
+    )
     var cargo = false
     @Option(name: .long, help: "With --cargo: the workspace's Cargo.toml.") var manifestPath: String?
     @Option(name: .long, help: "With --cargo: the profile that was built (default dev).") var profile: String = "dev"
@@ -40,7 +46,8 @@ struct Publish: AsyncParsableCommand {
         try validateRepositoryOption(repo)
         if cargo {
             guard dir == nil, commit == nil, keyValue.isEmpty else {
-                throw ValidationError("--cargo finds the directory, commit and cache key itself; drop --dir, --commit and --key-value")
+                throw ValidationError(
+                    "--cargo finds the directory, commit and cache key itself; drop --dir, --commit and --key-value")
             }
         } else if repo == nil || commit == nil || dir == nil {
             throw ValidationError("give --repo, --commit and --dir (or --cargo in a cargo workspace)")
@@ -61,18 +68,21 @@ struct Publish: AsyncParsableCommand {
                 // The build ran at the build root of the name `kindling cargo` derived; another name is another root.
                 if let repo, repo != workspace.checkout.repositoryName() {
                     throw CommandFailure(
-                        "--repo \(repo) is not the name this checkout builds as (\(workspace.checkout.repositoryName())), so the "
-                            + "target was built at another build root; run 'git config \(GitCheckout.repositoryConfigKey) \(repo)' "
+                        "--repo \(repo) is not the name this checkout builds as "
+                            + "(\(workspace.checkout.repositoryName())), so the target was built at another build "
+                            + "root; run 'git config \(GitCheckout.repositoryConfigKey) \(repo)' "
                             + "(or set KINDLING_REPO), build with 'kindling cargo build', then publish")
                 }
                 let prepared = try CargoPublishing(
-                    workspace: workspace, root: BuildRoot.forRepository(workspace.repository), profile: profile, targetTriple: target
+                    workspace: workspace, root: BuildRoot.forRepository(workspace.repository), profile: profile,
+                    targetTriple: target
                 ).prepare(allowDirty: allowDirty, pin: pin)
                 request = prepared.request
                 publisher.capture = prepared.capture
             } else {
                 request = PublishRequest(
-                    repository: repo ?? "", commit: commit ?? "", directory: dir ?? "", cacheKey: try parseKeyValues(keyValue), pin: pin)
+                    repository: repo ?? "", commit: commit ?? "", directory: dir ?? "",
+                    cacheKey: try parseKeyValues(keyValue), pin: pin)
             }
             if let chunking { publisher.capture.chunker = Chunker(parameters: try parseChunking(chunking)) }
             let result = try publisher.publish(request, progress: progress)
@@ -108,7 +118,8 @@ private func parseChunking(_ text: String) throws -> ChunkingParameters {
     guard parts.count == 3, parts[0] > 0, parts[0] <= parts[1], parts[1] <= parts[2],
         parts[1].nonzeroBitCount == 1, parts[2] <= 1 << 20
     else {
-        throw ValidationError("--chunking wants MIN/NORMAL/MAX with MIN <= NORMAL <= MAX <= 1 MiB and NORMAL a power of two")
+        throw ValidationError(
+            "--chunking wants MIN/NORMAL/MAX with MIN <= NORMAL <= MAX <= 1 MiB and NORMAL a power of two")
     }
     return ChunkingParameters(minSize: parts[0], normalSize: parts[1], maxSize: parts[2])
 }

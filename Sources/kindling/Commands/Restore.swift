@@ -19,7 +19,8 @@ struct Restore: AsyncParsableCommand {
             """)
 
     @OptionGroup var storeOptions: StoreOptions
-    @Option(name: .long, help: "The trust file (default: $KINDLING_TRUST, else the node's node.json).") var trust: String?
+    @Option(name: .long, help: "The trust file (default: $KINDLING_TRUST, else the node's node.json).")
+    var trust: String?
     @Option(name: .long, help: "The repository name.") var repo: String?
     @Option(name: .long, help: "The commit.") var commit: String?
     @Option(name: .long, help: "The destination directory.") var into: String?
@@ -42,14 +43,17 @@ struct Restore: AsyncParsableCommand {
         try validateRepositoryOption(repo)
         if cargo {
             guard manifest == nil, commit == nil, into == nil else {
-                throw ValidationError("--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
+                throw ValidationError(
+                    "--cargo finds the commit and the target directory itself; drop --manifest, --commit and --into")
             }
             // A target directory is cargo's: the umask keeps what it needs (build scripts stay executable).
             guard !samePermissions else {
                 throw ValidationError("--same-permissions is for --into; drop it with --cargo")
             }
         } else {
-            if manifest == nil && (repo == nil || commit == nil) { throw ValidationError("give --repo and --commit, or --manifest FILE") }
+            if manifest == nil && (repo == nil || commit == nil) {
+                throw ValidationError("give --repo and --commit, or --manifest FILE")
+            }
             if into == nil { throw ValidationError("give --into DIR") }
         }
     }
@@ -65,20 +69,23 @@ struct Restore: AsyncParsableCommand {
                     directory: FileManager.default.currentDirectoryPath, manifestPath: manifestPath, repository: repo)
                 print(
                     try restoreCargoSnapshot(
-                        workspace: workspace, root: BuildRoot.forRepository(workspace.repository), storeRoot: storeOptions.path,
+                        workspace: workspace, root: BuildRoot.forRepository(workspace.repository),
+                        storeRoot: storeOptions.path,
                         trustPath: trust, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
                         fetch: !noFetch))
                 // `kindling cargo` must build at the same build root, or the restored state is of no use.
                 if let repo, repo.text != workspace.checkout.repositoryName() {
                     try workspace.checkout.rememberRepositoryName(repo)
-                    Terminal.printNote("this checkout is now known as \(repo) (git config \(GitCheckout.repositoryConfigKey))")
+                    Terminal.printNote(
+                        "this checkout is now known as \(repo) (git config \(GitCheckout.repositoryConfigKey))")
                 }
                 return
             }
             guard let into else { throw ValidationError("give --into DIR") }
             let policy = try loadTrustPolicy(trust)
             let store = try storeOptions.open()
-            let chosen = try manifest.map { try loadManifestFile($0, policy: policy, store: store) }
+            let chosen =
+                try manifest.map { try loadManifestFile($0, policy: policy, store: store) }
                 ?? findOrFetch(store: store, policy: policy)
             let (bar, progress) = ProgressBar.handler(label: "restoring")
             let summary = try TreeRestore().restore(
@@ -105,7 +112,8 @@ struct Restore: AsyncParsableCommand {
         }
         let result = try fetchThroughNode(
             storeRoot: storeOptions.path,
-            request: ControlRequest(op: .fetch, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)))
+            request: ControlRequest(
+                op: .fetch, repository: repo, commit: commit, cacheKey: try parseKeyValues(keyValue)))
         printFetchSummary(result)
         try requireFetched(result, repository: repo.text, commit: commit, storeRoot: storeOptions.path)
         return try findInStore(store: store, policy: policy)
@@ -130,7 +138,8 @@ struct Restore: AsyncParsableCommand {
         case .found(let candidate, _, _):
             guard let manifest = try store.manifest(candidate.id) else {
                 throw CommandFailure(
-                    "the store knows manifest \(candidate.id.short) only by its header; fetch it first ('kindling fetch')")
+                    "the store knows manifest \(candidate.id.short) only by its header; "
+                        + "fetch it first ('kindling fetch')")
             }
             return manifest
         case .none(let candidates, let rejected):
@@ -151,7 +160,9 @@ func loadManifestFile(_ path: String, policy: TrustPolicy?, store: ChunkStore? =
     do {
         data = try PosixFile(opening: path, flags: O_RDONLY).readAll(limit: limit)
     } catch {
-        if error.code == EFBIG { throw CommandFailure("manifest file \(path) is larger than any manifest can be (\(limit) bytes)") }
+        if error.code == EFBIG {
+            throw CommandFailure("manifest file \(path) is larger than any manifest can be (\(limit) bytes)")
+        }
         throw CommandFailure("cannot read manifest file \(path): \(error)")
     }
     let manifest: Manifest

@@ -15,10 +15,12 @@ struct TrustCommand: AsyncParsableCommand {
 
         @Option(name: .long, help: "The trust file.") var file: String
         @Option(name: .long, help: "A unique name for the key, such as 'bors-2026'.") var name: String
-        @Option(name: .long, help: "The public key, as printed by 'kindling keygen' (ed25519:<hex>).") var publicKey: String
+        @Option(name: .long, help: "The public key, as printed by 'kindling keygen' (ed25519:<hex>).")
+        var publicKey: String
         @Option(
             name: .long, parsing: .singleValue,
-            help: "Repositories the key may sign for: a glob ('*' within a path segment, '**' across). Repeatable; required.")
+            help: "Repositories the key may sign for: a glob ('*' within a segment, '**' across). Repeatable; required."
+        )
         var repos: [String] = []
         @Option(name: .long, help: "Reject manifests created before this ISO 8601 time.") var validFrom: String?
         @Option(name: .long, help: "Reject manifests created after this ISO 8601 time.") var validUntil: String?
@@ -68,8 +70,11 @@ struct TrustCommand: AsyncParsableCommand {
                 if trust.keys.isEmpty { print("(no keys)") }
                 for key in trust.keys {
                     let status = key.revoked ? "REVOKED" : "active"
-                    let window = "from \(key.validFrom.map(TrustFile.formatDate) ?? "-") until \(key.validUntil.map(TrustFile.formatDate) ?? "-")"
-                    print("\(key.name)\t\(key.publicKey.text)\trepos=\(key.repositories.map(\.pattern).joined(separator: ","))\t\(window)\t\(status)")
+                    let from = key.validFrom.map(TrustFile.formatDate) ?? "-"
+                    let until = key.validUntil.map(TrustFile.formatDate) ?? "-"
+                    let repositories = key.repositories.map(\.pattern).joined(separator: ",")
+                    let window = "from \(from) until \(until)"
+                    print("\(key.name)\t\(key.publicKey.text)\trepos=\(repositories)\t\(window)\t\(status)")
                 }
             }
         }

@@ -20,7 +20,9 @@ struct StoreOptions: ParsableArguments {
     func openExisting() throws -> ChunkStore {
         guard FileManager.default.fileExists(atPath: path + "/index.sqlite") else {
             throw CommandFailure(
-                "there is no store at \(path) (nothing was published or fetched into it); check --store or $KINDLING_HOME")
+                "there is no store at \(path) (nothing was published or fetched into it); check --store or "
+                    + "$KINDLING_HOME"
+            )
         }
         return try ChunkStore(root: path)
     }
@@ -50,7 +52,9 @@ func resolveManifestID(_ text: String, in store: ChunkStore) throws -> Digest {
     let matches = try store.manifestSummaries().filter { $0.id.hex.hasPrefix(prefix) }
     guard matches.count == 1, let only = matches.first else {
         throw CommandFailure(
-            matches.isEmpty ? "no manifest in the store starts with \(prefix)" : "\(prefix) matches \(matches.count) manifests; give more digits")
+            matches.isEmpty
+                ? "no manifest in the store starts with \(prefix)"
+                : "\(prefix) matches \(matches.count) manifests; give more digits")
     }
     return only.id
 }
