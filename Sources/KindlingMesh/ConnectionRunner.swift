@@ -235,9 +235,15 @@ struct ConnectionRunner {
     private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
         let store = node.store
         let decompressors = node.decompressors
-        // Read, decompressed and re-hashed on the I/O pool: file and CPU work stays off Swift's cooperative threads.
-        let read = try? await node.pool.runIfActive {
-            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        // A chunk verified a moment ago (just received, or just served) is still in memory, checked: no hop to the
+        // pool. Others are read, decompressed and re-hashed on the I/O pool, off Swift's cooperative threads.
+        let read: (compressed: [UInt8], plainSize: Int)?
+        if let cached = store.cachedVerifiedChunk(chunk) {
+            read = cached
+        } else {
+            read = try? await node.pool.runIfActive {
+                try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+            }
         }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
