@@ -57,7 +57,7 @@ public final class ChunkStore: Sendable {
     /// Marks a new `chunks/` folder as the top of a hierarchy for ext4's inode allocator (`chattr +T`): its 256
     /// folders, made next, then go to different block groups, and so do the chunk files written in them
     /// (`writeChunkFile`). Best effort: other file systems lack the flag, and only speed depends on it.
-    private static func spreadSubdirectories(_ path: String) {
+    static func spreadSubdirectories(_ path: String) {
         let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else { return }
         defer { close(descriptor) }
