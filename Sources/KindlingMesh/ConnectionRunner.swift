@@ -17,7 +17,9 @@ struct ConnectionRunner {
     private var configuration: MeshConfiguration { node.configuration }
 
     /// The pipeline every Kindling TCP connection gets.
-    static func configure(_ channel: any Channel, limit: FrameLimit) -> EventLoopFuture<NIOAsyncChannel<[UInt8], [UInt8]>> {
+    static func configure(
+        _ channel: any Channel, limit: FrameLimit
+    ) -> EventLoopFuture<NIOAsyncChannel<[UInt8], [UInt8]>> {
         channel.eventLoop.makeCompletedFuture {
             try channel.pipeline.syncOperations.addKindlingFraming(limit: limit)
             return try NIOAsyncChannel<[UInt8], [UInt8]>(wrappingChannelSynchronously: channel)
@@ -48,7 +50,10 @@ struct ConnectionRunner {
                     node.logger.info(
                         "handshake failed",
                         metadata: ["remote": "\(remote)", "error": "\(escapedPeerText("\(wireError)"))"])
-                    try? await outbound.write(seal(WireMessage.error(code: wireError.code, message: wireError.description).encoded(), keyedSealer))
+                    try? await outbound.write(
+                        seal(
+                            WireMessage.error(code: wireError.code, message: wireError.description).encoded(),
+                            keyedSealer))
                     return
                 }
                 let (identity, framing) = established
@@ -58,10 +63,14 @@ struct ConnectionRunner {
                 channel.channel.resumeFrameDecoding()
                 let socket = channel.channel
                 let peer = PeerConnection(
-                    identity: identity, remoteHost: remote, role: role, maxQueuedBytes: configuration.maxQueuedBytesPerPeer,
+                    identity: identity, remoteHost: remote, role: role,
+                    maxQueuedBytes: configuration.maxQueuedBytesPerPeer,
                     budgets: configuration, closeChannel: { socket.close(promise: nil) })
                 if let refusal = await node.admit(peer) {
-                    try? await outbound.write(seal(WireMessage.error(code: refusal.code, message: refusal.description).encoded(), framing?.sealer))
+                    try? await outbound.write(
+                        seal(
+                            WireMessage.error(code: refusal.code, message: refusal.description).encoded(),
+                            framing?.sealer))
                     return
                 }
                 admitted = true
@@ -85,7 +94,8 @@ struct ConnectionRunner {
     // MARK: Handshake
 
     private func handshake(
-        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator, _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
+        _ frames: inout NIOAsyncChannelInboundStream<[UInt8]>.AsyncIterator,
+        _ outbound: NIOAsyncChannelOutboundWriter<[UInt8]>,
         keyedSealer: inout FrameSealer?
     ) async throws -> (PeerIdentity, SecureFraming?) {
         var session = HandshakeSession(
@@ -113,7 +123,9 @@ struct ConnectionRunner {
     ) async throws -> [UInt8] {
         guard let frame = try await frames.next(isolation: #isolation) else { throw WireError.timeout(what) }
         // A peer that refuses us says why in an Error frame.
-        if frame.first == MessageType.error.rawValue, case .error(let code, let message)? = try? WireMessage.decode(frame) {
+        if frame.first == MessageType.error.rawValue,
+            case .error(let code, let message)? = try? WireMessage.decode(frame)
+        {
             throw WireError.closedByPeer(code: code, message: message)
         }
         return frame
@@ -180,7 +192,8 @@ struct ConnectionRunner {
                     await node.ban(peer, reason: "protocol error: \(wireError)", code: wireError.code)
                     channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else if let wireError {
-                    node.logger.info("connection broken, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
+                    node.logger.info(
+                        "connection broken, disconnecting", metadata: ["peer": "\(peer)", "error": "\(wireError)"])
                     peer.closeAfterSending(.error(code: wireError.code, message: wireError.description))
                     channel.channel.eventLoop.scheduleTask(in: .seconds(2)) { peer.close() }
                 } else {
@@ -192,10 +205,12 @@ struct ConnectionRunner {
         }
     }
 
-    private func dispatch(_ message: WireMessage, from peer: PeerConnection, group: inout TaskGroup<Void>) async throws {
+    private func dispatch(_ message: WireMessage, from peer: PeerConnection, group: inout TaskGroup<Void>) async throws
+    {
         switch message {
         case .chunk(let request, let chunk, let plainLength, let compressed):
-            _ = try peer.resolveChunk(request: request, chunk: chunk, reply: ChunkReply(compressed: compressed, plainLength: plainLength))
+            _ = try peer.resolveChunk(
+                request: request, chunk: chunk, reply: ChunkReply(compressed: compressed, plainLength: plainLength))
         case .noChunk(let request, _, let reason):
             peer.resolveNoChunk(request: request, reason: reason)
         case .body(let manifest, let offset, let bytes):
@@ -214,7 +229,9 @@ struct ConnectionRunner {
             group.addTask { await Self.serveChunk(request: request, chunk: chunk, to: peer, node: node) }
         case .getBody(let manifest, let offset, let length):
             let node = self.node
-            group.addTask { await Self.serveBody(manifest: manifest, offset: offset, length: length, to: peer, node: node) }
+            group.addTask {
+                await Self.serveBody(manifest: manifest, offset: offset, length: length, to: peer, node: node)
+            }
         case .cancel(let request):
             peer.markCancelled(request)
         case .ping(let nonce):
@@ -235,9 +252,15 @@ struct ConnectionRunner {
     private static func serveChunk(request: UInt32, chunk: Digest, to peer: PeerConnection, node: MeshNode) async {
         let store = node.store
         let decompressors = node.decompressors
-        // Read, decompressed and re-hashed on the I/O pool: file and CPU work stays off Swift's cooperative threads.
-        let read = try? await node.pool.runIfActive {
-            try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+        // A chunk verified a moment ago (just received, or just served) is still in memory, checked: no hop to the
+        // pool. Others are read, decompressed and re-hashed on the I/O pool, off Swift's cooperative threads.
+        let read: (compressed: [UInt8], plainSize: Int)?
+        if let cached = store.cachedVerifiedChunk(chunk) {
+            read = cached
+        } else {
+            read = try? await node.pool.runIfActive {
+                try decompressors.with { try store.readVerifiedCompressedChunk(chunk, decompressor: $0) }
+            }
         }
         guard let (compressed, plainSize) = read, !peer.takeCancelled(request) else {
             if read == nil { peer.send(.noChunk(request: request, chunk: chunk, reason: .notHeld)) }
@@ -257,7 +280,9 @@ struct ConnectionRunner {
     /// Serves a piece of a manifest body: at most `maxBodyServesPerPeer` at once per peer (more get an empty
     /// Body: "not now"), from the node's cache of the last body served, so that the pieces of one body cost one
     /// read of it, not one each.
-    private static func serveBody(manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode) async {
+    private static func serveBody(
+        manifest: Digest, offset: Int, length: Int, to peer: PeerConnection, node: MeshNode
+    ) async {
         // Each piece may cost a read of the whole body: a peer gets a burst of pieces, then a few per second.
         guard peer.bodyBudget.tryTake() else {
             await node.noteThrottledBody(from: peer)
@@ -269,7 +294,9 @@ struct ConnectionRunner {
             return
         }
         // Only bodies of manifests the trust gate accepts now are served (a revoked key's are not).
-        guard await node.signedHeader(manifest) != nil, let body = await node.bodyCache.body(of: manifest, node: node), offset < body.count else {
+        guard await node.signedHeader(manifest) != nil, let body = await node.bodyCache.body(of: manifest, node: node),
+            offset < body.count
+        else {
             peer.send(.body(manifest: manifest, offset: offset, bytes: []))
             peer.endServingBody()
             return

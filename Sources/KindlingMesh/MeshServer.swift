@@ -70,7 +70,9 @@ public struct MeshServer: Sendable {
                 try await withThrowingDiscardingTaskGroup { connections in
                     for try await accepted in inbound {
                         connections.addTask {
-                            await ConnectionRunner(node: node, channel: accepted.channel, limit: accepted.limit, role: .responder).run()
+                            await ConnectionRunner(
+                                node: node, channel: accepted.channel, limit: accepted.limit, role: .responder
+                            ).run()
                         }
                     }
                 }
@@ -96,7 +98,8 @@ public struct MeshServer: Sendable {
                             try? await node.pool.runIfActive { try store.setWanted(id, wanted: false) }
                             result = .success(fetched)
                         } catch {
-                            node.logger.warning("fetch failed", metadata: ["manifest": "\(id.short)", "error": "\(error)"])
+                            node.logger.warning(
+                                "fetch failed", metadata: ["manifest": "\(id.short)", "error": "\(error)"])
                             result = .failure(error)
                         }
                         await node.finishDownload(id, result: result)

@@ -102,11 +102,14 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
     }
 
     public var nodeID: PublicKey { identity.nodeID }
-    public var description: String { "\(identity.nodeID.text.dropFirst(8).prefix(12))@\(remoteHost):\(identity.listenPort)" }
+    public var description: String {
+        "\(identity.nodeID.text.dropFirst(8).prefix(12))@\(remoteHost):\(identity.listenPort)"
+    }
 
     /// The address others can dial to reach this peer, if it listens.
     public var listenAddress: PeerAddress? {
-        identity.listenPort == 0 ? nil : PeerAddress(nodeID: identity.nodeID, host: remoteHost, port: identity.listenPort)
+        identity.listenPort == 0
+            ? nil : PeerAddress(nodeID: identity.nodeID, host: remoteHost, port: identity.listenPort)
     }
 
     public static func == (lhs: PeerConnection, rhs: PeerConnection) -> Bool { lhs === rhs }
@@ -164,7 +167,8 @@ public final class PeerConnection: Sendable, Hashable, CustomStringConvertible {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<ChunkReply, any Error>) in
                 let accepted = state.withLock { state -> Bool in
                     guard !state.closed else { return false }
-                    state.chunks[request] = PendingChunk(continuation: continuation, chunk: id, deadline: .now + timeout)
+                    state.chunks[request] = PendingChunk(
+                        continuation: continuation, chunk: id, deadline: .now + timeout)
                     return true
                 }
                 guard accepted else { return continuation.resume(throwing: PeerRequestError.closed) }

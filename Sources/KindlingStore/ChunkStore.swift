@@ -23,16 +23,27 @@ public final class ChunkStore: Sendable {
     private let committing = Mutex<Void>(())
     /// Chunks read since the last flush, for LRU order.
     private let touched = Mutex<Set<Digest>>([])
+    /// Compressed chunks received or served a moment ago, verified: served again without a read or a re-hash.
+    let verifiedCache: VerifiedChunkCache
+
+    /// What `verifiedCache` holds at most by default: about 500 average chunks, a few seconds of a swarm.
+    public static let defaultVerifiedCacheBytes = 32 << 20
 
     /// The largest chunk file accepted from disk: a compressed maximum-size chunk plus zstd's worst-case overhead.
     static let maxStoredChunkBytes = ManifestLimits.maxChunkBytes + (ManifestLimits.maxChunkBytes >> 7) + 1024
 
-    /// Opens (creating if needed) the store at `root`.
-    public init(root: String) throws(StoreError) {
+    /// Opens (creating if needed) the store at `root`. `verifiedCacheBytes` bounds the memory kept for serving
+    /// chunks just received or served (0 turns it off).
+    public init(root: String, verifiedCacheBytes: Int = defaultVerifiedCacheBytes) throws(StoreError) {
         self.root = root
+        self.verifiedCache = VerifiedChunkCache(capacityBytes: verifiedCacheBytes)
         do {
             try FileSystem.createDirectories(root, mode: 0o700)
             try FileSystem.createDirectories(root + "/tmp")
+            if !FileSystem.isDirectory(root + "/chunks") {
+                try FileSystem.createDirectories(root + "/chunks")
+                Self.spreadSubdirectories(root + "/chunks")
+            }
             for prefix in 0..<256 {
                 let name = root + "/chunks/" + Hex.encode([UInt8(prefix)])
                 if !FileSystem.isDirectory(name) { try FileSystem.createDirectories(name) }
@@ -41,6 +52,13 @@ public final class ChunkStore: Sendable {
             throw .cannotOpen(path: root, reason: error.description)
         }
         self.index = try StoreIndex(path: root + "/index.sqlite")
+    }
+
+    /// Marks a new `chunks/` folder as the top of a hierarchy for ext4's inode allocator (`chattr +T`): its 256
+    /// folders, made next, then go to different block groups, and so do the chunk files written in them
+    /// (`writeChunkFile`). Best effort: other file systems lack the flag, and only speed depends on it.
+    static func spreadSubdirectories(_ path: String) {
+        InodeFlags.add(InodeFlags.topDirectory, toDirectory: path)
     }
 
     /// The default store: `$KINDLING_HOME`, else `~/.cache/kindling`.
@@ -102,28 +120,48 @@ public final class ChunkStore: Sendable {
     }
 
     /// Stores a compressed chunk received from a peer, after checking that it decompresses to bytes with this id.
-    /// Returns false when the store already had it.
+    /// Returns false when the store already had it. The verified bytes are kept for serving (`verifiedCache`).
     @discardableResult
     public func storeCompressedChunk(
         _ compressed: [UInt8], id: Digest, expectedSize: Int, decompressor: ZstdDecompressor
     ) throws(StoreError) -> Bool {
-        let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
-            try decompressor.decompress(
-                buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id)
+        let plainSize = try Self.verifyCompressed(compressed, id: id, expectedSize: expectedSize, decompressor)
+        guard try claim(id) else {
+            verifiedCache.insert(id, compressed: compressed, plainSize: plainSize)
+            return false
         }
-        guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
-        guard try claim(id) else { return false }
         defer { inFlight.withLock { _ = $0.remove(id) } }
-        try writeChunkFile(id: id, compressed: compressed, plainSize: plain.count)
+        try writeChunkFile(id: id, compressed: compressed, plainSize: plainSize)
+        verifiedCache.insert(id, compressed: compressed, plainSize: plainSize)
         return true
     }
 
+    /// Decompresses `compressed` (bounded) into the decompressor's scratch memory and checks the result's hash
+    /// against `id`; returns the plain size. Nothing is allocated per chunk.
+    private static func verifyCompressed(
+        _ compressed: [UInt8], id: Digest, expectedSize: Int?, _ decompressor: ZstdDecompressor
+    ) throws(StoreError) -> Int {
+        let (matches, plainSize) = try compressed.withBytes { (buffer) throws(StoreError) -> (Bool, Int) in
+            try decompressor.withDecompressed(
+                buffer, expectedSize: expectedSize, limit: ManifestLimits.maxChunkBytes, id: id
+            ) { plain in (Blake2b.hash(plain) == id, plain.count) }
+        }
+        guard matches else { throw .corruptChunk(id, reason: "content does not match its id") }
+        return plainSize
+    }
+
+    /// Writes the file under a temporary name in its own folder, then renames it into place. Not in `tmp/`: a new
+    /// file takes an inode from its folder's block group, and ext4 without a journal scans past every free inode
+    /// of a recently written inode table block to find one, so with one folder for thousands of chunk files that
+    /// search grew with each file and took a quarter of a swarm download's CPU (Specs/store.md, "Durability").
+    /// The 256 chunk folders, spread over block groups (`spreadSubdirectories`), spread the files out. A leftover
+    /// `.tmp-` file is unindexed; gc sweeps it.
     private func writeChunkFile(id: Digest, compressed: [UInt8], plainSize: Int) throws(StoreError) {
-        let temporary = root + "/tmp/" + FileSystem.randomName(prefix: "chunk-")
+        let destination = chunkPath(id)
+        let temporary = root + "/chunks/" + id.hex.prefix(2) + "/" + FileSystem.randomName(prefix: ".tmp-")
         do throws(FileError) {
             let file = try PosixFile(opening: temporary, flags: O_WRONLY | O_CREAT | O_EXCL, mode: 0o644)
             try file.write(compressed)
-            let destination = chunkPath(id)
             try FileSystem.rename(temporary, to: destination, operation: "renaming chunk into")
         } catch {
             try? FileSystem.removeFile(temporary)
@@ -156,6 +194,7 @@ public final class ChunkStore: Sendable {
             defer { pending.removeAll() }
             return Array(pending.keys)
         }
+        verifiedCache.remove(batch)
         for id in batch { try? FileSystem.removeFile(chunkPath(id)) }
     }
 
@@ -194,16 +233,24 @@ public final class ChunkStore: Sendable {
     }
 
     /// The stored (compressed) form of a chunk, after checking that it still matches its id: what peers are served.
+    /// Bytes verified a moment ago (`cachedVerifiedChunk`) are returned as they are; others are read and re-hashed.
     public func readVerifiedCompressedChunk(
         _ id: Digest, decompressor: ZstdDecompressor
     ) throws(StoreError) -> (compressed: [UInt8], plainSize: Int) {
+        if let cached = cachedVerifiedChunk(id) { return cached }
         let compressed = try readChunkFile(id)
-        let plain = try compressed.withBytes { (buffer) throws(StoreError) -> [UInt8] in
-            try decompressor.decompress(buffer, expectedSize: nil, limit: ManifestLimits.maxChunkBytes, id: id)
-        }
-        guard Blake2b.hash(plain) == id else { throw .corruptChunk(id, reason: "content does not match its id") }
+        let plainSize = try Self.verifyCompressed(compressed, id: id, expectedSize: nil, decompressor)
+        verifiedCache.insert(id, compressed: compressed, plainSize: plainSize)
         touched.withLock { _ = $0.insert(id) }
-        return (compressed, plain.count)
+        return (compressed, plainSize)
+    }
+
+    /// The compressed form of a chunk this store verified a moment ago (received, or read to be served), without
+    /// touching the disk: cheap enough to call on any thread. Nil when it is not in memory.
+    public func cachedVerifiedChunk(_ id: Digest) -> (compressed: [UInt8], plainSize: Int)? {
+        guard let entry = verifiedCache.entry(id) else { return nil }
+        touched.withLock { _ = $0.insert(id) }
+        return (entry.compressed, entry.plainSize)
     }
 
     private func readChunkFile(_ id: Digest) throws(StoreError) -> [UInt8] {

@@ -1,6 +1,6 @@
+import Foundation
 import KindlingCrypto
 import KindlingManifest
-import Foundation
 import Synchronization
 
 /// The SQLite index of the store (Specs/store.md): chunks, manifests and pins. One connection, guarded by a mutex;
@@ -267,7 +267,9 @@ final class StoreIndex: Sendable {
     func setWanted(_ id: Digest, wanted: Bool, now: Int64) throws(StoreError) {
         try with { (db) throws(StoreError) in
             let statement = try db.statement(
-                wanted ? "INSERT OR IGNORE INTO wanted(manifest_id, since) VALUES (?, ?)" : "DELETE FROM wanted WHERE manifest_id = ?")
+                wanted
+                    ? "INSERT OR IGNORE INTO wanted(manifest_id, since) VALUES (?, ?)"
+                    : "DELETE FROM wanted WHERE manifest_id = ?")
             if wanted { statement.bind(.blob(id.bytes), .integer(now)) } else { statement.bind(.blob(id.bytes)) }
             try statement.run()
         }

@@ -102,6 +102,7 @@ extension ChunkStore {
         }
         // Index first, files second: a crash in between leaves unindexed files, which the sweep below removes.
         try index.deleteChunks(evicted)
+        verifiedCache.remove(evicted)
         for id in evicted { try? FileSystem.removeFile(chunkPath(id)) }
         report.evictedChunks = evicted.count
         report.storedBytesAfter = total
@@ -170,6 +171,7 @@ extension ChunkStore {
         report.badManifests = badManifests.map(\.hex).sorted()
         if repair && !report.isHealthy {
             try index.deleteChunks(state.corrupt + state.missing)
+            verifiedCache.remove(state.corrupt + state.missing)
             for id in state.corrupt { try? FileSystem.removeFile(chunkPath(id)) }
             for id in badManifests { try index.deleteManifest(id) }
             report.repaired = true

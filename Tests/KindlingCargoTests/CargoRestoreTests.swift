@@ -44,7 +44,7 @@ struct CargoRestoreTests {
     }
 
     @Test(
-        "(c) Cargo.lock, build-script input, env var, out-of-package changes rebuild what they affect, as a clean build",
+        "(c) Cargo.lock, build-script input, env var, outside-package edits rebuild what they affect, as a clean build",
         arguments: CargoEdits.Kind.allCases)
     func changesRebuildWhatTheyAffect(change: CargoEdits.Kind) throws {
         let world = try CargoWorld()

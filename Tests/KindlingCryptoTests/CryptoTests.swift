@@ -59,6 +59,21 @@ struct CryptoTests {
         #expect(Digest(bytes: [UInt8](repeating: 0, count: 31)) == nil)
     }
 
+    @Test("A digest reads the same from an array, a slice and a non-contiguous collection, and gives its bytes back")
+    func digestFromAnyBytes() throws {
+        let bytes = (0..<32).map { UInt8($0 * 7 + 1) }
+        let fromArray = try #require(Digest(bytes: bytes))
+        #expect(fromArray.bytes == bytes)
+        #expect(fromArray.hex == Hex.encode(bytes))
+        #expect(Digest(bytes: ([0xFF] + bytes + [0xFF])[1...32]) == fromArray)
+        #expect(Digest(bytes: bytes.reversed().reversed()) == fromArray)
+        #expect(Digest(bytes: bytes.lazy.map { $0 }) == fromArray)
+        #expect(Digest(bytes: bytes + [0]) == nil)
+        #expect(Digest(bytes: ([0] + bytes)[1...31]) == nil)
+        let other = try #require(Digest(bytes: bytes.map { $0 ^ 0x80 }))
+        #expect(other != fromArray && (fromArray < other) == (bytes.lexicographicallyPrecedes(other.bytes)))
+    }
+
     @Test("Key exchange plus a shared secret gives matching stream keys; a wrong secret does not")
     func keyExchangeAndSecretStream() throws {
         let client = EphemeralKeyExchange()

@@ -33,20 +33,57 @@ public final class ZstdCompressor {
 /// A reusable zstd decompression context that never inflates beyond a limit (a zstd bomb is just corrupt input).
 public final class ZstdDecompressor {
     private let context: OpaquePointer
+    /// Reused output for `withDecompressed`: verifying a chunk then allocates nothing. It grows to the largest
+    /// chunk seen (at most `limit`, 1 MiB).
+    private var scratch = UnsafeMutableRawBufferPointer(start: nil, count: 0)
 
     public init() {
-        guard let context = ZSTD_createDCtx() else { fatalError("zstd: out of memory creating a decompression context") }
+        guard let context = ZSTD_createDCtx() else {
+            fatalError("zstd: out of memory creating a decompression context")
+        }
         self.context = context
     }
 
     deinit {
         ZSTD_freeDCtx(context)
+        scratch.deallocate()
     }
 
     /// Decompresses one frame whose content size must be exactly `expectedSize` (at most `limit` bytes).
     public func decompress(
         _ input: UnsafeRawBufferPointer, expectedSize: Int?, limit: Int, id: Digest
     ) throws(StoreError) -> [UInt8] {
+        let size = try declaredSize(input, expectedSize: expectedSize, limit: limit, id: id)
+        var written = 0
+        let output = [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
+            written = ZSTD_decompressDCtx(context, out.baseAddress, out.count, input.baseAddress, input.count)
+            // On error nothing counts as written: the uninitialised bytes are never exposed.
+            initialized = ZSTD_isError(written) == 0 ? min(written, size) : 0
+        }
+        try check(written, size: size, id: id)
+        return output
+    }
+
+    /// Decompresses one frame, checked as `decompress` does, into memory this context reuses, and passes the plain
+    /// bytes to `body`; they are valid only during the call.
+    public func withDecompressed<R>(
+        _ input: UnsafeRawBufferPointer, expectedSize: Int?, limit: Int, id: Digest,
+        _ body: (UnsafeRawBufferPointer) throws(StoreError) -> R
+    ) throws(StoreError) -> R {
+        let size = try declaredSize(input, expectedSize: expectedSize, limit: limit, id: id)
+        if scratch.count < size {
+            scratch.deallocate()
+            scratch = .allocate(byteCount: size, alignment: 64)
+        }
+        let written = ZSTD_decompressDCtx(context, scratch.baseAddress, size, input.baseAddress, input.count)
+        try check(written, size: size, id: id)
+        return try body(UnsafeRawBufferPointer(rebasing: scratch[0..<size]))
+    }
+
+    /// The content size the frame declares, checked against the limit and the size the caller expects.
+    private func declaredSize(
+        _ input: UnsafeRawBufferPointer, expectedSize: Int?, limit: Int, id: Digest
+    ) throws(StoreError) -> Int {
         let declared = ZSTD_getFrameContentSize(input.baseAddress, input.count)
         guard declared != ZSTD_CONTENTSIZE_ERROR, declared != ZSTD_CONTENTSIZE_UNKNOWN else {
             throw .corruptChunk(id, reason: "not a zstd frame with a known size")
@@ -56,17 +93,14 @@ public final class ZstdDecompressor {
         if let expectedSize, expectedSize != size {
             throw .corruptChunk(id, reason: "holds \(size) bytes, expected \(expectedSize)")
         }
-        var written = 0
-        let output = [UInt8](unsafeUninitializedCapacity: size) { out, initialized in
-            written = ZSTD_decompressDCtx(context, out.baseAddress, out.count, input.baseAddress, input.count)
-            // On error nothing counts as written: the uninitialised bytes are never exposed.
-            initialized = ZSTD_isError(written) == 0 ? min(written, size) : 0
-        }
+        return size
+    }
+
+    private func check(_ written: Int, size: Int, id: Digest) throws(StoreError) {
         guard ZSTD_isError(written) == 0 else {
             throw .corruptChunk(id, reason: String(cString: ZSTD_getErrorName(written)))
         }
         guard written == size else { throw .corruptChunk(id, reason: "frame shorter than its declared size") }
-        return output
     }
 }
 
