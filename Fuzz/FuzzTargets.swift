@@ -97,7 +97,7 @@ enum FuzzTargets {
             }
         }
         let text = String(decoding: input, as: UTF8.self)
-        let error = WireMessage.error(code: Int(input.first ?? 0), message: text).encoded()
+        let error = WireMessage.error(code: RefusalCode(code: Int(input.first ?? 0)), message: text).encoded()
         // A prefix in UTF-8 bytes: the cut is on a scalar boundary, which may split a grapheme cluster (a
         // character and its combining mark), so String's character-wise hasPrefix would be false.
         guard case .error(_, let sent)? = try? WireMessage.decode(error), text.utf8.starts(with: sent.utf8) else {
