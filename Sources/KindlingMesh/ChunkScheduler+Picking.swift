@@ -42,15 +42,30 @@ extension ChunkScheduler {
         ready.sort { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
         for (source, _) in ready {
             guard var state = sources[source], let holding = state.holding else { continue }
-            let timeout = max(configuration.requestTimeout / 4, min(configuration.requestTimeout, state.latency * 8))
-            while state.inFlight < state.window {
+            let kind = state.near ? 1 : 0
+            let timeout = max(configuration.requestTimeout / 2, min(configuration.requestTimeout, state.latency * 8))
+            while state.inFlight < state.window && classes[kind].inFlight < classes[kind].window {
                 guard let position = pick(for: source, state, holding, endgame: endgame, idle: idle) else { break }
+                if !state.near { countFarRequest(position) }
                 requested[position, default: []].append(source)
                 state.inFlight += 1
                 inFlight += 1
+                classes[kind].inFlight += 1
                 actions.append(.request(position: position, from: source, timeout: timeout))
             }
             sources[source] = state
+        }
+    }
+
+    mutating func countFarRequest(_ position: Int) {
+        if nearDownloaderCount == 0 && nearCompleteCount == 0 {
+            statistics.farAlone += 1
+        } else if failures[position] >= Self.failuresBeforeSeed {
+            statistics.farAfterFailures += 1
+        } else if ownedFar[position] {
+            statistics.farOwned += 1
+        } else {
+            statistics.farIdle += 1
         }
     }
 
@@ -59,6 +74,9 @@ extension ChunkScheduler {
         // Seeds are the scarce upload: ask them only for what no other downloader can give (field lesson 10:
         // swarms scale flat when the origin serves each piece about once).
         let isSeed = holding == .complete
+        // A far source crosses the site's uplink, which the colleagues share: while one of them downloads too,
+        // each asks far sources only for the positions it owns among them, and nothing a colleague holds.
+        let farShared = !state.near && (nearDownloaderCount > 0 || nearCompleteCount > 0)
         var index = orderStart
         while index < order.count {
             let position = Int(order[index])
@@ -69,13 +87,21 @@ extension ChunkScheduler {
             {
                 continue
             }
+            if farShared && failures[position] < Self.failuresBeforeSeed
+                && (nearCompleteCount > 0 || nearCounts[position] > 0 || (!ownedFar[position] && !idle))
+            {
+                continue
+            }
+            // The office split stands in for the seed split of a far seed: colleagues own disjoint positions.
             if isSeed && failures[position] < Self.failuresBeforeSeed
-                && (partialCounts[position] > 0 || (!owned[position] && !idle))
+                && (partialCounts[position] > 0 || (!farShared && !owned[position] && !idle))
             {
                 continue
             }
             let askedOf = requested[position] ?? []
-            if endgame ? (askedOf.count < Self.endgameCopies && !askedOf.contains(source)) : askedOf.isEmpty {
+            // An endgame copy over the shared uplink costs the colleagues more than the last chunk's wait.
+            let copies = farShared ? 1 : Self.endgameCopies
+            if endgame ? (askedOf.count < copies && !askedOf.contains(source)) : askedOf.isEmpty {
                 return position
             }
         }
@@ -108,14 +134,23 @@ extension ChunkScheduler {
         }
         orderStart = 0
         var downloaders: [UInt64] = []
+        var colleagues: [UInt64] = []
         for state in sources.values {
-            if case .partial? = state.holding { downloaders.append(state.key) }
+            if case .partial? = state.holding {
+                downloaders.append(state.key)
+                if state.near { colleagues.append(state.key) }
+            }
         }
         downloaders.sort()
+        colleagues.sort()
         let key = completeCount < downloaders.count + 1 ? downloaders : []
         if key != ownershipKeys {
             ownershipKeys = key
             owned = Self.ownership(total: total, me: me, others: key)
+        }
+        if colleagues != farOwnershipKeys {
+            farOwnershipKeys = colleagues
+            ownedFar = Self.ownership(total: total, me: me, others: colleagues)
         }
     }
 
@@ -140,7 +175,7 @@ extension ChunkScheduler {
     }
 
     /// A 64-bit mix (splitmix64's finaliser) of a key and a position.
-    static func rank(_ seed: UInt64, _ position: Int) -> UInt64 {
+    public static func rank(_ seed: UInt64, _ position: Int) -> UInt64 {
         var z = seed ^ (UInt64(position) &* 0x9E37_79B9_7F4A_7C15)
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
         z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB

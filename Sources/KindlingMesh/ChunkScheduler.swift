@@ -4,7 +4,11 @@ public import KindlingWire
 /// swarm download as a value type without I/O or clock, in the style of postgres-nio's `ConnectionStateMachine`.
 ///
 /// - a bounded window of requests per source, grown while replies come about as fast as the fastest one and
-///   shrunk once they queue, halved on a timeout, so fast sources end up serving most chunks;
+///   shrunk once they queue, halved on a timeout, so fast sources end up serving most chunks; and one such window
+///   over all far sources and one over all near (LAN) ones, which bounds the queue at the links they share;
+/// - while colleagues on the LAN download the same snapshot, far sources are asked only for the positions this
+///   node owns among them by rendezvous hashing, and never for what a colleague holds, so that the site's uplink
+///   carries each chunk about once; no endgame copy crosses it;
 /// - rarest first among the sources' holdings, ties broken by a per-download random order so downloaders spread;
 /// - a timed-out, refused or lost request goes back in the queue for someone else: a source that timed out on a
 ///   chunk is not asked for it again while a faster holder that did not is around;
@@ -53,8 +57,9 @@ public struct ChunkScheduler: Sendable {
 
     /// What the driver learned about who holds what.
     public enum AvailabilityChange: Sendable, Equatable {
-        /// A source holds (some of) the snapshot. `ownershipKey` places it in the seed split (see `ownershipKey(of:)`).
-        case added(SourceID, ownershipKey: UInt64, PeerHoldings)
+        /// A source holds (some of) the snapshot. `ownershipKey` places it in the seed split (see `ownershipKey(of:)`);
+        /// `near` says it shares our LAN (found by LAN discovery), so its bytes do not cross the site's uplink.
+        case added(SourceID, ownershipKey: UInt64, PeerHoldings, near: Bool = false)
         /// A known source's whole holding, replacing the previous one.
         case changed(SourceID, PeerHoldings)
         /// A known source gained these positions (a HaveChunks).
@@ -100,6 +105,13 @@ public struct ChunkScheduler: Sendable {
         /// Requests that failed (timeout, refusal, lost connection) and went back in the queue.
         public var retries = 0
         public var sourcesBanned = 0
+        /// Requests to far sources while near colleagues download too, by why they were allowed: the position is
+        /// ours in the office split, nothing was in flight for `idleAfter`, or its requests failed elsewhere.
+        public var farOwned = 0
+        public var farIdle = 0
+        public var farAfterFailures = 0
+        /// Requests to far sources with no near downloader around.
+        public var farAlone = 0
     }
 
     // MARK: Tunables (the values of the fused download loop they came from)
@@ -108,6 +120,14 @@ public struct ChunkScheduler: Sendable {
     /// server is loaded overall, not that we asked too much.
     public static let maxWindow = 48
     static let initialWindow = 4
+    /// Requests in flight over all near, or all far, sources at most, and at first. A source's window bounds the
+    /// queue at that source; this one bounds the queue at the links all of them share (our downlink, the site's
+    /// uplink), which per-source windows cannot see: fifty colleagues times thirty sources times a floor of one
+    /// request each is a minute of queue behind a 100 Mbit/s office uplink, and then every request times out.
+    public static let maxClassWindow = 128
+    static let initialClassWindow = 4
+    /// Queueing above a source's fastest reply that counts as a queue: the window then shrinks (LEDBAT's target).
+    static let queueTarget: Duration = .milliseconds(100)
     static let initialLatency: Duration = .milliseconds(50)
     /// How long a source that answered busy is left alone.
     static let busyPause: Duration = .milliseconds(20)
@@ -133,11 +153,19 @@ public struct ChunkScheduler: Sendable {
         var latency = ChunkScheduler.initialLatency
         /// The fastest reply seen: the source's latency without our own requests queued in front.
         var fastest: Duration = .seconds(3600)
+        var near: Bool
 
-        init(key: UInt64, holding: PeerHoldings?) {
+        init(key: UInt64, holding: PeerHoldings?, near: Bool) {
             self.key = key
             self.holding = holding
+            self.near = near
         }
+    }
+
+    /// The shared window of the near (LAN) sources, or of the far ones: the two cross different links.
+    struct ClassWindow: Sendable {
+        var window = ChunkScheduler.initialClassWindow
+        var inFlight = 0
     }
 
     /// `draining`: every chunk is held, but one was found already written by a duplicate request whose own reply
@@ -151,15 +179,24 @@ public struct ChunkScheduler: Sendable {
     let me: UInt64
     let started: Duration
     var phase = Phase.running
-    public private(set) var statistics = Statistics()
+    public internal(set) var statistics = Statistics()
 
     var sources: [SourceID: SourceState] = [:]
+    /// Index 0 the far sources, 1 the near ones.
+    var classes = [ClassWindow(), ClassWindow()]
     var banned = Set<SourceID>()
     /// Sources with a holding, and how many of them are complete.
     var holderCount = 0
     var completeCount = 0
     /// Partial holders (other downloaders) per position: a seed is not asked for those.
     var partialCounts: [Int32]
+    /// Near holders per position (partial or complete), and near complete holders: a far source is not asked for
+    /// what a colleague can give.
+    var nearCounts: [Int32]
+    var nearCompleteCount = 0
+    /// Near downloaders: while there are any, this node fetches from far sources only the positions it owns among
+    /// them (`ownedFar`), so that the site's uplink carries each chunk about once.
+    var nearDownloaderCount = 0
 
     /// Positions not stored yet.
     var remaining: [Bool]
@@ -186,6 +223,8 @@ public struct ChunkScheduler: Sendable {
     /// The positions this node fetches from seeds while seeds are scarce (see `ownership`).
     var owned: [Bool]
     var ownershipKeys: [UInt64] = []
+    var ownedFar: [Bool]
+    var farOwnershipKeys: [UInt64] = []
 
     /// - Parameters:
     ///   - missing: the positions to fetch (the others are stored already).
@@ -203,6 +242,8 @@ public struct ChunkScheduler: Sendable {
         lastProgress = now
         lastRefresh = now - .seconds(1)
         partialCounts = [Int32](repeating: 0, count: chunkCount)
+        nearCounts = [Int32](repeating: 0, count: chunkCount)
+        ownedFar = [Bool](repeating: true, count: chunkCount)
         failures = [UInt8](repeating: 0, count: chunkCount)
         owned = [Bool](repeating: true, count: chunkCount)
         remaining = [Bool](repeating: false, count: chunkCount)
@@ -276,10 +317,15 @@ public struct ChunkScheduler: Sendable {
                 // as TCP Vegas and LEDBAT): a deep queue at a slow seed only makes requests time out, and the
                 // seed then uploads chunks whose requesters have given up on them.
                 state.fastest = min(state.fastest, latency)
-                let queued = latency > max(state.fastest * 3, state.fastest + .milliseconds(100))
-                state.window = queued ? max(2, state.window - 1) : min(Self.maxWindow, state.window + 1)
+                let queued = latency > max(state.fastest * 3, state.fastest + Self.queueTarget)
+                state.window = queued ? max(1, state.window - 1) : min(Self.maxWindow, state.window + 1)
                 state.latency = (state.latency * 7 + latency) / 8
                 sources[source] = state
+                let kind = state.near ? 1 : 0
+                classes[kind].inFlight = max(0, classes[kind].inFlight - 1)
+                classes[kind].window =
+                    queued
+                    ? max(1, classes[kind].window - 1) : min(Self.maxClassWindow, classes[kind].window + 1)
             }
             let first = remaining[position]
             // Two requests for one chunk (the endgame) may finish in either order: the one that wrote it counts
@@ -329,6 +375,7 @@ public struct ChunkScheduler: Sendable {
         if var state = sources[source] {
             state.inFlight = max(0, state.inFlight - 1)
             sources[source] = state
+            classes[state.near ? 1 : 0].inFlight = max(0, classes[state.near ? 1 : 0].inFlight - 1)
         }
         // A duplicate we withdrew (its chunk came from someone else): nothing failed.
         guard error != .cancelled else { return decide(now: now) }
@@ -339,6 +386,7 @@ public struct ChunkScheduler: Sendable {
             switch error {
             case .timeout:
                 state.window = max(1, state.window / 2)
+                classes[state.near ? 1 : 0].window = max(1, classes[state.near ? 1 : 0].window / 2)
                 // It took at least the timeout: its estimate says so, and this chunk goes elsewhere.
                 state.latency = max(state.latency, elapsed)
                 if !(timedOutBy[position] ?? []).contains(source) { timedOutBy[position, default: []].append(source) }
@@ -380,14 +428,18 @@ public struct ChunkScheduler: Sendable {
 
     mutating func apply(_ change: AvailabilityChange) {
         switch change {
-        case .added(let source, let key, let holding):
+        case .added(let source, let key, let holding, let near):
             guard !banned.contains(source) else { return }
             if var state = sources[source] {
+                // Re-added (a reconnect): its counts leave with the old class and come back with the new one.
+                setHolding(nil, of: source)
+                state = sources[source] ?? state
                 state.key = key
+                state.near = near
                 sources[source] = state
                 setHolding(holding, of: source)
             } else {
-                sources[source] = SourceState(key: key, holding: nil)
+                sources[source] = SourceState(key: key, holding: nil, near: near)
                 setHolding(holding, of: source)
             }
         case .changed(let source, let holding):
@@ -395,11 +447,13 @@ public struct ChunkScheduler: Sendable {
             setHolding(holding, of: source)
         case .gained(let source, let positions):
             guard case .partial(var bits)? = sources[source]?.holding else { return }
+            let near = sources[source]?.near ?? false
             // Cleared first so that the bitset is not copied on write.
             sources[source]?.holding = nil
             for position in positions where position >= 0 && position < total && !bits.contains(position) {
                 bits.insert(position)
                 partialCounts[position] += 1
+                if near { nearCounts[position] += 1 }
             }
             sources[source]?.holding = .partial(bits)
             orderDirty = true
@@ -418,36 +472,45 @@ public struct ChunkScheduler: Sendable {
         state.holding = holding
         sources[source] = state
         orderDirty = true
+        let near = state.near
         switch (old, holding) {
         case (.partial(let before)?, .partial(let after)?):
             let count = max(before.bytes.count, after.bytes.count)
             for byte in 0..<count {
                 let was = byte < before.bytes.count ? before.bytes[byte] : 0
                 let now = byte < after.bytes.count ? after.bytes[byte] : 0
-                countBits(now & ~was, at: byte, by: 1)
-                countBits(was & ~now, at: byte, by: -1)
+                countBits(now & ~was, at: byte, by: 1, near: near)
+                countBits(was & ~now, at: byte, by: -1, near: near)
             }
         default:
-            contribute(old, by: -1)
-            contribute(holding, by: 1)
+            contribute(old, by: -1, near: near)
+            contribute(holding, by: 1, near: near)
         }
     }
 
-    mutating func contribute(_ holding: PeerHoldings?, by delta: Int32) {
+    mutating func contribute(_ holding: PeerHoldings?, by delta: Int32, near: Bool) {
         switch holding {
         case nil: return
-        case .complete?: completeCount += Int(delta)
+        case .complete?:
+            completeCount += Int(delta)
+            if near { nearCompleteCount += Int(delta) }
         case .partial(let bits)?:
-            for (byte, value) in bits.bytes.enumerated() where value != 0 { countBits(value, at: byte, by: delta) }
+            for (byte, value) in bits.bytes.enumerated() where value != 0 {
+                countBits(value, at: byte, by: delta, near: near)
+            }
+            if near { nearDownloaderCount += Int(delta) }
         }
         holderCount += Int(delta)
     }
 
-    mutating func countBits(_ bits: UInt8, at byte: Int, by delta: Int32) {
+    mutating func countBits(_ bits: UInt8, at byte: Int, by delta: Int32, near: Bool) {
         var rest = bits
         while rest != 0 {
             let position = byte * 8 + rest.trailingZeroBitCount
-            if position < total { partialCounts[position] += delta }
+            if position < total {
+                partialCounts[position] += delta
+                if near { nearCounts[position] += delta }
+            }
             rest &= rest - 1
         }
     }

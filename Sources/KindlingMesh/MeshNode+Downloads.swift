@@ -52,8 +52,12 @@ extension MeshNode {
     }
 
     /// What peers hold of a manifest, for the scheduler. Bumps when anything changes.
-    func holdersSnapshot(_ id: Digest) -> (version: Int, holders: [(PeerConnection, PeerHoldings)]) {
-        let list = gossip.holders(of: id).compactMap { key, value in peers[key].map { ($0, value) } }
+    /// `near`: found by LAN discovery.
+    func holdersSnapshot(_ id: Digest) -> (version: Int, holders: [(PeerConnection, PeerHoldings, near: Bool)]) {
+        let lan = book.lanNodes
+        let list = gossip.holders(of: id).compactMap { key, value in
+            peers[key].map { ($0, value, near: lan.contains(key)) }
+        }
         return (availabilityVersion, list)
     }
 

@@ -121,6 +121,10 @@ public struct PeerBook: Sendable {
     /// When each address may be dialled again (only addresses in `knownAddresses`).
     private(set) var redial: [HostPort: Backoff] = [:]
     private(set) var bans: [PublicKey: Instant] = [:]
+    /// Nodes heard on the LAN (at most `maxLANNodes`): the scheduler treats them as near, whose bytes do not cross
+    /// the site's uplink. A hint for scheduling only; a forged beacon can at worst make us prefer a far peer.
+    public private(set) var lanNodes: Set<PublicKey> = []
+    static let maxLANNodes = 1024
     /// Protocol offences per node id (not per connection: reconnecting does not reset them), forgotten after
     /// `banDuration`.
     private(set) var strikes: [PublicKey: StrikeRecord] = [:]
@@ -261,7 +265,9 @@ public struct PeerBook: Sendable {
 
     /// A node of our mesh announced itself on the LAN.
     public mutating func lanPeerSeen(_ id: PublicKey, at address: HostPort, now: Instant) -> [Action] {
-        guard id != configuration.localNodeID, peers[id] == nil, !isBanned(id, now: now) else { return [] }
+        guard id != configuration.localNodeID else { return [] }
+        if lanNodes.count < Self.maxLANNodes { lanNodes.insert(id) }
+        guard peers[id] == nil, !isBanned(id, now: now) else { return [] }
         guard !knownAddresses.contains(address) else { return requestDial(address, now: now) }
         var actions: [Action] = []
         if learn(address) {

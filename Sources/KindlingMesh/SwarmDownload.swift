@@ -75,7 +75,7 @@ struct SwarmDownload {
         while ContinuousClock.now < deadline {
             try Task.checkCancellation()
             let (_, holders) = await node.holdersSnapshot(id)
-            guard let (peer, _) = holders.first(where: { !tried.contains($0.0.nodeID) }) else {
+            guard let (peer, _, _) = holders.first(where: { !tried.contains($0.0.nodeID) }) else {
                 if !tried.isEmpty && holders.allSatisfy({ tried.contains($0.0.nodeID) }) { tried.removeAll() }
                 try await Task.sleep(for: .milliseconds(100))
                 continue
@@ -296,17 +296,20 @@ struct SourceLinks {
 
     /// What changed between what the scheduler was told and `holders` (the node's view). A peer keeps its number
     /// across reconnects, so the scheduler keeps what it learned of it.
-    mutating func changes(to holders: [(PeerConnection, PeerHoldings)]) -> [ChunkScheduler.AvailabilityChange] {
+    mutating func changes(
+        to holders: [(PeerConnection, PeerHoldings, near: Bool)]
+    ) -> [ChunkScheduler.AvailabilityChange] {
         var changes: [ChunkScheduler.AvailabilityChange] = []
         var seen = Set<ChunkScheduler.SourceID>()
-        for (peer, holding) in holders where !peer.isClosed {
+        for (peer, holding, near) in holders where !peer.isClosed {
             let source = ids[peer.nodeID] ?? ChunkScheduler.SourceID(ids.count)
             ids[peer.nodeID] = source
             peers[source] = peer
             seen.insert(source)
             switch told[source] {
             case nil:
-                changes.append(.added(source, ownershipKey: ChunkScheduler.ownershipKey(of: peer.nodeID), holding))
+                let key = ChunkScheduler.ownershipKey(of: peer.nodeID)
+                changes.append(.added(source, ownershipKey: key, holding, near: near))
             case let old? where old != holding: changes.append(.changed(source, holding))
             default: continue
             }

@@ -57,7 +57,10 @@ extension MeshSimulatedNode {
         }
         guard var download = downloads[snapshot] else { return }
         // Restarted after a failure or a churn outage: what is stored stays, the rest starts over.
-        if case .chunks = download.phase { download.phase = .body(from: nil) }
+        if case .chunks(let scheduler) = download.phase {
+            world.transfer.add(scheduler.statistics)
+            download.phase = .body(from: nil)
+        }
         if case .done = download.phase { download.phase = .body(from: nil) }
         download.told = [:]
         download.availabilityDirty = true
@@ -113,7 +116,9 @@ extension MeshSimulatedNode {
             switch told[peer] {
             case nil:
                 let key = ChunkScheduler.ownershipKey(of: world.keys[peer])
-                changes.append(.added(.init(peer), ownershipKey: key, holding))
+                // Office colleagues are the peers LAN discovery finds (MeshNode marks them near the same way).
+                let near = world.offices[index] != nil && world.offices[index] == world.offices[peer]
+                changes.append(.added(.init(peer), ownershipKey: key, holding, near: near))
             case let old? where old != holding:
                 changes.append(.changed(.init(peer), holding))
             default:
@@ -236,6 +241,7 @@ extension MeshSimulatedNode {
                     elapsed: .nanoseconds(now - request.askedAt), now: .nanoseconds(now))
             }
         }
+        if finished || failed { world.transfer.add(scheduler.statistics) }
         if finished {
             finish(snapshot, now: now, into: &out)
         } else if failed {
@@ -290,16 +296,24 @@ extension MeshSimulatedNode {
 
     /// A Chunk reply: stored (it is verified by construction: the simulated peers do not lie).
     mutating func chunkReplied(
-        _ requestID: UInt32, bytes: Int, now: VirtualTime, into out: inout [SimulatedAction]
+        _ requestID: UInt32, from peer: Int, bytes: Int, now: VirtualTime, into out: inout [SimulatedAction]
     ) {
-        guard let request = requests.removeValue(forKey: requestID),
-            let snapshot = requestSnapshot.removeValue(forKey: requestID)
-        else {
+        let crossed = world.offices[index] != nil && world.offices[peer] != world.offices[index]
+        let request = requests.removeValue(forKey: requestID)
+        guard let request, let snapshot = requestSnapshot.removeValue(forKey: requestID) else {
             world.transfer.lateReplies += 1
             world.transfer.lateReplyBytes += bytes
+            if crossed { world.transfer.officeInboundLateBytes += bytes }
             return
         }
         let new = downloads[snapshot]?.stored.contains(request.position) == false
+        if crossed {
+            if new {
+                world.transfer.officeInboundFirstBytes += bytes
+            } else {
+                world.transfer.officeInboundDuplicateBytes += bytes
+            }
+        }
         withScheduler(snapshot, now: now, into: &out) {
             $0.chunkArrived(
                 request.position, from: .init(request.source), .stored(new: new),

@@ -179,7 +179,7 @@ struct MeshSimulatedNode: SimulatedNode {
             }
             out.append(reply)
         case .chunk(let request, _, _, _):
-            chunkReplied(request, bytes: message.wireBytes, now: now, into: &out)
+            chunkReplied(request, from: peer, bytes: message.wireBytes, now: now, into: &out)
         case .noChunk(let request, _, let reason):
             requestEnded(request, reason == .busy ? .busy : .notHeld, now: now, into: &out)
         case .getBody(let manifest, let offset, let length):

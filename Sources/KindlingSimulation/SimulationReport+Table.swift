@@ -43,6 +43,15 @@ extension SimulationReport {
                 "late replies (bytes) / failed downloads",
                 "\(transfer.lateReplies) (\(transfer.lateReplyBytes)) / \(transfer.downloadsFailed)"
             ),
+            (
+                "office inbound chunk bytes: first / duplicate / late",
+                "\(transfer.officeInboundFirstBytes) / \(transfer.officeInboundDuplicateBytes) / "
+                    + "\(transfer.officeInboundLateBytes)"
+            ),
+            (
+                "far requests: owned / idle / after failures / alone",
+                "\(transfer.farOwned) / \(transfer.farIdle) / \(transfer.farAfterFailures) / \(transfer.farAlone)"
+            ),
         ]
         let width = rows.map(\.0.count).max() ?? 0
         return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }

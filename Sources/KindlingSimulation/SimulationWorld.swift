@@ -47,8 +47,14 @@ final class SimulationWorld {
         var keys: [PublicKey] = []
         var addresses: [HostPort] = []
         for index in roles.indices {
-            // Node ids need not be real key pairs (no handshake is simulated): 32 bytes naming the index.
-            var bytes = [UInt8](repeating: 0x5a, count: PublicKey.byteCount)
+            // Node ids need not be real key pairs (no handshake is simulated): 32 bytes naming the index, the last
+            // eight, after 24 that look random as a real key's do. The seed and office splits rank nodes by the
+            // first eight: with a common prefix (as before) every node owned the same positions.
+            var bytes = [UInt8](repeating: 0, count: PublicKey.byteCount)
+            for word in 0..<3 {
+                let mixed = ChunkScheduler.rank(UInt64(index), word)
+                withUnsafeBytes(of: mixed.bigEndian) { bytes.replaceSubrange(word * 8..<word * 8 + 8, with: $0) }
+            }
             withUnsafeBytes(of: UInt64(index).bigEndian) { bytes.replaceSubrange(24..<32, with: $0) }
             keys.append((try? PublicKey(bytes: bytes)) ?? { preconditionFailure("32-byte key") }())
             addresses.append(HostPort(host: "10.\(index >> 16 & 255).\(index >> 8 & 255).\(index & 255)", port: 7070))
@@ -145,4 +151,21 @@ public struct TransferCounters: Codable, Sendable, Equatable {
     public var lateReplies = 0
     public var lateReplyBytes = 0
     public var downloadsFailed = 0
+    /// Chunk replies into an office from outside it, by fate: the first copy, a copy of a chunk already stored,
+    /// a reply to a request that had ended (what an office uplink carries beyond one copy of each snapshot).
+    public var officeInboundFirstBytes = 0
+    public var officeInboundDuplicateBytes = 0
+    public var officeInboundLateBytes = 0
+    /// Requests to far sources, summed over the downloads' `ChunkScheduler.Statistics`.
+    public var farOwned = 0
+    public var farIdle = 0
+    public var farAfterFailures = 0
+    public var farAlone = 0
+
+    mutating func add(_ statistics: ChunkScheduler.Statistics) {
+        farOwned += statistics.farOwned
+        farIdle += statistics.farIdle
+        farAfterFailures += statistics.farAfterFailures
+        farAlone += statistics.farAlone
+    }
 }
