@@ -91,6 +91,26 @@ extension GossipState {
         return actions
     }
 
+    /// A Have or HaveChunks for a manifest not in our catalog. Ignored, but the manifest is remembered: a peer's Have
+    /// goes out right after the handshake, and the announcement of that manifest may be on its way from another peer
+    /// (verified meanwhile) while this peer's Catalog, which would make us ask it for the announcement and so for
+    /// its availability again, arrives only after the manifest is known. Forgotten, the peer's holding would stay
+    /// unknown for the life of the connection, and a download would never ask it for a chunk.
+    mutating func rememberUnknownHave(_ id: Digest, from peer: PublicKey) -> [Action] {
+        guard var record = peers[peer], record.unknownHaves.count < Self.maxUnknownHavesPerPeer else { return [] }
+        record.unknownHaves.insert(id)
+        peers[peer] = record
+        return []
+    }
+
+    /// `id` joined the catalog: peers that said they held it before we knew it are asked for its announcement, whose
+    /// answer repeats their availability.
+    mutating func askAgainForAvailability(_ id: Digest) -> [Action] {
+        let asked = peers.compactMap { $0.value.unknownHaves.contains(id) ? $0.key : nil }
+        for peer in asked { peers[peer]?.unknownHaves.remove(id) }
+        return asked.map { .send(.announceRequest(ids: [id]), to: $0) }
+    }
+
     /// Someone new holds (some of) a manifest whose download failed: retry it within a second.
     mutating func noteNewHolder(of id: Digest, now: Instant) {
         guard let state = retries[id] else { return }

@@ -123,6 +123,9 @@ public struct GossipState: Sendable {
         var holds: Set<Digest> = []
         var partialEntries = 0
         var partialBytes = 0
+        /// Manifests the peer said it holds (some of) before we knew them: asked for again once we do (see
+        /// `askAgainForAvailability`), at most `maxUnknownHavesPerPeer`.
+        var unknownHaves: Set<Digest> = []
     }
 
     public let configuration: Configuration
@@ -148,6 +151,8 @@ public struct GossipState: Sendable {
     var nextRetryCheck: Instant?
     var nextPurge: Instant?
 
+    /// Availability of manifests not (yet) in the catalog remembered per peer: one AnnounceRequest's worth.
+    static let maxUnknownHavesPerPeer = WireLimits.maxAnnounceRequestIDs
     /// Holder notices replayed to one new peer per flush at most.
     static let holderReplayBatch = 256
     /// Pending Haves and holder replays go out this often; failed downloads are looked at once a second and
@@ -248,8 +253,9 @@ public struct GossipState: Sendable {
             }
             return [.verifyAnnouncement(signed, from: peer)]
         case .have(let id, let availability):
-            // Availability of a manifest that is not in our catalog (another publisher's) is of no use: ignored.
-            guard let limit = chunkLimit(id) else { return [] }
+            // Availability of a manifest that is not in our catalog (another publisher's) is of no use: ignored,
+            // but remembered in case its announcement is on its way.
+            guard let limit = chunkLimit(id) else { return rememberUnknownHave(id, from: peer) }
             switch availability {
             case .complete:
                 var actions = setHolding(.complete, of: id, by: peer, now: now)
@@ -265,7 +271,7 @@ public struct GossipState: Sendable {
                 return setHolding(bits.count == 0 ? nil : .partial(bits), of: id, by: peer, now: now)
             }
         case .haveChunks(let id, let indices):
-            guard let limit = chunkLimit(id) else { return [] }
+            guard let limit = chunkLimit(id) else { return rememberUnknownHave(id, from: peer) }
             if let bad = indices.first(where: { Int($0) >= limit }) {
                 return [.strike(peer, reason: "HaveChunks index \(bad) beyond the manifest's \(limit) chunks")]
             }
@@ -296,6 +302,10 @@ public struct GossipState: Sendable {
             return actions
         case .catalog(let ids, _):
             let unknown = ids.filter { catalog[$0] == nil }
+            // The answer to the AnnounceRequest repeats the peer's availability: no need to ask again for it.
+            if peers[peer]?.unknownHaves.isEmpty == false {
+                for id in unknown { peers[peer]?.unknownHaves.remove(id) }
+            }
             return stride(from: 0, to: unknown.count, by: WireLimits.maxAnnounceRequestIDs).map { start in
                 let end = min(unknown.count, start + WireLimits.maxAnnounceRequestIDs)
                 return .send(.announceRequest(ids: Array(unknown[start..<end])), to: peer)
@@ -332,6 +342,7 @@ public struct GossipState: Sendable {
         let except: Set<PublicKey> = peer.map { [$0] } ?? []
         counters.relayed += peers.count - (peer.map { peers[$0] == nil ? 0 : 1 } ?? 0)
         var actions: [Action] = [.accepted(signed), .broadcast(.announce(signed), except: except)]
+        actions += askAgainForAvailability(signed.id)
         if configuration.follow.contains(where: { $0.matches(signed.header.repository) }) {
             actions += downloadRequested(signed.id, now: now)
         }

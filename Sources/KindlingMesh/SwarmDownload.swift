@@ -60,7 +60,10 @@ struct SwarmDownload {
         result.seconds = (ContinuousClock.now - started).seconds
         node.logger.info(
             "fetched snapshot",
-            metadata: ["manifest": "\(id.short)", "bytes": "\(result.fetchedBytes)", "seconds": "\(result.seconds)"])
+            metadata: [
+                "manifest": "\(id.short)", "bytes": "\(result.fetchedBytes)", "seconds": "\(result.seconds)",
+                "from peers": "\(result.wireBytesByPeer.count)",
+            ])
         return result
     }
 
@@ -130,6 +133,12 @@ struct SwarmDownload {
             defer { group.cancelAll() }
             let first = await node.holdersSnapshot(id)
             var version = first.version
+            node.logger.debug(
+                "fetching chunks",
+                metadata: [
+                    "manifest": "\(id.short)", "chunks": "\(missing.count)", "holders": "\(first.holders.count)",
+                    "complete": "\(first.holders.filter { $0.1 == .complete }.count)",
+                ])
             var actions = scheduler.availabilityChanged(links.changes(to: first.holders), now: now())
             var finished = false
             while true {

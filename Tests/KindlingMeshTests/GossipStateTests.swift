@@ -145,6 +145,43 @@ struct GossipStateTests {
         #expect(gossip.holders(of: signed.id).isEmpty)
     }
 
+    @Test("A Have that came before its announcement is asked for again once the announcement arrives from another peer")
+    func haveBeforeAnnouncement() throws {
+        // Two seeds connect to a node with an empty catalog. Each sends its Have right after the handshake (ignored:
+        // unknown manifest); Alice's announcement is verified before Bob's Catalog arrives, so Bob is never asked
+        // for the announcement, the AnnounceRequest whose answer would repeat his Have. Bob's holding must not be
+        // lost for the life of the connection (TransferTests.seedKilledMidTransfer then waited in vain for a seed
+        // the download never knew of).
+        let signed = try Self.header("a")
+        let have = WireMessage.have(manifest: signed.id, availability: .complete)
+        var gossip = Self.connected([Self.alice, Self.bob, Self.carol])
+        #expect(gossip.messageReceived(have, from: Self.alice, now: Self.start).isEmpty)
+        #expect(gossip.messageReceived(have, from: Self.bob, now: Self.start).isEmpty)
+        // Alice's catalog first: asked for the announcement, so not asked again once it is verified.
+        let catalog = WireMessage.catalog(ids: [signed.id], more: false)
+        #expect(
+            gossip.messageReceived(catalog, from: Self.alice, now: Self.start)
+                == [.send(.announceRequest(ids: [signed.id]), to: Self.alice)])
+        _ = gossip.messageReceived(.announce(signed), from: Self.alice, now: Self.start)
+        let verified = gossip.announcementVerified(signed, from: Self.alice, now: Self.start)
+        #expect(Self.sends(verified, to: Self.alice).isEmpty)
+        #expect(Self.sends(verified, to: Self.bob) == [.announceRequest(ids: [signed.id])])
+        _ = gossip.messageReceived(have, from: Self.alice, now: Self.start)
+        // Bob's catalog now lists nothing unknown; his answer to the AnnounceRequest repeats his Have.
+        #expect(gossip.messageReceived(catalog, from: Self.bob, now: Self.start).isEmpty)
+        #expect(gossip.messageReceived(.announce(signed), from: Self.bob, now: Self.start).isEmpty)
+        _ = gossip.messageReceived(have, from: Self.bob, now: Self.start)
+        #expect(gossip.holders(of: signed.id) == [Self.alice: .complete, Self.bob: .complete])
+        // Asked once: a second verification of the same announcement asks no one.
+        #expect(gossip.announcementVerified(signed, from: Self.bob, now: Self.start).isEmpty)
+        // What a peer may make us remember is bounded.
+        for n in 0..<(GossipState.maxUnknownHavesPerPeer + 10) {
+            let id = Blake2b.hash([UInt8(truncatingIfNeeded: n), UInt8(truncatingIfNeeded: n >> 8), 7])
+            _ = gossip.messageReceived(.have(manifest: id, availability: .complete), from: Self.carol, now: Self.start)
+        }
+        #expect(gossip.peers[Self.carol]?.unknownHaves.count == GossipState.maxUnknownHavesPerPeer)
+    }
+
     @Test("Partial availability beyond the per-peer budget is ignored")
     func partialBudget() throws {
         var gossip = Self.machine { $0.maxPartialHoldingsPerPeer = 2 }
