@@ -101,8 +101,9 @@ import Testing
             queue.schedule(value, at: time)
             pending.append((time, value))
             if random.next() % 3 == 0 {
-                let earliest = pending.indices.min { pending[$0].time < pending[$1].time
-                    || (pending[$0].time == pending[$1].time && pending[$0].value < pending[$1].value) }
+                let earliest = pending.indices.min { lhs, rhs in
+                    (pending[lhs].time, pending[lhs].value) < (pending[rhs].time, pending[rhs].value)
+                }
                 let expected = pending.remove(at: earliest ?? 0)
                 let popped = queue.pop()
                 #expect(popped?.time == expected.time && popped?.event == expected.value)
