@@ -65,7 +65,9 @@ extension GossipState {
         let expires = now + configuration.holderNoticeLifetime
         let firstHand = peer == notice.nodeID
         let address = PeerAddress(nodeID: notice.nodeID, host: notice.host, port: notice.port)
-        var holders = (holderNotices[notice.manifest] ?? [:]).filter { $0.value.expires > now }
+        var holders = holderNotices[notice.manifest] ?? [:]
+        // Rebuilt only when a notice expired: this runs for every notice heard.
+        if holders.values.contains(where: { $0.expires <= now }) { holders = holders.filter { $0.value.expires > now } }
         if let existing = holders[notice.nodeID] {
             guard firstHand else { return [] }
             holders[notice.nodeID] = HolderRecord(address: address, expires: expires, firstHand: true)

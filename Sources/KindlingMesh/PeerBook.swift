@@ -204,9 +204,13 @@ public struct PeerBook: Sendable {
             let useless = inbound.filter { idle($0.nodeID) }
             var bySource: [String: Int] = [:]
             for candidate in useless { bySource[candidate.remoteHost, default: 0] += 1 }
+            // (idle peers from its source, connection time, id text), compared lexicographically; the id's text
+            // (a hex encoding) only on a tie, as a tuple would compute it for every comparison.
             let victim = useless.max { lhs, rhs in
-                (bySource[lhs.remoteHost] ?? 0, lhs.connectedAt, lhs.nodeID.text)
-                    < (bySource[rhs.remoteHost] ?? 0, rhs.connectedAt, rhs.nodeID.text)
+                let (left, right) = (bySource[lhs.remoteHost] ?? 0, bySource[rhs.remoteHost] ?? 0)
+                if left != right { return left < right }
+                if lhs.connectedAt != rhs.connectedAt { return lhs.connectedAt < rhs.connectedAt }
+                return lhs.nodeID.text < rhs.nodeID.text
             }
             guard let victim else { return .refused(.tooManyPeers, message: "too many peers") }
             counters.evictions += 1
@@ -341,7 +345,9 @@ public struct PeerBook: Sendable {
         let exchangeEvery = max(Self.dialSweepInterval, configuration.peerExchangeInterval)
         if let due = nextExchange, due <= now {
             if configuration.peerExchange, !shuttingDown, peers.count < configuration.maxPeers {
-                for id in peers.keys.sorted(by: { $0.text < $1.text }) { actions.append(requestPeers(from: id)) }
+                // By id text, each encoded once (not twice per comparison).
+                let ordered = peers.keys.map { ($0.text, $0) }.sorted { $0.0 < $1.0 }
+                for (_, id) in ordered { actions.append(requestPeers(from: id)) }
             }
         }
         if nextExchange.map({ $0 <= now }) ?? true { nextExchange = now + exchangeEvery }
@@ -358,12 +364,14 @@ public struct PeerBook: Sendable {
         guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
         let connected = Set(peers.values.compactMap(\.listenHostPort))
         let port = Int(listenPort)
-        let own: Set<HostPort> = [
-            HostPort(host: "127.0.0.1", port: port), HostPort(host: "::1", port: port),
-            HostPort(host: "localhost", port: port),
-        ]
+        // Our own listening address under its loopback names: compared, not hashed (this runs every second over
+        // every known address).
+        func own(_ address: HostPort) -> Bool {
+            address.port == port
+                && (address.host == "127.0.0.1" || address.host == "::1" || address.host == "localhost")
+        }
         var candidates = knownOrder.filter { address in
-            !connected.contains(address) && !dialing.contains(address) && !own.contains(address)
+            !own(address) && !connected.contains(address) && !dialing.contains(address)
                 && (redial[address].map { $0.notBefore <= now } ?? true)
         }
         // The first steps of a Fisher-Yates shuffle: as many random picks as there are free slots.

@@ -66,18 +66,22 @@ public struct LinkModel: Sendable {
     public var wideAreaLatency: VirtualTime
     /// One-way latency inside an office.
     public var localLatency: VirtualTime
+    /// The one machine every node runs on, if any (a benchmark's CPU): every message crosses it after the
+    /// sender's uplink, so all transfers together go no faster than its rate.
+    public private(set) var host: Pipe?
     /// When the last byte of the latest `send` left the sender's uplink (what a server's serving slot waits for).
     public private(set) var lastUplinkFinish: VirtualTime = 0
 
     public init(
         nodes: [Attachment], officeUplinkBytesPerSecond: [Double], wideAreaLatency: VirtualTime,
-        localLatency: VirtualTime
+        localLatency: VirtualTime, hostBytesPerSecond: Double? = nil
     ) {
         self.nodes = nodes
         self.officeUp = officeUplinkBytesPerSecond.map { Pipe(bytesPerSecond: $0) }
         self.officeDown = officeUplinkBytesPerSecond.map { Pipe(bytesPerSecond: $0) }
         self.wideAreaLatency = wideAreaLatency
         self.localLatency = localLatency
+        self.host = hostBytesPerSecond.map { Pipe(bytesPerSecond: $0) }
     }
 
     public var nodeCount: Int { nodes.count }
@@ -103,6 +107,10 @@ public struct LinkModel: Sendable {
     public mutating func send(_ size: Int, from: Int, to: Int, at time: VirtualTime) -> VirtualTime {
         var hop = nodes[from].uplink.enqueue(size, start: time, notBefore: time)
         lastUplinkFinish = hop.finish
+        if var machine = host {
+            hop = machine.enqueue(size, start: hop.start, notBefore: hop.finish)
+            host = machine
+        }
         if !sameOffice(from, to) {
             if let office = nodes[from].office {
                 hop = officeUp[office].enqueue(size, start: hop.start, notBefore: hop.finish)

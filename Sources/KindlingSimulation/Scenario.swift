@@ -28,6 +28,9 @@ public struct Scenario: Sendable, Equatable {
     public var seedUplinkMbps = 1000.0
     /// An origin webseed (a CDN in front of bors's store) with this bandwidth; nil: none.
     public var originMbps: Double? = nil
+    /// Every node on one machine whose CPU handles this many megabits per second of messages in all (hash,
+    /// store, serve): a benchmark on loopback or in network namespaces of one host. nil: no such limit.
+    public var hostMbps: Double? = nil
     /// The snapshots: `snapshotCount` of them, one every `snapshotIntervalSeconds`, the first at
     /// `firstSnapshotSeconds`, each of `snapshotChunks` chunks of `chunkBytes`.
     public var snapshotChunks = 64
@@ -107,6 +110,7 @@ public struct Scenario: Sendable, Equatable {
         case "churnDowntimeSeconds": churnDowntimeSeconds = try number()
         case "seedUplinkMbps": seedUplinkMbps = try number()
         case "originMbps": originMbps = value == .null ? nil : try number()
+        case "hostMbps": hostMbps = value == .null ? nil : try number()
         case "snapshotChunks": snapshotChunks = try integer()
         case "chunkBytes": chunkBytes = try integer()
         case "snapshotCount": snapshotCount = try integer()
@@ -137,6 +141,7 @@ public struct Scenario: Sendable, Equatable {
             officeUplinkMbps >= 0 && nodeUplinkMbps >= 0 && nodeDownlinkMbps >= 0 && seedUplinkMbps >= 0,
             "rates must be ≥ 0 (0 means unlimited)")
         try require((originMbps ?? 0) >= 0, "originMbps must be ≥ 0")
+        try require((hostMbps ?? 1) > 0, "hostMbps must be > 0 (null: no shared host)")
         try require(nodeLatencyMs >= 0 && wideAreaLatencyMs >= 0 && localLatencyMs >= 0, "latencies must be ≥ 0")
         try require((0...1).contains(natOnlyFraction), "natOnlyFraction must be between 0 and 1")
         try require(churnPerHour >= 0 && churnDowntimeSeconds >= 0, "churn figures must be ≥ 0")

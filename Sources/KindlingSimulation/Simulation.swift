@@ -48,7 +48,8 @@ public struct Topology: Sendable {
             officeUplinkBytesPerSecond: Array(
                 repeating: bytesPerSecond(scenario.officeUplinkMbps), count: scenario.offices),
             wideAreaLatency: .seconds(scenario.wideAreaLatencyMs / 1000),
-            localLatency: .seconds(scenario.localLatencyMs / 1000))
+            localLatency: .seconds(scenario.localLatencyMs / 1000),
+            hostBytesPerSecond: scenario.hostMbps.map(bytesPerSecond))
     }
 }
 
@@ -127,15 +128,18 @@ public final class MeshSimulation<Node: SimulatedNode> {
         }
         let end = VirtualTime.seconds(scenario.durationSeconds)
         var events = 0
+        var kinds = EventKinds()
         while let next = queue.nextTime, next <= end, let (time, event) = queue.pop() {
             now = time
             events += 1
+            kinds.count(event)
             handle(event)
         }
         now = end
         var report = metrics.report(
             links: topology.links, end: end, connectionsPerNode: averageConnections(), online: online)
         report.events = events
+        report.eventsByKind = kinds.byName
         report.wallSeconds = ProcessInfo.processInfo.systemUptime - wallStart
         return report
     }
@@ -149,6 +153,37 @@ public final class MeshSimulation<Node: SimulatedNode> {
     private func scheduleLeave(_ node: Int32) {
         let delay = random.exponential(mean: 3600 / scenario.churnPerHour)
         queue.schedule(.leave(node), at: now + .seconds(delay))
+    }
+
+    /// Events by kind, for the report: where a run's time goes (deliveries by message type).
+    struct EventKinds {
+        private static var names: [String] {
+            ["dial", "dialAnswer", "disconnect", "timer", "timer.servingSlot", "publish", "churn"]
+        }
+        private var deliveries = [Int](repeating: 0, count: 256)
+        private var others = [Int](repeating: 0, count: 7)
+
+        mutating func count(_ event: Event) {
+            switch event {
+            case .deliver(_, _, _, let message): deliveries[Int(message.message.type.rawValue)] += 1
+            case .dialArrives: others[0] += 1
+            case .dialAnswer: others[1] += 1
+            case .disconnectArrives: others[2] += 1
+            case .timer(_, _, let token): others[token < 0 ? 4 : 3] += 1
+            case .publish: others[5] += 1
+            case .leave, .join: others[6] += 1
+            }
+        }
+
+        var byName: [String: Int] {
+            var byName: [String: Int] = [:]
+            for (index, count) in others.enumerated() where count > 0 { byName[Self.names[index]] = count }
+            for (raw, count) in deliveries.enumerated() where count > 0 {
+                let type = MessageType(rawValue: UInt8(raw)).map { "\($0)" } ?? "\(raw)"
+                byName["deliver.\(type)"] = count
+            }
+            return byName
+        }
     }
 
     // MARK: Events

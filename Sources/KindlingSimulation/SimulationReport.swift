@@ -8,6 +8,9 @@ public struct SimulationReport: Codable, Sendable, Equatable {
     public var wallSeconds: Double
     public var virtualSeconds: Double
     public var events: Int
+    /// The events by kind: "deliver.<message type>", "timer", "timer.servingSlot", "dial", "dialAnswer",
+    /// "disconnect", "publish", "churn".
+    public var eventsByKind: [String: Int]
     public var snapshotsPublished: Int
     public var snapshotBytes: Int
     /// From a snapshot's announcement by bors until each online node has it in its catalog, over all snapshots.
@@ -43,6 +46,7 @@ public struct SimulationReport: Codable, Sendable, Equatable {
         wallSeconds = 0
         virtualSeconds = 0
         events = 0
+        eventsByKind = [:]
         snapshotsPublished = 0
         snapshotBytes = 0
         gossipP50Seconds = 0

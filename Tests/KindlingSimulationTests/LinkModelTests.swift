@@ -90,6 +90,49 @@ import Testing
         #expect(popped.map(\.1) == expected.map(\.1))
     }
 
+    /// Pops between schedules (slots are reused) against a sorted reference: still time, then insertion order.
+    @Test func eventQueueInterleavedWithPops() {
+        var queue = EventQueue<Int>()
+        var random = SimulationRandom(seed: 11)
+        var pending: [(time: VirtualTime, value: Int)] = []
+        var now: VirtualTime = 0
+        for value in 0..<5000 {
+            let time = now + VirtualTime(random.next() % 40)
+            queue.schedule(value, at: time)
+            pending.append((time, value))
+            if random.next() % 3 == 0 {
+                let earliest = pending.indices.min { lhs, rhs in
+                    (pending[lhs].time, pending[lhs].value) < (pending[rhs].time, pending[rhs].value)
+                }
+                let expected = pending.remove(at: earliest ?? 0)
+                let popped = queue.pop()
+                #expect(popped?.time == expected.time && popped?.event == expected.value)
+                now = expected.time
+            }
+        }
+        #expect(queue.count == pending.count)
+        pending.sort { $0.time < $1.time || ($0.time == $1.time && $0.value < $1.value) }
+        var rest: [Int] = []
+        while let (_, value) = queue.pop() { rest.append(value) }
+        #expect(rest == pending.map(\.value))
+    }
+
+    /// Nodes on one machine (a benchmark's CPU, `hostMbps`): fast links, but every transfer crosses the host pipe,
+    /// so two 1 MB transfers between different pairs at 1 MB/s of host take 2 s in all, not 1 s each in parallel.
+    @Test func hostPipeIsSharedByEveryTransfer() {
+        let fast = Pipe(bytesPerSecond: 100e6)
+        let node = Attachment(uplink: fast, downlink: fast, latency: 0, office: nil, natOnly: false)
+        var links = LinkModel(
+            nodes: [node, node, node, node], officeUplinkBytesPerSecond: [], wideAreaLatency: 0, localLatency: 0,
+            hostBytesPerSecond: 1e6)
+        #expect(links.send(Self.megabyte, from: 0, to: 1, at: 0) == .seconds(1))
+        #expect(links.send(Self.megabyte, from: 2, to: 3, at: 0) == .seconds(2))
+        var unshared = LinkModel(
+            nodes: [node, node, node, node], officeUplinkBytesPerSecond: [], wideAreaLatency: 0, localLatency: 0)
+        #expect(unshared.send(Self.megabyte, from: 0, to: 1, at: 0) == .seconds(0.01))
+        #expect(unshared.send(Self.megabyte, from: 2, to: 3, at: 0) == .seconds(0.01))
+    }
+
     @Test func randomIsAPureFunctionOfItsSeed() {
         var a = SimulationRandom(seed: 42)
         var b = SimulationRandom(seed: 42)

@@ -11,6 +11,9 @@ import Testing
         #expect(scenario.offices == 2)
         #expect(scenario.originMbps == 500)
         #expect(scenario.maxPeers == Scenario().maxPeers)
+        #expect(scenario.hostMbps == nil)
+        #expect(try Scenario.parse(Data(#"{"hostMbps": 1200}"#.utf8)).hostMbps == 1200)
+        #expect(try Scenario.parse(Data(#"{"hostMbps": null}"#.utf8)).hostMbps == nil)
     }
 
     @Test(arguments: [
@@ -21,6 +24,7 @@ import Testing
         (#"[1, 2]"#, "must be a JSON object"),
         (#"{"nodes": 10,"#, "not JSON"),
         (#"{"natOnlyFraction": 1.5}"#, "natOnlyFraction must be between 0 and 1"),
+        (#"{"hostMbps": 0}"#, "hostMbps must be > 0"),
     ])
     func badScenariosSayWhatIsWrong(text: String, expected: String) {
         #expect {
@@ -38,7 +42,7 @@ import Testing
     @Test func shippedScenariosParse() throws {
         let folder = URL(fileURLWithPath: Self.scenarioFolder)
         let files = try FileManager.default.contentsOfDirectory(atPath: folder.path).filter { $0.hasSuffix(".json") }
-        #expect(files.count >= 2)
+        #expect(files.count >= 8)
         for file in files {
             _ = try Scenario.load(path: folder.appendingPathComponent(file).path)
         }

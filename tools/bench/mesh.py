@@ -256,14 +256,16 @@ def shaped_swarm(binary, work, trust, seed_store, www, size, counts, mbps):
         seed_ns, seed_ip = network.add_host("seed")
         origin_ns, origin_ip = network.add_host("origin")
         hosts = [network.add_host(f"dev{i}") for i in range(max(counts))]
-        seed = Node(binary, seed_store, trust, host=seed_ip, namespace=seed_ns)
+        # --public: a node refuses to listen on a non-loopback address of an open mesh without it.
+        seed = Node(binary, seed_store, trust, host=seed_ip, namespace=seed_ns, extra=["--public"])
         http = nginx(www, 8080, work, "data.tar", host=origin_ip, namespace=origin_ns)
         url = f"http://{origin_ip}:8080/data.tar"
         rows = []
         try:
             def swarm(n, label):
                 stores = [fresh(work / f"shaped-{label}-{i}") for i in range(n)]
-                nodes = [Node(binary, store, trust, peers=[seed.address], host=ip, namespace=ns)
+                nodes = [Node(binary, store, trust, peers=[seed.address], host=ip, namespace=ns,
+                              extra=["--public"])
                          for store, (ns, ip) in zip(stores, hosts)]
                 try:
                     wait(f"{n} shaped nodes know the snapshot", lambda: all(
