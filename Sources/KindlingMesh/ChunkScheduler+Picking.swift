@@ -44,7 +44,11 @@ extension ChunkScheduler {
             guard var state = sources[source], let holding = state.holding else { continue }
             let kind = state.near ? 1 : 0
             let timeout = max(configuration.requestTimeout / 2, min(configuration.requestTimeout, state.latency * 8))
-            while state.inFlight < state.window && classes[kind].inFlight < classes[kind].window {
+            // One request per source goes beyond a full class window: a source is measured only while it is asked,
+            // and a queue at one slow source (a rate-limited seed) must not keep the others unasked.
+            while state.inFlight < state.window
+                && (classes[kind].inFlight < classes[kind].window || state.inFlight == 0)
+            {
                 guard let position = pick(for: source, state, holding, endgame: endgame, idle: idle) else { break }
                 if !state.near { countFarRequest(position) }
                 requested[position, default: []].append(source)

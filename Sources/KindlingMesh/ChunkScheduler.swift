@@ -184,6 +184,9 @@ public struct ChunkScheduler: Sendable {
     var sources: [SourceID: SourceState] = [:]
     /// Index 0 the far sources, 1 the near ones.
     var classes = [ClassWindow(), ClassWindow()]
+    /// The sources added as near, kept after they go (a banned or lost source's requests still end), so that a
+    /// request gives its class's slot back whatever became of its source.
+    var nearSources = Set<SourceID>()
     var banned = Set<SourceID>()
     /// Sources with a holding, and how many of them are complete.
     var holderCount = 0
@@ -301,6 +304,7 @@ public struct ChunkScheduler: Sendable {
     ) -> [Action] {
         guard phase != .done, position >= 0, position < total else { return [] }
         inFlight = max(0, inFlight - 1)
+        releaseClassSlot(of: source)
         if phase == .draining {
             guard case .stored(new: true) = arrival, storedByOther.remove(position) != nil else {
                 return finishOrDrain()
@@ -322,7 +326,6 @@ public struct ChunkScheduler: Sendable {
                 state.latency = (state.latency * 7 + latency) / 8
                 sources[source] = state
                 let kind = state.near ? 1 : 0
-                classes[kind].inFlight = max(0, classes[kind].inFlight - 1)
                 classes[kind].window =
                     queued
                     ? max(1, classes[kind].window - 1) : min(Self.maxClassWindow, classes[kind].window + 1)
@@ -371,11 +374,11 @@ public struct ChunkScheduler: Sendable {
     ) -> [Action] {
         guard phase != .done, position >= 0, position < total else { return [] }
         inFlight = max(0, inFlight - 1)
+        releaseClassSlot(of: source)
         if phase == .draining { return finishOrDrain() }
         if var state = sources[source] {
             state.inFlight = max(0, state.inFlight - 1)
             sources[source] = state
-            classes[state.near ? 1 : 0].inFlight = max(0, classes[state.near ? 1 : 0].inFlight - 1)
         }
         // A duplicate we withdrew (its chunk came from someone else): nothing failed.
         guard error != .cancelled else { return decide(now: now) }
@@ -420,6 +423,11 @@ public struct ChunkScheduler: Sendable {
         return [.finished]
     }
 
+    mutating func releaseClassSlot(of source: SourceID) {
+        let kind = nearSources.contains(source) ? 1 : 0
+        classes[kind].inFlight = max(0, classes[kind].inFlight - 1)
+    }
+
     mutating func forgetRequest(_ position: Int, of source: SourceID) {
         guard var askedOf = requested[position] else { return }
         askedOf.removeAll { $0 == source }
@@ -430,6 +438,7 @@ public struct ChunkScheduler: Sendable {
         switch change {
         case .added(let source, let key, let holding, let near):
             guard !banned.contains(source) else { return }
+            if near { nearSources.insert(source) } else { nearSources.remove(source) }
             if var state = sources[source] {
                 // Re-added (a reconnect): its counts leave with the old class and come back with the new one.
                 setHolding(nil, of: source)
