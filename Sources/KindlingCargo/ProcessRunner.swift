@@ -1,4 +1,5 @@
 import Foundation
+import KindlingSystem
 
 /// Runs a program to completion and captures its output (git, cargo, rustc).
 struct ProcessRunner {
@@ -30,7 +31,7 @@ struct ProcessRunner {
             throw .toolMissing(program)
         }
         let errorData = ErrorCollector(err.fileHandleForReading)
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = Data(PipeReading.readToEnd(out.fileHandleForReading.fileDescriptor))
         process.waitUntilExit()
         let stderr = errorData.finish()
         if process.terminationStatus == 127 && String(decoding: stderr, as: UTF8.self).contains("No such file") {
@@ -63,7 +64,7 @@ private final class ErrorCollector: @unchecked Sendable {
     init(_ handle: FileHandle) {
         group.enter()
         DispatchQueue.global().async {
-            self.data = handle.readDataToEndOfFile()
+            self.data = Data(PipeReading.readToEnd(handle.fileDescriptor))
             self.group.leave()
         }
     }

@@ -1,4 +1,5 @@
 public import Foundation
+import KindlingSystem
 
 /// Runs the built `kindling` binary (or any program) and captures its output, for end-to-end tests.
 public struct CommandResult: Sendable, CustomStringConvertible {
@@ -56,10 +57,10 @@ public enum CommandRunner {
         nonisolated(unsafe) var errData = Data()
         group.enter()
         DispatchQueue.global().async {
-            errData = err.fileHandleForReading.readDataToEndOfFile()
+            errData = Data(PipeReading.readToEnd(err.fileHandleForReading.fileDescriptor))
             group.leave()
         }
-        let outData = out.fileHandleForReading.readDataToEndOfFile()
+        let outData = Data(PipeReading.readToEnd(out.fileHandleForReading.fileDescriptor))
         group.wait()
         process.waitUntilExit()
         return CommandResult(
