@@ -106,6 +106,10 @@ public struct MeshConfiguration: Sendable {
     /// Peer slots kept for connections we open (and for our bootstrap peers when they dial us): inbound peers
     /// take at most `maxPeers` less these (at most a quarter of `maxPeers`).
     public var reservedOutboundSlots = 8
+    /// Peers found by LAN discovery connect on slots of their own, beyond `maxPeers`: a LAN connection costs no
+    /// uplink, and colleagues that see each other whole split what they fetch over the site's uplink without
+    /// overlap (`ChunkScheduler`'s office split; with colleagues on `maxPeers` slots each saw about ten of fifty).
+    public var maxLANPeers = 64
     /// Messages read from one peer per second at most (burst: one second's worth); past it the node reads that
     /// peer more slowly, and TCP pushes back on it.
     public var maxMessagesPerSecondPerPeer = 1000

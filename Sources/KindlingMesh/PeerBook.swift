@@ -27,6 +27,7 @@ public struct PeerBook: Sendable {
         public var bootstrapPeers: Set<HostPort>
         public var maxPeers: Int
         public var maxInboundPeers: Int
+        public var maxLANPeers: Int
         public var maxKnownAddresses: Int
         public var banDuration: Duration
         public var maxBanRecords: Int
@@ -41,6 +42,7 @@ public struct PeerBook: Sendable {
             bootstrapPeers = Set(mesh.bootstrapPeers)
             maxPeers = mesh.maxPeers
             maxInboundPeers = mesh.maxInboundPeers
+            maxLANPeers = mesh.maxLANPeers
             maxKnownAddresses = mesh.maxKnownAddresses
             banDuration = mesh.banDuration
             maxBanRecords = mesh.maxBanRecords
@@ -125,6 +127,11 @@ public struct PeerBook: Sendable {
     /// the site's uplink. A hint for scheduling only; a forged beacon can at worst make us prefer a far peer.
     public private(set) var lanNodes: Set<PublicKey> = []
     static let maxLANNodes = 1024
+    /// Peers admitted on the LAN's own slots (see `MeshConfiguration.maxLANPeers`); the others count toward
+    /// `maxPeers`.
+    private(set) var lanSlotted: Set<PublicKey> = []
+    /// Peers on the slots `maxPeers` bounds.
+    var slottedCount: Int { peers.count - lanSlotted.count }
     /// Protocol offences per node id (not per connection: reconnecting does not reset them), forgotten after
     /// `banDuration`.
     private(set) var strikes: [PublicKey: StrikeRecord] = [:]
@@ -195,10 +202,18 @@ public struct PeerBook: Sendable {
         if isBanned(peer.nodeID, now: now) { return .refused(.banned, message: "banned") }
         if peers[peer.nodeID] != nil { return .refused(.alreadyConnected, message: "already connected") }
         var actions: [Action] = []
+        if lanNodes.contains(peer.nodeID) && lanSlotted.count < configuration.maxLANPeers {
+            lanSlotted.insert(peer.nodeID)
+            peers[peer.nodeID] = peer
+            if let address = peer.listenHostPort { learn(address) }
+            if configuration.peerExchange { actions.append(requestPeers(from: peer.nodeID)) }
+            return .admitted(actions)
+        }
         let privileged = peer.outbound || isBootstrap(peer)
-        let inbound = peers.values.filter { !$0.outbound && !isBootstrap($0) }
+        let inbound = peers.values.filter { !$0.outbound && !isBootstrap($0) && !lanSlotted.contains($0.nodeID) }
         let full =
-            peers.count >= configuration.maxPeers || (!privileged && inbound.count >= configuration.maxInboundPeers)
+            slottedCount >= configuration.maxPeers
+            || (!privileged && inbound.count >= configuration.maxInboundPeers)
         if full {
             // From the source address with the most idle peers, the youngest: an address flooding us loses its own.
             let useless = inbound.filter { idle($0.nodeID) }
@@ -226,6 +241,7 @@ public struct PeerBook: Sendable {
 
     public mutating func peerDisconnected(_ id: PublicKey) {
         peers[id] = nil
+        lanSlotted.remove(id)
         awaitingPeers.remove(id)
     }
 
@@ -344,7 +360,7 @@ public struct PeerBook: Sendable {
         if nextPurge.map({ $0 <= now }) ?? true { nextPurge = now + Self.purgeInterval }
         let exchangeEvery = max(Self.dialSweepInterval, configuration.peerExchangeInterval)
         if let due = nextExchange, due <= now {
-            if configuration.peerExchange, !shuttingDown, peers.count < configuration.maxPeers {
+            if configuration.peerExchange, !shuttingDown, slottedCount < configuration.maxPeers {
                 // By id text, each encoded once (not twice per comparison).
                 let ordered = peers.keys.map { ($0.text, $0) }.sorted { $0.0 < $1.0 }
                 for (_, id) in ordered { actions.append(requestPeers(from: id)) }
@@ -361,7 +377,7 @@ public struct PeerBook: Sendable {
     /// Addresses worth dialling now: bootstrap peers and learned ones we are not connected to (nor dialling, nor
     /// ourselves), whose redial backoff has passed; at most as many as free slots, at random.
     mutating func dialCandidates(now: Instant) -> [HostPort] {
-        guard !shuttingDown, peers.count < configuration.maxPeers else { return [] }
+        guard !shuttingDown, slottedCount < configuration.maxPeers else { return [] }
         let connected = Set(peers.values.compactMap(\.listenHostPort))
         let port = Int(listenPort)
         // Our own listening address under its loopback names: compared, not hashed (this runs every second over
@@ -375,7 +391,7 @@ public struct PeerBook: Sendable {
                 && (redial[address].map { $0.notBefore <= now } ?? true)
         }
         // The first steps of a Fisher-Yates shuffle: as many random picks as there are free slots.
-        let picks = min(configuration.maxPeers - peers.count, candidates.count)
+        let picks = min(configuration.maxPeers - slottedCount, candidates.count)
         for index in 0..<picks {
             candidates.swapAt(index, Int.random(in: index..<candidates.count, using: &random))
         }

@@ -25,15 +25,21 @@ struct ChunkSchedulerSharedLinkTests {
         }
     }
 
-    @Test("Ten far sources share one window: 4 requests at first and one per other source, not 4 each; up to 128")
+    @Test("With a colleague on the LAN, ten far sources share one window: 4 at first and one per other source; ≤ 128")
     func farWindowIsShared() {
         // Enough chunks that the endgame (second copies) never starts.
         var scheduler = Self.make(2000)
         var now = Duration.zero
         let sources = (0..<10).map { Source($0) }
+        // The colleague holds nothing yet: it only makes the uplink shared (and takes half the positions).
+        let colleague: [Scheduler.AvailabilityChange] = [
+            .added(Source(99), ownershipKey: 99, Self.partial([]), near: true)
+        ]
         var outstanding = Self.requested(
             scheduler.availabilityChanged(
-                sources.map { .added($0, ownershipKey: UInt64(10 + $0.rawValue), Self.partial(0..<2000)) }, now: now))
+                colleague
+                    + sources.map { .added($0, ownershipKey: UInt64(10 + $0.rawValue), Self.partial(0..<2000)) },
+                now: now))
         // The first fills the window; each of the nine others still gets one request (it must be measured).
         #expect(outstanding.count == Scheduler.initialWindow + 9)
         var most = outstanding.count
@@ -59,6 +65,15 @@ struct ChunkSchedulerSharedLinkTests {
         let after = scheduler.requestFailed(position, from: source, .timeout, elapsed: .seconds(6), now: now)
         #expect(Self.requests(after).isEmpty)
         #expect(scheduler.classes[0].window <= (Scheduler.maxClassWindow - 20) / 2)
+    }
+
+    @Test("Alone behind its own link (no colleague), far sources keep only their own windows: 4 each at first")
+    func farUnboundedAlone() {
+        var scheduler = Self.make(2000)
+        let sources = (0..<10).map { Source($0) }
+        let first = scheduler.availabilityChanged(
+            sources.map { .added($0, ownershipKey: UInt64(10 + $0.rawValue), Self.partial(0..<2000)) }, now: .zero)
+        #expect(Self.requests(first).count == 10 * Scheduler.initialWindow)
     }
 
     @Test("Near and far sources have windows of their own: a queue behind the uplink does not slow the LAN")
@@ -105,7 +120,11 @@ struct ChunkSchedulerSharedLinkTests {
             var scheduler = Self.make(40)
             let a = Source(0)
             let b = Source(1)
-            let first = scheduler.availabilityChanged([.added(a, ownershipKey: 10, Self.partial(0..<40))], now: .zero)
+            let first = scheduler.availabilityChanged(
+                [
+                    .added(Source(99), ownershipKey: 99, Self.partial([]), near: true),
+                    .added(a, ownershipKey: 10, Self.partial(0..<40)),
+                ], now: .zero)
             let fromA = Self.requests(first, from: a)
             #expect(fromA.count == Scheduler.initialWindow)
             // The window is full, but a new source still gets one request (it must be measured).

@@ -219,6 +219,30 @@ struct PeerBookTests {
         #expect(due.contains(.send(.getPeers, to: Self.id(1))))
     }
 
+    @Test("Peers heard on the LAN take slots of their own, up to maxLANPeers; then the usual ones")
+    func lanSlots() {
+        var book = Self.book {
+            $0.maxPeers = 2
+            $0.maxLANPeers = 2
+        }
+        let full = PeerBook.Admission.refused(.tooManyPeers, message: "too many peers")
+        for n in 0..<2 { #expect(Self.admit(&book, Self.peer(n), idle: false) != full) }
+        #expect(Self.admit(&book, Self.peer(2), idle: false) == full)
+        for n in 3..<6 {
+            _ = book.lanPeerSeen(Self.id(n), at: HostPort(host: "192.168.1.\(n)", port: 7000), now: Self.start)
+        }
+        #expect(Self.admit(&book, Self.peer(3), idle: false) == .admitted([.send(.getPeers, to: Self.id(3))]))
+        #expect(Self.admit(&book, Self.peer(4), idle: false) == .admitted([.send(.getPeers, to: Self.id(4))]))
+        // The LAN's slots are taken: a third colleague needs a usual one, and they are full too.
+        #expect(Self.admit(&book, Self.peer(5), idle: false) == full)
+        #expect(book.connectedCount == 4)
+        // One leaves: its LAN slot is free again, and the usual slots stayed as they were.
+        book.peerDisconnected(Self.id(3))
+        #expect(Self.admit(&book, Self.peer(5), idle: false) == .admitted([.send(.getPeers, to: Self.id(5))]))
+        #expect(Self.admit(&book, Self.peer(2), idle: false) == full)
+        #expect(book.dialCandidates(now: Self.start + .seconds(100)).isEmpty)
+    }
+
     @Test("A LAN peer is learned once and dialled; a holder worth a connection is dialled unless banned")
     func lanAndHolders() {
         var book = Self.book()
