@@ -42,10 +42,10 @@ extension ChunkScheduler {
         ready.sort { $0.1 != $1.1 ? $0.1 < $1.1 : $0.0 < $1.0 }
         // The far window binds only while colleagues share the uplink: alone behind our own link, the per-source
         // windows are the old, faster behaviour (a 16-node loopback swarm took 1.2-1.5× the time and CPU with it).
-        let farBounded = nearDownloaderCount > 0 || nearCompleteCount > 0
+        let farBounded = colleaguesShareUplink
         for (source, _) in ready {
             guard var state = sources[source], let holding = state.holding else { continue }
-            let kind = state.near ? 1 : 0
+            let kind = Self.classIndex(near: state.near)
             let timeout = max(configuration.requestTimeout / 2, min(configuration.requestTimeout, state.latency * 8))
             // One request per source goes beyond a full class window: a source is measured only while it is asked,
             // and a queue at one slow source (a rate-limited seed) must not keep the others unasked.
@@ -66,7 +66,7 @@ extension ChunkScheduler {
     }
 
     mutating func countFarRequest(_ position: Int) {
-        if nearDownloaderCount == 0 && nearCompleteCount == 0 {
+        if !colleaguesShareUplink {
             statistics.farAlone += 1
         } else if failures[position] >= Self.failuresBeforeSeed {
             statistics.farAfterFailures += 1
@@ -84,7 +84,7 @@ extension ChunkScheduler {
         let isSeed = holding == .complete
         // A far source crosses the site's uplink, which the colleagues share: while one of them downloads too,
         // each asks far sources only for the positions it owns among them, and nothing a colleague holds.
-        let farShared = !state.near && (nearDownloaderCount > 0 || nearCompleteCount > 0)
+        let farShared = !state.near && colleaguesShareUplink
         var index = orderStart
         while index < order.count {
             let position = Int(order[index])

@@ -182,7 +182,7 @@ public struct ChunkScheduler: Sendable {
     public internal(set) var statistics = Statistics()
 
     var sources: [SourceID: SourceState] = [:]
-    /// Index 0 the far sources, 1 the near ones.
+    /// Index 0 the far sources, 1 the near ones (`classIndex`).
     var classes = [ClassWindow(), ClassWindow()]
     /// The sources added as near, kept after they go (a banned or lost source's requests still end), so that a
     /// request gives its class's slot back whatever became of its source.
@@ -325,7 +325,7 @@ public struct ChunkScheduler: Sendable {
                 state.window = queued ? max(1, state.window - 1) : min(Self.maxWindow, state.window + 1)
                 state.latency = (state.latency * 7 + latency) / 8
                 sources[source] = state
-                let kind = state.near ? 1 : 0
+                let kind = Self.classIndex(near: state.near)
                 classes[kind].window =
                     queued
                     ? max(1, classes[kind].window - 1) : min(Self.maxClassWindow, classes[kind].window + 1)
@@ -389,7 +389,8 @@ public struct ChunkScheduler: Sendable {
             switch error {
             case .timeout:
                 state.window = max(1, state.window / 2)
-                classes[state.near ? 1 : 0].window = max(1, classes[state.near ? 1 : 0].window / 2)
+                let kind = Self.classIndex(near: state.near)
+                classes[kind].window = max(1, classes[kind].window / 2)
                 // It took at least the timeout: its estimate says so, and this chunk goes elsewhere.
                 state.latency = max(state.latency, elapsed)
                 if !(timedOutBy[position] ?? []).contains(source) { timedOutBy[position, default: []].append(source) }
@@ -423,8 +424,13 @@ public struct ChunkScheduler: Sendable {
         return [.finished]
     }
 
+    static func classIndex(near: Bool) -> Int { near ? 1 : 0 }
+
+    /// A colleague on the LAN downloads the snapshot or holds it: the site's uplink is shared.
+    var colleaguesShareUplink: Bool { nearDownloaderCount > 0 || nearCompleteCount > 0 }
+
     mutating func releaseClassSlot(of source: SourceID) {
-        let kind = nearSources.contains(source) ? 1 : 0
+        let kind = Self.classIndex(near: nearSources.contains(source))
         classes[kind].inFlight = max(0, classes[kind].inFlight - 1)
     }
 

@@ -202,18 +202,14 @@ public struct PeerBook: Sendable {
         if isBanned(peer.nodeID, now: now) { return .refused(.banned, message: "banned") }
         if peers[peer.nodeID] != nil { return .refused(.alreadyConnected, message: "already connected") }
         var actions: [Action] = []
-        if lanNodes.contains(peer.nodeID) && lanSlotted.count < configuration.maxLANPeers {
-            lanSlotted.insert(peer.nodeID)
-            peers[peer.nodeID] = peer
-            if let address = peer.listenHostPort { learn(address) }
-            if configuration.peerExchange { actions.append(requestPeers(from: peer.nodeID)) }
-            return .admitted(actions)
-        }
+        // A peer heard on the LAN takes one of the LAN's own slots while there is one.
+        let onLANSlot = lanNodes.contains(peer.nodeID) && lanSlotted.count < configuration.maxLANPeers
         let privileged = peer.outbound || isBootstrap(peer)
         let inbound = peers.values.filter { !$0.outbound && !isBootstrap($0) && !lanSlotted.contains($0.nodeID) }
         let full =
-            slottedCount >= configuration.maxPeers
-            || (!privileged && inbound.count >= configuration.maxInboundPeers)
+            !onLANSlot
+            && (slottedCount >= configuration.maxPeers
+                || (!privileged && inbound.count >= configuration.maxInboundPeers))
         if full {
             // From the source address with the most idle peers, the youngest: an address flooding us loses its own.
             let useless = inbound.filter { idle($0.nodeID) }
@@ -233,6 +229,7 @@ public struct PeerBook: Sendable {
             actions.append(
                 .disconnect(victim.nodeID, code: .tooManyPeers, message: "too many peers: making room for another"))
         }
+        if onLANSlot { lanSlotted.insert(peer.nodeID) }
         peers[peer.nodeID] = peer
         if let address = peer.listenHostPort { learn(address) }
         if configuration.peerExchange { actions.append(requestPeers(from: peer.nodeID)) }

@@ -117,7 +117,7 @@ extension MeshSimulatedNode {
             case nil:
                 let key = ChunkScheduler.ownershipKey(of: world.keys[peer])
                 // Office colleagues are the peers LAN discovery finds (MeshNode marks them near the same way).
-                let near = world.offices[index] != nil && world.offices[index] == world.offices[peer]
+                let near = world.sameOffice(index, peer)
                 changes.append(.added(.init(peer), ownershipKey: key, holding, near: near))
             case let old? where old != holding:
                 changes.append(.changed(.init(peer), holding))
@@ -298,7 +298,8 @@ extension MeshSimulatedNode {
     mutating func chunkReplied(
         _ requestID: UInt32, from peer: Int, bytes: Int, now: VirtualTime, into out: inout [SimulatedAction]
     ) {
-        let crossed = world.offices[index] != nil && world.offices[peer] != world.offices[index]
+        // Into our office from outside it (an office member's reply from bors or another office).
+        let crossed = world.offices[index] != nil && !world.sameOffice(index, peer)
         let request = requests.removeValue(forKey: requestID)
         guard let request, let snapshot = requestSnapshot.removeValue(forKey: requestID) else {
             world.transfer.lateReplies += 1

@@ -106,6 +106,9 @@ final class SimulationWorld {
 
     func snapshotIndex(_ id: Digest) -> Int? { snapshotByID[id] }
 
+    /// Whether two nodes sit in the same office (bors and the origin are in none).
+    func sameOffice(_ a: Int, _ b: Int) -> Bool { offices[a] != nil && offices[a] == offices[b] }
+
     func snapshot(_ id: Digest) -> SimulatedSnapshot? { snapshotByID[id].map { snapshots[$0] } }
 
     /// Builds and signs snapshot `number`: one file of `snapshotChunks` chunks of `chunkBytes`, chunk ids fresh
