@@ -15,4 +15,6 @@ public enum WireLimits {
     public static let maxHostBytes = 255
     public static let maxAgentBytes = 64
     public static let maxErrorMessageBytes = 512
+    /// The largest trust document a TrustDocument frame carries (`SignedTrustDocument.maximumEncodedSize`).
+    public static let maxTrustDocumentBytes = 1 << 20
 }

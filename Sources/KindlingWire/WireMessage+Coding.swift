@@ -90,6 +90,11 @@ extension WireMessage {
         case .error(let code, let message):
             w.writeVarint(code.code)
             w.writeString(Self.truncated(message, toUTF8Bytes: WireLimits.maxErrorMessageBytes))
+        case .trustVersion(let version), .getTrust(let version):
+            w.writeVarint(version)
+        case .trustDocument(let version, let bytes):
+            w.writeVarint(version)
+            w.writeBytes(bytes)
         }
         return w.bytes
     }
@@ -106,8 +111,8 @@ extension WireMessage {
         return String(decoding: bytes[..<end], as: UTF8.self)
     }
 
-    /// Decodes a frame body (type byte and payload). Returns nil for an extension type (0x80 and above), which the
-    /// receiver ignores; throws for anything malformed or an unknown core type.
+    /// Decodes a frame body (type byte and payload). Returns nil for an extension type (0x80 and above) this node does
+    /// not know, which the receiver ignores; throws for anything malformed or an unknown core type.
     public static func decode(_ frame: [UInt8]) throws(WireError) -> WireMessage? {
         guard let typeByte = frame.first else { throw .malformed(.truncated(field: "message type")) }
         guard let type = MessageType(rawValue: typeByte) else {
@@ -240,6 +245,15 @@ extension WireMessage {
             return .error(
                 code: RefusalCode(code: code),
                 message: try r.readString("error message", maxCount: WireLimits.maxErrorMessageBytes))
+        case .trustVersion:
+            return .trustVersion(try r.readVarint("trust document version"))
+        case .getTrust:
+            return .getTrust(version: try r.readVarint("trust document version"))
+        case .trustDocument:
+            let version = try r.readVarint("trust document version")
+            return .trustDocument(
+                version: version,
+                bytes: try r.readBytes("trust document", maxCount: WireLimits.maxTrustDocumentBytes))
         }
     }
 

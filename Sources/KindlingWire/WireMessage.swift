@@ -2,7 +2,8 @@ public import KindlingCrypto
 public import KindlingManifest
 
 /// The message types of protocol version 1 (Specs/wire.md, "Messages").
-/// Types 0x80 and above are extensions a node may ignore; an unknown type below 0x80 is a protocol error.
+/// Types 0x80 and above are extensions a node may ignore; an unknown type below 0x80 is a protocol error. The trust
+/// document messages are extensions, so that a node that predates them skips them (Specs/wire.md, "Trust documents").
 public enum MessageType: UInt8, Sendable {
     case hello = 0x01
     case streamHeader = 0x02
@@ -26,6 +27,9 @@ public enum MessageType: UInt8, Sendable {
     case ping = 0x40
     case pong = 0x41
     case error = 0x7f
+    case trustVersion = 0x80
+    case getTrust = 0x81
+    case trustDocument = 0x82
 
     public static let firstExtensionType: UInt8 = 0x80
 }
@@ -151,6 +155,13 @@ public enum WireMessage: Hashable, Sendable {
     case ping(UInt64)
     case pong(UInt64)
     case error(code: RefusalCode, message: String)
+    /// The version of the root-signed trust document the sender holds (0: none).
+    case trustVersion(UInt64)
+    /// Asks for the trust document of this version (0: the newest the receiver holds).
+    case getTrust(version: UInt64)
+    /// One trust document's bytes (`SignedTrustDocument.encoded()`), or none (empty) when the sender does not hold
+    /// the version asked for. `version` echoes the request; the bytes are checked by the receiver's trust update.
+    case trustDocument(version: UInt64, bytes: [UInt8])
 
     public var type: MessageType {
         switch self {
@@ -176,6 +187,9 @@ public enum WireMessage: Hashable, Sendable {
         case .ping: return .ping
         case .pong: return .pong
         case .error: return .error
+        case .trustVersion: return .trustVersion
+        case .getTrust: return .getTrust
+        case .trustDocument: return .trustDocument
         }
     }
 }

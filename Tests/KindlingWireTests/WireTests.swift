@@ -44,6 +44,8 @@ struct WireMessageTests {
             .peers([PeerAddress(nodeID: key.publicKey, host: "::1", port: 65535)]),
             .ping(123), .pong(UInt64.max),
             .error(code: .wrongMesh, message: "wrong mesh"),
+            .trustVersion(0), .trustVersion(UInt64.max), .getTrust(version: 0), .getTrust(version: 7),
+            .trustDocument(version: 3, bytes: Array(repeating: 9, count: 1000)), .trustDocument(version: 4, bytes: []),
         ]
     }
 
@@ -98,6 +100,17 @@ struct WireMessageTests {
                 _ = try WireMessage.decode(Array(busy.dropLast()) + [reason])
             }
         }
+    }
+
+    @Test("A trust document up to its limit fits one frame; one byte more is refused")
+    func trustDocumentLimit() throws {
+        let largest = WireMessage.trustDocument(
+            version: UInt64.max, bytes: Array(repeating: 1, count: WireLimits.maxTrustDocumentBytes))
+        #expect(largest.encoded().count <= WireLimits.maxFrameBytes)
+        #expect(try WireMessage.decode(largest.encoded()) == largest)
+        let over = WireMessage.trustDocument(
+            version: 1, bytes: Array(repeating: 1, count: WireLimits.maxTrustDocumentBytes + 1))
+        #expect(throws: WireError.self) { _ = try WireMessage.decode(over.encoded()) }
     }
 
     @Test("Unknown core message types are errors; extension types are ignored")

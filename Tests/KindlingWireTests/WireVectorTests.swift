@@ -81,7 +81,8 @@ struct WireVectorTests {
             .ping(300), .getChunk(request: 7, chunk: chunk), .noChunk(request: 7, chunk: chunk, reason: .busy),
             .have(manifest: chunk, availability: .partial(Bitset(bytes: [5]))), .catalogDigest(count: 2, digest: chunk),
             .error(code: .wrongMesh, message: "wrong mesh"), .noChunk(request: 0, chunk: chunk, reason: .notHeld),
-            .haveChunks(manifest: chunk, indices: [0, 4_194_303]),
+            .haveChunks(manifest: chunk, indices: [0, 4_194_303]), .trustVersion(300), .getTrust(version: 0),
+            .trustDocument(version: 2, bytes: [1, 2, 3]), .trustDocument(version: 5, bytes: []),
         ]
         let frames = try #require(Self.vectors["frames"] as? [[String: Any]])
         #expect(frames.count == expected.count)
@@ -92,13 +93,22 @@ struct WireVectorTests {
         }
     }
 
-    @Test("Malformed frames are refused: index at the manifest limit, undefined NoChunk reason, long Error text")
+    @Test("Malformed frames are refused: index at the limit, bad NoChunk reason, long Error, oversize trust document")
     func malformedFrames() throws {
         let frames = try #require(Self.vectors["malformedFrames"] as? [[String: Any]])
-        #expect(frames.count == 4)
+        #expect(frames.count == 6)
         for frame in frames {
             let body = try Self.frameBody(frame["hex"])
             #expect(throws: WireError.self, "\(frame["message"] ?? "")") { _ = try WireMessage.decode(body) }
+        }
+    }
+
+    @Test("Extension types a node does not know are skipped, not refused (how older nodes see trust messages)")
+    func unknownExtensions() throws {
+        let frames = try #require(Self.vectors["unknownExtensionFrames"] as? [[String: Any]])
+        #expect(frames.count == 2)
+        for frame in frames {
+            #expect(try WireMessage.decode(try Self.frameBody(frame["hex"])) == nil, "\(frame["message"] ?? "")")
         }
     }
 

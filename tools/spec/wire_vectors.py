@@ -191,6 +191,13 @@ def main():
          "hex": frame(bytes([0x24]) + uvarint(0) + chunk + b"\x00").hex()},
         {"message": "haveChunks manifest 11..11 indices 0 4194303 (the largest index)",
          "hex": frame(bytes([0x12]) + chunk + uvarint(2) + uvarint(0) + uvarint(4194303)).hex()},
+        # Trust document messages (extension types: a node that predates them skips them).
+        {"message": "trustVersion 300", "hex": frame(bytes([0x80]) + uvarint(300)).hex()},
+        {"message": "getTrust version 0 (the newest)", "hex": frame(bytes([0x81]) + uvarint(0)).hex()},
+        {"message": "trustDocument version 2 bytes 01 02 03",
+         "hex": frame(bytes([0x82]) + uvarint(2) + uvarint(3) + b"\x01\x02\x03").hex()},
+        {"message": "trustDocument version 5 not held (no bytes)",
+         "hex": frame(bytes([0x82]) + uvarint(5) + uvarint(0)).hex()},
     ]
     # Frames a decoder must refuse: an index at the manifest limit, an undefined NoChunk reason, a message over
     # its limit (what the Error encoder produced before it cut on scalar boundaries), an overlong varint.
@@ -200,6 +207,14 @@ def main():
         {"message": "error with a 514-byte message",
          "hex": frame(bytes([0x7F]) + uvarint(1) + text("a" * 511 + "\ufffd")).hex()},
         {"message": "ping with a non-minimal varint", "hex": frame(bytes([0x40]) + b"\x80\x00").hex()},
+        {"message": "trustDocument of 1 MiB + 1 bytes (over the limit)",
+         "hex": frame(bytes([0x82]) + uvarint(1) + uvarint((1 << 20) + 1)).hex()},
+        {"message": "trustVersion with trailing bytes", "hex": frame(bytes([0x80]) + uvarint(1) + b"\x00").hex()},
+    ]
+    # Extension types a node does not know (0x80 and above) are skipped, not refused.
+    out["unknownExtensionFrames"] = [
+        {"message": "type 0xfe with a payload", "hex": frame(bytes([0xFE]) + b"anything").hex()},
+        {"message": "type 0x83 empty", "hex": frame(bytes([0x83])).hex()},
     ]
     # Error messages longer than 512 UTF-8 bytes: the sender cuts on a scalar boundary at or below the limit.
     out["errorTruncation"] = []
