@@ -51,6 +51,8 @@ public struct MeshConfiguration: Sendable {
     public var redialBaseDelay: Duration = .seconds(1)
     public var redialMaxDelay: Duration = .seconds(60)
     public var trust: TrustPolicy
+    /// Trust roots: the node's trust is then the newest root-signed trust document (`trust` is what it was at start).
+    public var trustRoots: TrustRootsSetting?
     /// Repositories whose new snapshots are fetched as soon as they are announced.
     public var follow: [RepositoryGlob]
     public var peerExchange: Bool

@@ -38,6 +38,7 @@ public actor MeshNode {
     private(set) var listenPort: UInt16 = 0
     var gossip: GossipState
     var book: PeerBook
+    var trustDocuments: TrustDocumentState
     private(set) var peers: [PublicKey: PeerConnection] = [:]
     /// Unique chunks of the manifests whose body we have, for store reads.
     var indexes: [Digest: ChunkIndex] = [:]
@@ -69,6 +70,7 @@ public actor MeshNode {
                 pendingPerSource: configuration.maxPendingPerSource, pendingTotal: configuration.maxPendingTotal,
                 descriptorReserve: configuration.descriptorReserve))
         gossip = GossipState(configuration: GossipState.Configuration(configuration))
+        trustDocuments = TrustDocumentState(configuration.trustRoots)
         book = PeerBook(configuration: PeerBook.Configuration(configuration), seed: UInt64.random(in: 0...UInt64.max))
         (work, workQueue) = AsyncStream.makeStream(of: NodeWork.self)
     }
@@ -97,6 +99,7 @@ public actor MeshNode {
         let now = ContinuousClock.now
         applyGossip(gossip.timerFired(now: now))
         perform(book.timerFired(now: now))
+        trustTick()
     }
 
     // MARK: Peers
@@ -126,6 +129,7 @@ public actor MeshNode {
                 "peer": "\(peer)", "direction": "\(peer.role)", "agent": "\(escapedPeerText(peer.identity.agent))",
             ])
         applyGossip(gossip.peerConnected(peer.nodeID, listenAddress: peer.listenAddress, now: now))
+        trustPeerConnected(peer.nodeID)
         perform(actions.filter { if case .disconnect = $0 { false } else { true } }, for: peer)
         return nil
     }
@@ -180,6 +184,7 @@ public actor MeshNode {
         switch message {
         case .getPeers: perform(book.peersRequested(by: peer.nodeID))
         case .peers(let addresses): book.peersReceived(addresses, from: peer.nodeID, now: .now)
+        case .trustVersion, .getTrust, .trustDocument: await handleTrust(message, from: peer)
         default: await perform(gossip.messageReceived(message, from: peer.nodeID, now: .now), for: peer)
         }
     }
@@ -242,6 +247,7 @@ public actor MeshNode {
         closedUploaded += stats.uploaded
         closedDownloaded += stats.downloaded
         applyGossip(gossip.peerDisconnected(peer.nodeID))
+        trustPeerDisconnected(peer.nodeID)
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
     }
 

@@ -65,7 +65,7 @@ extension MeshNode {
                 ? "private mesh: peers authenticated with the mesh secret, every frame encrypted"
                 : "open mesh: peers authenticated but traffic NOT encrypted (anyone on the path can read it); "
                     + "use --mesh-secret for anything that crosses an untrusted network",
-            connections: connectionStatus())
+            connections: connectionStatus(), trust: trustStatus())
     }
 
     private func connectionStatus() -> MeshStatus.Connections {
@@ -125,6 +125,8 @@ public struct MeshStatus: Sendable, Codable {
     /// One line saying what the transport protects, for `kindling status`.
     public var transport: String
     public var connections: Connections
+    /// The root-signed trust document, for a node with roots.
+    public var trust: TrustDocumentStatus? = nil
 
     /// Descriptors and connection slots: what a flood of connections could use up, and what the caps refused.
     public struct Connections: Sendable, Codable {

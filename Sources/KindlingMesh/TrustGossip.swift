@@ -5,7 +5,8 @@ public import KindlingWire
 /// (Specs/wire.md, "Trust documents"): the version we hold, the versions peers advertise, and the one request we
 /// have out for a newer document.
 ///
-/// A driver (`MeshNode`) feeds it events and performs the actions returned, in order. It never judges a document:
+/// A driver (`MeshNode`) feeds it events and performs the actions returned, in order. Only `messageReceived`
+/// returns anything but `.send`. It never judges a document:
 /// `.evaluate` hands the bytes to the driver, which runs the trust update against its roots and answers with
 /// `documentAccepted`, `documentRefused` or `intermediateNeeded`. Nothing here strikes or bans: a peer that holds
 /// an older document, or one we refuse, disagrees about trust, which is not lying (invariant 6). A refused peer is

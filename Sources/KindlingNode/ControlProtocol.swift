@@ -5,6 +5,7 @@ public import KindlingMesh
 public struct ControlRequest: Codable, Sendable {
     public enum Operation: String, Codable, Sendable {
         case status, peers, fetch, announce, snapshots
+        case trustPublish = "trust-publish"
     }
 
     public var op: Operation
@@ -14,12 +15,15 @@ public struct ControlRequest: Codable, Sendable {
     public var repository: RepositoryName?
     public var commit: String?
     public var cacheKey: [String: String]?
+    /// For trust-publish: the trust document file's bytes, in base64.
+    public var document: String?
 
     public init(
         op: Operation, manifest: String? = nil, repository: RepositoryName? = nil, commit: String? = nil,
-        cacheKey: [String: String]? = nil
+        cacheKey: [String: String]? = nil, document: String? = nil
     ) {
         self.op = op
+        self.document = document
         self.manifest = manifest
         self.repository = repository
         self.commit = commit
@@ -40,12 +44,16 @@ public struct ControlEvent: Codable, Sendable {
     public var status: MeshStatus?
     public var snapshots: [SnapshotInfo]?
     public var manifest: String?
+    /// For trust-publish: the version of the trust document the node holds afterwards.
+    public var trustVersion: UInt64?
 
     public init(
         event: Kind, message: String? = nil, progress: FetchProgress? = nil, fetch: FetchResult? = nil,
-        status: MeshStatus? = nil, snapshots: [SnapshotInfo]? = nil, manifest: String? = nil
+        status: MeshStatus? = nil, snapshots: [SnapshotInfo]? = nil, manifest: String? = nil,
+        trustVersion: UInt64? = nil
     ) {
         self.event = event
+        self.trustVersion = trustVersion
         self.message = message
         self.progress = progress
         self.fetch = fetch

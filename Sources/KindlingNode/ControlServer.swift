@@ -15,7 +15,8 @@ struct ControlServer {
     let path: String
     let logger: Logger
 
-    static let maxRequestBytes = 64 << 10
+    /// A trust document (up to 1 MiB) travels in base64 inside the request.
+    static let maxRequestBytes = 2 << 20
     /// A client has this long to send its request line (the CLI sends it at once).
     static let requestTimeout = TimeAmount.seconds(5)
 
@@ -121,6 +122,28 @@ struct ControlServer {
                 await send(ControlEvent(event: .result, manifest: id.hex))
             } catch {
                 await send(ControlEvent(event: .error, message: "\(error)"))
+            }
+        case .trustPublish:
+            guard let text = request.document, let data = Data(base64Encoded: text) else {
+                return await send(
+                    ControlEvent(event: .error, message: "trust-publish needs the document's bytes in base64"))
+            }
+            switch await node.publishTrustDocument(Array(data)) {
+            case .accepted(let version):
+                await send(
+                    ControlEvent(
+                        event: .result,
+                        message: "applied trust document version \(version); announcing it to the node's peers",
+                        trustVersion: version))
+            case .alreadyCurrent(let version):
+                await send(
+                    ControlEvent(
+                        event: .result, message: "the node holds trust document version \(version) already",
+                        trustVersion: version))
+            case .needsIntermediate(let version):
+                await send(ControlEvent(event: .error, message: "the node needs trust document version \(version) first"))
+            case .refused(let reason):
+                await send(ControlEvent(event: .error, message: "the node refused the trust document: \(reason)"))
             }
         case .fetch:
             guard let id = await resolve(request) else {

@@ -1,6 +1,6 @@
 public import Foundation
 public import KindlingCrypto
-import KindlingManifest
+public import KindlingManifest
 public import KindlingMesh
 import KindlingStore
 import KindlingWire
@@ -21,6 +21,10 @@ public struct NodeSettings: Codable, Sendable {
     public var logLevel: String?
     /// Allows listening beyond loopback in an open mesh (no secret): every held snapshot is served to anyone.
     public var `public`: Bool?
+    /// Trust roots (`ed25519:<hex>`) and how many must sign: the node then trusts the newest root-signed trust
+    /// document it has accepted (Specs/trust.md, "Trust documents"), never a list of publisher keys of its own.
+    public var roots: [String]?
+    public var threshold: Int?
 
     /// Where a node listens unless told otherwise: this machine only.
     public static let defaultListen = "127.0.0.1:7341"
@@ -30,7 +34,7 @@ public struct NodeSettings: Codable, Sendable {
     /// The keys of node.json, as the JSON spells them (a test checks this against the encoder).
     public static let knownKeys: Set<String> = [
         "listen", "peers", "trust", "follow", "lan", "meshSecret", "meshName", "maxSize", "uploadLimit", "maxPeers",
-        "peerExchange", "logLevel", "public",
+        "peerExchange", "logLevel", "public", "roots", "threshold",
     ]
 
     /// Reads `<store>/node.json` if it exists. `kindling node` reads it strictly; the CLI, which only looks up the
@@ -76,15 +80,59 @@ public struct NodeSettings: Codable, Sendable {
         merged.peerExchange = other.peerExchange ?? peerExchange
         merged.logLevel = other.logLevel ?? logLevel
         merged.public = other.public ?? self.public
+        merged.roots = (other.roots?.isEmpty == false) ? other.roots : roots
+        merged.threshold = other.threshold ?? threshold
         return merged
     }
 
-    /// Validates everything and builds the mesh configuration.
-    public func meshConfiguration(nodeKey: SigningKey) throws -> (MeshConfiguration, maxStoreBytes: Int?) {
-        guard let trustPath = trust else {
-            throw NodeError.badConfiguration("no trust file: pass --trust FILE or set \"trust\" in node.json")
+    /// The configured trust roots, nil when there are none. Throws for a key that does not parse or a threshold
+    /// that is missing, below 1 or above the number of distinct keys.
+    public func trustRoots() throws(NodeError) -> TrustRoots? {
+        guard let texts = roots, !texts.isEmpty else {
+            if threshold != nil {
+                throw .badConfiguration("--threshold (\"threshold\") is set but no --root (\"roots\") is")
+            }
+            return nil
         }
-        let policy = TrustPolicy(trust: try TrustFile.load(path: trustPath))
+        var keys: [PublicKey] = []
+        for text in texts {
+            guard let key = try? PublicKey(text: text) else {
+                throw .badConfiguration("--root '\(text)' is not a public key (ed25519: and 64 hex digits)")
+            }
+            keys.append(key)
+        }
+        guard let threshold else {
+            throw .badConfiguration(
+                "--root is given but not --threshold: say how many of the \(keys.count) roots must sign a trust document")
+        }
+        do throws(TrustDocumentError) { return try TrustRoots(keys: keys, threshold: threshold) } catch {
+            throw .badConfiguration("the trust roots: \(error)")
+        }
+    }
+
+    /// The node's trust state folder in a store.
+    public static func trustStateDirectory(storeRoot: String) -> String { storeRoot + "/trust-state" }
+
+    /// Validates everything and builds the mesh configuration. With roots, the node's trust is its current trust
+    /// document from `<storeRoot>/trust-state` (none yet: nothing is trusted), and the trust file is not used.
+    public func meshConfiguration(
+        nodeKey: SigningKey, storeRoot: String? = nil
+    ) throws -> (MeshConfiguration, maxStoreBytes: Int?) {
+        let policy: TrustPolicy
+        var rootsSetting: TrustRootsSetting?
+        if let roots = try trustRoots() {
+            guard let storeRoot else { throw NodeError.badConfiguration("trust roots need the node's store folder") }
+            let keeper = try TrustDocumentKeeper(directory: Self.trustStateDirectory(storeRoot: storeRoot))
+            rootsSetting = TrustRootsSetting(roots: roots, keeper: keeper)
+            policy = try keeper.current()?.document.policy ?? TrustPolicy(trust: TrustFile(keys: []))
+        } else {
+            guard let trustPath = trust else {
+                throw NodeError.badConfiguration(
+                    "no trust: pass --trust FILE (\"trust\" in node.json), or trust roots with --root PUB ... "
+                        + "--threshold N (\"roots\" and \"threshold\")")
+            }
+            policy = TrustPolicy(trust: try TrustFile.load(path: trustPath))
+        }
         let listenText = listen ?? Self.defaultListen
         guard let listenAddress = HostPort(listenText) else {
             throw NodeError.badConfiguration("--listen '\(listenText)' is not HOST:PORT")
@@ -128,6 +176,7 @@ public struct NodeSettings: Codable, Sendable {
             follow: (follow ?? []).map(RepositoryGlob.init), peerExchange: peerExchange ?? true,
             maxPeers: maxPeers ?? 32, uploadLimit: upload, lan: lanConfiguration)
         configuration.isPublic = isPublic
+        configuration.trustRoots = rootsSetting
         return (configuration, maxStore)
     }
 }

@@ -1,3 +1,5 @@
+import KindlingManifest
+
 /// Hard limits of the wire protocol (Specs/wire.md, "Limits"). Anything beyond them closes the connection.
 public enum WireLimits {
     public static let protocolVersion: UInt64 = 1
@@ -16,5 +18,5 @@ public enum WireLimits {
     public static let maxAgentBytes = 64
     public static let maxErrorMessageBytes = 512
     /// The largest trust document a TrustDocument frame carries (`SignedTrustDocument.maximumEncodedSize`).
-    public static let maxTrustDocumentBytes = 1 << 20
+    public static let maxTrustDocumentBytes = SignedTrustDocument.maximumEncodedSize
 }

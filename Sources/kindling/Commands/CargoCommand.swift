@@ -84,8 +84,15 @@ struct CargoCommand: AsyncParsableCommand {
     /// Restores when target/ is empty, or far behind HEAD and a nearer snapshot exists; never fails the build.
     private func autoRestore(workspace: CargoWorkspace, root: BuildRoot) {
         let storeRoot = ChunkStore.defaultRoot
-        guard let trust = resolveTrustPath(nil, storeRoot: storeRoot) else {
-            Terminal.printWarning("no trust file (set KINDLING_TRUST): not restoring a snapshot")
+        let policy: TrustPolicy
+        do {
+            guard let resolved = try resolveTrustPolicy(nil, storeRoot: storeRoot) else {
+                Terminal.printWarning("no trust file (set KINDLING_TRUST): not restoring a snapshot")
+                return
+            }
+            policy = resolved
+        } catch {
+            Terminal.printWarning("not restoring a snapshot: \(error)")
             return
         }
         let state = RestoreMarker.state(of: workspace.targetDirectory)
@@ -116,7 +123,7 @@ struct CargoCommand: AsyncParsableCommand {
             let profile = arguments.contains("--release") ? "release" : profileArgument() ?? "dev"
             let target = optionValue("--target")
             let summary = try restoreCargoSnapshot(
-                workspace: workspace, root: root, storeRoot: storeRoot, trustPath: trust, profile: profile,
+                workspace: workspace, root: root, storeRoot: storeRoot, policy: policy, profile: profile,
                 target: target,
                 maxDistance: 200, replace: replace, fetch: true,
                 announce: { FileHandle.standardError.write(Data("kindling: \($0)\n".utf8)) })
@@ -139,21 +146,13 @@ struct CargoCommand: AsyncParsableCommand {
     private func profileArgument() -> String? { optionValue("--profile") }
 }
 
-/// The trust file: the option, else $KINDLING_TRUST, else the "trust" of the store's node.json.
-func resolveTrustPath(_ option: String?, storeRoot: String) -> String? {
-    if let option { return option }
-    if let path = ProcessInfo.processInfo.environment["KINDLING_TRUST"], !path.isEmpty { return path }
-    return (try? NodeSettings.load(storeRoot: storeRoot, strict: false))?.trust
-}
-
 /// Finds, fetches (through the node when needed), restores and repairs (`CargoRestoreSession`); returns a one-line
 /// summary.
 func restoreCargoSnapshot(
-    workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, trustPath: String, profile: String, target: String?,
+    workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, policy: TrustPolicy, profile: String, target: String?,
     maxDistance: Int, replace: Bool, fetch: Bool, announce: (String) -> Void = { print($0) }
 ) throws -> String {
     let started = ContinuousClock.now
-    let policy = try loadTrustPolicy(trustPath)
     let store = try ChunkStore(root: storeRoot)
     let key = try CargoCacheKey.compute(
         workspace: workspace, root: root, profile: CargoCacheKey.profileDirectory(profile), target: target)

@@ -70,6 +70,7 @@ struct Status: AsyncParsableCommand {
                 if !node.downloads.isEmpty {
                     print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))")
                 }
+                if let trust = node.trust { printTrustStatus(trust) }
             } else {
                 print("node       not running (start one with 'kindling node')")
             }
@@ -85,6 +86,18 @@ struct Status: AsyncParsableCommand {
             }
         }
     }
+}
+
+/// The root-signed trust document lines of `kindling status`.
+func printTrustStatus(_ trust: TrustDocumentStatus) {
+    if let version = trust.version {
+        print("trust      document version \(version), expires \(trust.expires ?? "?")\(trust.expired ? " (EXPIRED)" : "")")
+    } else {
+        print("trust      no trust document yet")
+    }
+    print("roots      \(trust.roots)")
+    if let warning = trust.warning { Terminal.printWarning(warning) }
+    if let refusal = trust.lastRefusal { print("refused    \(escapedPeerText(refusal))") }
 }
 
 struct Peers: AsyncParsableCommand {

@@ -31,7 +31,12 @@ struct Node: AsyncParsableCommand {
     var `public` = false
     @Option(name: .long, parsing: .singleValue, help: "A peer to keep connected to, HOST:PORT (repeatable).")
     var peer: [String] = []
-    @Option(name: .long, help: "The trust file of accepted publisher keys.") var trust: String?
+    @Option(name: .long, help: "The trust file of accepted publisher keys (without --root).") var trust: String?
+    @Option(
+        name: .customLong("root"), parsing: .singleValue,
+        help: "A trust root's public key, ed25519:HEX (repeatable): trust the root-signed trust documents instead.")
+    var roots: [String] = []
+    @Option(name: .long, help: "How many of the --root keys must sign a trust document.") var threshold: Int?
     @Option(
         name: .long, parsing: .singleValue,
         help: "Prefetch every new snapshot of repositories matching this glob (repeatable).")
@@ -56,6 +61,8 @@ struct Node: AsyncParsableCommand {
             flags.listen = listen
             flags.peers = peer
             flags.trust = trust
+            flags.roots = roots
+            flags.threshold = threshold
             flags.follow = follow
             flags.lan = lan ? true : nil
             flags.meshSecret = meshSecret
@@ -78,7 +85,7 @@ struct Node: AsyncParsableCommand {
                 throw CommandFailure("a node is already running for the store \(root)")
             }
             let nodeKey = try loadOrCreateNodeKey(storeRoot: root)
-            let (configuration, maxStoreBytes) = try settings.meshConfiguration(nodeKey: nodeKey)
+            let (configuration, maxStoreBytes) = try settings.meshConfiguration(nodeKey: nodeKey, storeRoot: root)
             for warning in exposureWarnings(configuration) { logger.warning("\(warning)") }
             // Descriptors: the soft limit is often 1024; a node serving many peers needs more, and a reserve.
             let limits = DescriptorLimit.raiseSoftToHard()

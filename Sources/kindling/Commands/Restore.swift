@@ -60,7 +60,7 @@ struct Restore: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingErrors {
-            guard let trust = resolveTrustPath(trust, storeRoot: storeOptions.path) else {
+            guard let policy = try resolveTrustPolicy(trust, storeRoot: storeOptions.path) else {
                 throw ValidationError("give --trust FILE (or set KINDLING_TRUST)")
             }
             if cargo {
@@ -71,7 +71,7 @@ struct Restore: AsyncParsableCommand {
                     try restoreCargoSnapshot(
                         workspace: workspace, root: BuildRoot.forRepository(workspace.repository),
                         storeRoot: storeOptions.path,
-                        trustPath: trust, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
+                        policy: policy, profile: profile, target: target, maxDistance: maxDistance, replace: replace,
                         fetch: !noFetch))
                 // `kindling cargo` must build at the same build root, or the restored state is of no use.
                 if let repo, repo.text != workspace.checkout.repositoryName() {
@@ -82,7 +82,6 @@ struct Restore: AsyncParsableCommand {
                 return
             }
             guard let into else { throw ValidationError("give --into DIR") }
-            let policy = try loadTrustPolicy(trust)
             let store = try storeOptions.open()
             let chosen =
                 try manifest.map { try loadManifestFile($0, policy: policy, store: store) }

@@ -7,7 +7,7 @@ struct TrustCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trust",
         abstract: "Manage the publisher keys a node accepts (Specs/trust.md).",
-        subcommands: [Add.self, List.self, Revoke.self, Retire.self])
+        subcommands: [Add.self, List.self, Revoke.self, Retire.self, PublishDocument.self])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
