@@ -255,7 +255,10 @@ struct ConnectionRunner {
         // A chunk verified a moment ago (just received, or just served) is still in memory, checked: no hop to the
         // pool. Others are read, decompressed and re-hashed on the I/O pool, off Swift's cooperative threads.
         let read: (compressed: [UInt8], plainSize: Int)?
-        if let cached = store.cachedVerifiedChunk(chunk) {
+        if node.withheldChunks.contains(chunk) {
+            // Only a manifest the trust policy dropped has it: not ours to offer any more (until gc removes it).
+            read = nil
+        } else if let cached = store.cachedVerifiedChunk(chunk) {
             read = cached
         } else {
             read = try? await node.pool.runIfActive {

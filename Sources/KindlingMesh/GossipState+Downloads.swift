@@ -10,7 +10,7 @@ extension GossipState {
     /// its body).
     public mutating func catalogLoaded(_ entries: [(signed: SignedHeader, holding: Availability?, chunks: Int?)]) {
         for entry in entries {
-            catalog[entry.signed.id] = entry.signed
+            _ = insertIntoCatalog(entry.signed)
             if let holding = entry.holding { local[entry.signed.id] = holding }
             if let chunks = entry.chunks { chunkCounts[entry.signed.id] = chunks }
         }
@@ -28,8 +28,9 @@ extension GossipState {
         if complete { local[signed.id] = .complete }
         var actions: [Action] = []
         if catalog[signed.id] == nil {
-            catalog[signed.id] = signed
+            let equivocation = insertIntoCatalog(signed)
             actions.append(.broadcast(.announce(signed), except: []))
+            if let equivocation { actions += equivocationFound(equivocation) }
         }
         if local[signed.id]?.isComplete == true {
             actions.append(.broadcast(.have(manifest: signed.id, availability: .complete), except: []))
@@ -50,7 +51,7 @@ extension GossipState {
     /// Starts a download unless one runs (or the node is stopping). Holders we heard of but are not connected to
     /// are worth a connection now.
     public mutating func downloadRequested(_ id: Digest, now: Instant) -> [Action] {
-        guard !shuttingDown, catalog[id] != nil, downloads.insert(id).inserted else { return [] }
+        guard !shuttingDown, catalog[id] != nil, !isEquivocal(id), downloads.insert(id).inserted else { return [] }
         let wanted = liveHolders(id, now: now).filter { peers[$0.nodeID] == nil }
         return wanted.map { .dialHolder($0) } + [.startDownload(id)]
     }

@@ -80,6 +80,16 @@ public struct GossipState: Sendable {
         case throttled(PublicKey, request: String)
         /// Call `timerFired` at this instant (or earlier).
         case scheduleTimer(at: Instant)
+        /// The trust policy changed and refuses this manifest: it left the catalog (stop serving its body and the
+        /// chunks no other manifest we keep has; chunks on disk stay until gc).
+        case dropped(Digest, reason: String)
+        /// Stop a running download (its manifest was dropped or is part of an equivocation); it reports
+        /// `downloadFinished` with `.cancelled`, or nothing.
+        case cancelDownload(Digest)
+        /// One key signed different manifests for one build: say so loudly (log, status). None of them is used.
+        case equivocation(Equivocation)
+        /// A trust change settled an equivocation: the manifest kept is usable again.
+        case equivocationSettled(BuildIdentity, kept: Digest)
     }
 
     public enum DownloadOutcome: Sendable, Hashable {
@@ -146,13 +156,20 @@ public struct GossipState: Sendable {
     var retries: [Digest: Backoff] = [:]
     var shuttingDown = false
     public internal(set) var counters = GossipCounters()
-    /// The catalog only grows while the node runs (ids are never removed), so its size identifies its digest.
+    /// The catalog's manifests by build (`BuildIdentity`), and the builds with more than one: equivocations.
+    var builds: [BuildIdentity: Set<Digest>] = [:]
+    var equivocalBuilds: Set<BuildIdentity> = []
+    /// Manifests the trust policy refused lately: not asked for again in catalog exchanges until it changes.
+    var recentlyRefused: Set<Digest> = []
+    /// The catalog only grows between trust changes (which reset this), so its size identifies its digest.
     var cachedCatalogDigest: (count: Int, digest: Digest)?
     var nextRetryCheck: Instant?
     var nextPurge: Instant?
 
     /// Availability of manifests not (yet) in the catalog remembered per peer: one AnnounceRequest's worth.
     static let maxUnknownHavesPerPeer = WireLimits.maxAnnounceRequestIDs
+    /// Refused manifest ids remembered at most (then forgotten all at once: asking again is only a cost).
+    static let maxRecentlyRefused = 65_536
     /// Holder notices replayed to one new peer per flush at most.
     static let holderReplayBatch = 256
     /// Pending Haves and holder replays go out this often; failed downloads are looked at once a second and
@@ -187,10 +204,12 @@ public struct GossipState: Sendable {
     }
 
     /// Headers of trusted snapshots, newest first, optionally of one repository, with whether we hold each
-    /// completely and how many connected peers hold some of it.
+    /// completely and how many connected peers hold some of it. Equivocal ones are evidence, not snapshots to use:
+    /// left out.
     public func knownSnapshots(repository: String?) -> [(signed: SignedHeader, local: Bool, holders: Int)] {
         catalog.values
             .filter { repository == nil || $0.header.repository == repository }
+            .filter { equivocalBuilds.isEmpty || !isEquivocal($0.id) }
             .sorted { ($0.header.createdAt, $0.id) > ($1.header.createdAt, $1.id) }
             .map { ($0, local[$0.id]?.isComplete ?? false, holdings[$0.id]?.count ?? 0) }
     }
@@ -247,7 +266,7 @@ public struct GossipState: Sendable {
         guard peers[peer] != nil else { return [] }
         switch message {
         case .announce(let signed):
-            if catalog[signed.id] != nil {
+            if catalog[signed.id] != nil || recentlyRefused.contains(signed.id) {
                 counters.duplicates += 1
                 return []
             }
@@ -301,7 +320,8 @@ public struct GossipState: Sendable {
             } while start < ids.count
             return actions
         case .catalog(let ids, _):
-            let unknown = ids.filter { catalog[$0] == nil }
+            // Refused ones are not asked for again: a peer that trusts their key lists them in every catalog.
+            let unknown = ids.filter { catalog[$0] == nil && !recentlyRefused.contains($0) }
             // The answer to the AnnounceRequest repeats the peer's availability: no need to ask again for it.
             if peers[peer]?.unknownHaves.isEmpty == false {
                 for id in unknown { peers[peer]?.unknownHaves.remove(id) }
@@ -337,23 +357,30 @@ public struct GossipState: Sendable {
     public mutating func announcementVerified(_ signed: SignedHeader, from peer: PublicKey?, now: Instant) -> [Action] {
         // Another verification of the same announcement may have finished first.
         guard catalog[signed.id] == nil else { return [] }
-        catalog[signed.id] = signed
+        let equivocation = insertIntoCatalog(signed)
         counters.accepted += 1
         let except: Set<PublicKey> = peer.map { [$0] } ?? []
         counters.relayed += peers.count - (peer.map { peers[$0] == nil ? 0 : 1 } ?? 0)
+        // An equivocal manifest is relayed too: it is the evidence other nodes need to stop using the build.
         var actions: [Action] = [.accepted(signed), .broadcast(.announce(signed), except: except)]
         actions += askAgainForAvailability(signed.id)
+        if let equivocation { return actions + equivocationFound(equivocation) }
         if configuration.follow.contains(where: { $0.matches(signed.header.repository) }) {
             actions += downloadRequested(signed.id, now: now)
         }
         return actions
     }
 
-    /// The announcement did not verify. A forged signature is a lie; an unknown key may just be another team's bors,
-    /// so only a strike.
-    public mutating func announcementRejected(_ signed: SignedHeader, from peer: PublicKey?, forged: Bool) -> [Action] {
+    /// The announcement did not verify. A forged signature (one that does not verify under the key the header
+    /// names) is a lie and bans the sender. A key we do not trust, or no longer trust, is disagreement, not a lie:
+    /// the peer may trust it, or not have heard of its revocation yet. Dropped quietly, and not asked for again.
+    /// `transient`: refused for a reason that time may cure (created in the future), so not remembered.
+    public mutating func announcementRejected(
+        _ signed: SignedHeader, from peer: PublicKey?, forged: Bool, transient: Bool = false
+    ) -> [Action] {
         counters.rejected += 1
-        guard let peer else { return [] }
-        return forged ? [.ban(peer, reason: "forged announcement")] : [.strike(peer, reason: "untrusted announcement")]
+        if !forged && !transient { rememberRefused(signed.id) }
+        guard let peer, forged else { return [] }
+        return [.ban(peer, reason: "forged announcement")]
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 public import KindlingCrypto
+import KindlingManifest
 import KindlingStore
 import KindlingWire
 import Logging
@@ -13,6 +14,9 @@ extension MeshNode {
     public func fetch(_ id: Digest, progress: (@Sendable (FetchProgress) -> Void)? = nil) async throws -> FetchResult {
         guard !shuttingDown else { throw MeshError.shuttingDown }
         guard gossip.signedHeader(id) != nil else { throw MeshError.unknownManifest(id) }
+        if let equivocation = gossip.equivocations.first(where: { $0.manifests.contains(id) }) {
+            throw MeshError.equivocal(equivocation)
+        }
         if case .complete? = gossip.localHolding(id), let index = indexes[id] {
             // The store may have lost chunks since (a gc by another process): check before saying so.
             let store = self.store
@@ -46,6 +50,7 @@ extension MeshNode {
         case .success: outcome = .succeeded
         case .failure(let error): outcome = error is CancellationError ? .cancelled : .failed
         }
+        downloadCancels[id] = nil
         applyGossip(gossip.downloadFinished(id, outcome: outcome, now: .now))
         guard let record = downloads.removeValue(forKey: id) else { return }
         for waiter in record.waiters { waiter.resume(with: result) }
@@ -63,6 +68,7 @@ extension MeshNode {
 
     func setIndex(_ index: ChunkIndex, for id: Digest) {
         indexes[id] = index
+        withheldChunks.release(index.chunks.map(\.id))
         gossip.chunkCountKnown(id, count: index.count)
     }
 

@@ -12,7 +12,7 @@ extension MeshNode {
     /// Loads the catalog (every stored manifest that the trust file accepts now) and what we hold of each.
     func loadFromStore() async throws {
         let store = self.store
-        let policy = configuration.trust
+        let policy = trust
         let loaded = try await pool.runIfActive { () throws -> [(SignedHeader, Availability?, ChunkIndex?)] in
             var result: [(SignedHeader, Availability?, ChunkIndex?)] = []
             for summary in try store.manifestSummaries() where policy.isTrusted(summary.signed) {
@@ -33,43 +33,62 @@ extension MeshNode {
         logger.info(
             "catalog loaded",
             metadata: ["manifests": "\(gossip.catalogCount)", "held": "\(gossip.heldManifests.count)"])
+        for equivocation in gossip.equivocations { applyGossip([.equivocation(equivocation)]) }
     }
 
     /// The trust gate for gossip (invariant 1): an announcement that verifies is stored, then gossip records and
     /// relays it once.
     func verify(_ signed: SignedHeader, from peer: PublicKey?) async {
-        let trusted: TrustedHeader
+        var trusted: TrustedHeader
         do throws(TrustError) {
-            trusted = try configuration.trust.verify(signed)
+            trusted = try trust.verify(signed)
         } catch {
-            logger.warning(
-                "dropped untrusted announcement",
-                metadata: [
-                    "manifest": "\(signed.id.short)",
-                    "from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local")",
-                    "reason": "\(escapedPeerText("\(error)"))",
-                ])
-            let forged: Bool
-            if case .badSignature = error { forged = true } else { forged = false }
-            let connection = peer.flatMap { peers[$0] }
-            applyGossip(gossip.announcementRejected(signed, from: peer, forged: forged), for: connection)
+            rejected(signed, from: peer, error)
             return
         }
         let store = self.store
+        let generation = trustGeneration
+        let header = trusted
         do {
-            try await pool.runIfActive { try store.saveHeader(trusted) }
+            try await pool.runIfActive { try store.saveHeader(header) }
         } catch {
             logger.error(
                 "could not store announcement", metadata: ["manifest": "\(signed.id.short)", "error": "\(error)"])
             return
         }
+        // The trust policy changed while the header was being stored: judged again under the new one.
+        if generation != trustGeneration {
+            do throws(TrustError) { trusted = try trust.verify(signed) } catch {
+                rejected(signed, from: peer, error)
+                return
+            }
+        }
         applyGossip(gossip.announcementVerified(signed, from: peer, now: .now))
+    }
+
+    /// An announcement the trust gate refused. Only a signature that does not verify under the key the header names
+    /// is a lie (a ban); a key we do not trust, or no longer trust, is disagreement: dropped quietly (Specs/trust.md).
+    private func rejected(_ signed: SignedHeader, from peer: PublicKey?, _ error: TrustError) {
+        let forged: Bool
+        if case .badSignature = error { forged = true } else { forged = false }
+        let transient: Bool
+        if case .createdInFuture = error { transient = true } else { transient = false }
+        logger.log(
+            level: forged ? .warning : .debug, "dropped untrusted announcement",
+            metadata: [
+                "manifest": "\(signed.id.short)",
+                "from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local")",
+                "reason": "\(escapedPeerText("\(error)"))",
+            ])
+        let connection = peer.flatMap { peers[$0] }
+        applyGossip(
+            gossip.announcementRejected(signed, from: peer, forged: forged, transient: transient), for: connection)
     }
 
     /// Announces a manifest that was published into our store by the local CLI.
     public func announceLocal(_ id: Digest) async throws {
         let store = self.store
-        let policy = configuration.trust
+        let policy = trust
         // Store reads and writes on the I/O pool, not on the actor.
         let (manifest, index, complete) = try await pool.runIfActive { () throws -> (Manifest, ChunkIndex, Bool) in
             guard let manifest = try store.manifest(id) else { throw MeshError.unknownManifest(id) }
@@ -78,6 +97,7 @@ extension MeshNode {
             return (manifest, ChunkIndex(manifest: manifest), try store.missingChunks(of: manifest).isEmpty)
         }
         indexes[id] = index
+        withheldChunks.release(index.chunks.map(\.id))
         applyGossip(gossip.localSnapshotAdded(manifest.signed, chunks: index.count, complete: complete))
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 public import KindlingCrypto
-import KindlingManifest
+public import KindlingManifest
 public import KindlingStore
 import KindlingWire
 public import Logging
@@ -39,6 +39,14 @@ public actor MeshNode {
     var gossip: GossipState
     var book: PeerBook
     var trustDocuments: TrustDocumentState
+    /// The trust gate in force: `configuration.trust` at start, then whatever `applyTrust` was last given.
+    public internal(set) var trust: TrustPolicy
+    /// Bumped by `applyTrust`: a verification that suspended meanwhile checks again under the new policy.
+    var trustGeneration = 0
+    /// Chunks of manifests the trust policy dropped that no kept manifest has: not served (until gc removes them).
+    nonisolated let withheldChunks = WithheldChunks()
+    /// Cancels each running download's task (a manifest dropped by a trust change, or found equivocal).
+    var downloadCancels: [Digest: @Sendable () -> Void] = [:]
     private(set) var peers: [PublicKey: PeerConnection] = [:]
     /// Unique chunks of the manifests whose body we have, for store reads.
     var indexes: [Digest: ChunkIndex] = [:]
@@ -71,6 +79,7 @@ public actor MeshNode {
                 descriptorReserve: configuration.descriptorReserve))
         gossip = GossipState(configuration: GossipState.Configuration(configuration))
         trustDocuments = TrustDocumentState(configuration.trustRoots)
+        trust = configuration.trust
         book = PeerBook(configuration: PeerBook.Configuration(configuration), seed: UInt64.random(in: 0...UInt64.max))
         (work, workQueue) = AsyncStream.makeStream(of: NodeWork.self)
     }
@@ -306,6 +315,31 @@ public actor MeshNode {
                     metadata: ["peer": "\(peers[id]?.description ?? id.text)", "request": "\(request)"])
             case .scheduleTimer:
                 break
+            case .dropped(let id, let reason):
+                logger.notice(
+                    "snapshot no longer trusted: dropped from the catalog, no longer served or announced",
+                    metadata: ["manifest": "\(id.short)", "reason": "\(escapedPeerText(reason))"])
+                indexes[id] = nil
+                failDownloadWaiters(id, MeshError.refused(id, reason: reason))
+            case .cancelDownload(let id):
+                downloadCancels.removeValue(forKey: id)?()
+                failDownloadWaiters(id, MeshError.cancelledByTrust(id))
+            case .equivocation(let equivocation):
+                logger.critical(
+                    "equivocation: \(equivocation)",
+                    metadata: [
+                        "key": "\(equivocation.build.publisher.text)",
+                        "repository": "\(escapedPeerText(equivocation.build.repository))",
+                        "commit": "\(escapedPeerText(equivocation.build.commit))",
+                        "manifests": "\(equivocation.manifests.map(\.hex).joined(separator: " "))",
+                    ])
+            case .equivocationSettled(let build, let kept):
+                logger.notice(
+                    "equivocation settled by the trust policy: the one manifest left is usable again",
+                    metadata: [
+                        "key": "\(build.publisher.text)", "repository": "\(escapedPeerText(build.repository))",
+                        "commit": "\(escapedPeerText(build.commit))", "manifest": "\(kept.hex)",
+                    ])
             }
         }
     }

@@ -91,9 +91,16 @@ public struct MeshServer: Sendable {
                     tasks.addTask { await dial(address) }
                 case .download(let id):
                     tasks.addTask {
+                        // A task of its own, so that a trust change can stop it (`MeshNode.applyTrust`).
+                        let download = Task { try await SwarmDownload(id: id, node: node).run() }
+                        await node.downloadStarted(id, cancel: { download.cancel() })
                         let result: Result<FetchResult, any Error>
                         do {
-                            let fetched = try await SwarmDownload(id: id, node: node).run()
+                            let fetched = try await withTaskCancellationHandler {
+                                try await download.value
+                            } onCancel: {
+                                download.cancel()
+                            }
                             let store = node.store
                             try? await node.pool.runIfActive { try store.setWanted(id, wanted: false) }
                             result = .success(fetched)

@@ -1,5 +1,6 @@
 import Foundation
 public import KindlingCrypto
+public import KindlingManifest
 import KindlingWire
 import Logging
 import NIOPosix
@@ -150,6 +151,11 @@ public enum MeshError: Error, Sendable, CustomStringConvertible {
     case stalled(missingChunks: Int, seconds: Int)
     case noBodySource(Digest)
     case store(String)
+    /// The trust policy changed and refuses the manifest.
+    case refused(Digest, reason: String)
+    /// The download stopped: the trust policy refuses the manifest, or it turned out equivocal.
+    case cancelledByTrust(Digest)
+    case equivocal(Equivocation)
 
     public var description: String {
         switch self {
@@ -163,6 +169,13 @@ public enum MeshError: Error, Sendable, CustomStringConvertible {
         case .noBodySource(let id):
             return "no connected peer could send the manifest body of \(id.short)"
         case .store(let message): return message
+        case .refused(let id, let reason):
+            return "manifest \(id.short) is no longer trusted (\(reason)); it was dropped from this node's catalog"
+        case .cancelledByTrust(let id):
+            return "the fetch of manifest \(id.short) stopped: the trust policy no longer allows it to be used "
+                + "(revoked or withdrawn, or its key signed another build of the same commit); see 'kindling status'"
+        case .equivocal(let equivocation):
+            return "refused: \(equivocation)"
         }
     }
 }

@@ -99,7 +99,8 @@ struct SwarmDownload {
             }
             do {
                 let manifest = try Manifest(signed: signed, bodyBytes: body)
-                let trusted = try configuration.trust.verify(manifest)
+                // The policy in force now: it may have changed since the announcement was accepted.
+                let trusted = try await node.trust.verify(manifest)
                 try await node.pool.runIfActive { try store.saveManifest(trusted) }
                 return manifest
             } catch let error as FormatError {

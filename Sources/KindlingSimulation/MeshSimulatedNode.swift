@@ -316,7 +316,7 @@ struct MeshSimulatedNode: SimulatedNode {
                 beginDownload(id, now: now, into: &out)
             case .availabilityChanged:
                 availabilityMayHaveChanged(now: now, into: &out)
-            case .retryScheduled, .throttled:
+            case .retryScheduled, .throttled, .dropped, .cancelDownload, .equivocation, .equivocationSettled:
                 break
             case .scheduleTimer(let at):
                 schedule(at, token: .gossip, now: now, into: &out)

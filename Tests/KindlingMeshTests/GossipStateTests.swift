@@ -93,18 +93,27 @@ struct GossipStateTests {
         #expect(gossip.isDownloading(followed.id))
     }
 
-    @Test("A forged announcement bans its sender; one from an unknown publisher is a strike")
+    @Test("A forged announcement bans its sender; one by a key we do not trust is dropped quietly, not asked again")
     func rejectedAnnouncements() throws {
         var gossip = Self.connected([Self.alice])
         let signed = try Self.header("a")
         #expect(
             gossip.announcementRejected(signed, from: Self.alice, forged: true)
                 == [.ban(Self.alice, reason: "forged announcement")])
-        #expect(
-            gossip.announcementRejected(signed, from: Self.alice, forged: false)
-                == [.strike(Self.alice, reason: "untrusted announcement")])
+        #expect(gossip.announcementRejected(signed, from: Self.alice, forged: false).isEmpty)
         #expect(gossip.announcementRejected(signed, from: nil, forged: true).isEmpty)
         #expect(gossip.counters.rejected == 3)
+        // Refused: neither verified again when re-announced nor asked for when a peer's catalog lists it.
+        #expect(gossip.messageReceived(.announce(signed), from: Self.alice, now: Self.start).isEmpty)
+        #expect(
+            gossip.messageReceived(.catalog(ids: [signed.id], more: false), from: Self.alice, now: Self.start)
+                .isEmpty)
+        // One refused for a reason time cures (created in the future) is verified again when it comes again.
+        let later = try Self.header("b")
+        #expect(gossip.announcementRejected(later, from: Self.alice, forged: false, transient: true).isEmpty)
+        #expect(
+            gossip.messageReceived(.announce(later), from: Self.alice, now: Self.start)
+                == [.verifyAnnouncement(later, from: Self.alice)])
     }
 
     @Test("Availability beyond a manifest's chunks is a strike; of unknown manifests it is ignored")
