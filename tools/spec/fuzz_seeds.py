@@ -76,7 +76,8 @@ def main():
 
     requests = [{"op": "status"}, {"op": "peers"}, {"op": "snapshots", "repository": "rust-lang/rust"},
                 {"op": "announce", "manifest": manifest["manifestId"]},
-                {"op": "fetch", "repository": "r/x", "commit": "0123abcd", "cacheKey": {"profile": "debug"}}]
+                {"op": "fetch", "repository": "r/x", "commit": "0123abcd", "cacheKey": {"profile": "debug"}},
+                {"op": "trust-publish", "document": "eyJraW5kbGluZy10cnVzdC1kb2N1bWVudCI6IDF9"}]
     events = [{"event": "error", "message": "malformed control request"},
               {"event": "progress", "progress": {"manifest": manifest["manifestId"], "totalBytes": 10,
                                                  "doneBytes": 5, "peers": 2}},
@@ -89,7 +90,8 @@ def main():
         {"listen": "127.0.0.1:7341", "peers": ["seed.example:7341", "[::1]:7341"], "trust": "/etc/kindling/trust.json",
          "follow": ["rust-lang/*"], "lan": True, "meshSecret": "/etc/kindling/mesh.secret", "maxSize": "20G",
          "uploadLimit": "10M", "maxPeers": 32, "peerExchange": False, "logLevel": "info"},
-        {"listen": ":7341", "maxSize": "1.5GiB", "meshName": "office"}, {})]
+        {"listen": ":7341", "maxSize": "1.5GiB", "meshName": "office"}, {},
+        {"roots": [wire["open"]["initiator"]["nodeId"], wire["open"]["responder"]["nodeId"]], "threshold": 2})]
 
     for name, inputs in seeds.items():
         folder = output / name
