@@ -70,6 +70,12 @@ struct Status: AsyncParsableCommand {
                 if !node.downloads.isEmpty {
                     print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))")
                 }
+                print("trust      \(node.trustKeys) publisher keys in the policy in force")
+                if let problem = node.trustProblem { print("WARNING    \(escapedPeerText(problem))") }
+                for equivocation in node.equivocations {
+                    // Already escaped by the node; escaped again in case another program answered on the socket.
+                    print("EQUIVOCATION \(escapedPeerText(equivocation.message, limit: 4096))")
+                }
             } else {
                 print("node       not running (start one with 'kindling node')")
             }
