@@ -226,17 +226,24 @@ extension TrustCommand {
             if let roots {
                 try expectAccepted(
                     TrustUpdate.evaluate(candidate: signed, current: nil, configuredRoots: roots, now: now),
-                    after: "the given roots")
+                    after: "the given roots", configured: true)
                 checked.append("the given roots (\(roots.summary))")
             }
             print("valid under \(checked.joined(separator: " and "))")
         }
 
-        private func expectAccepted(_ outcome: TrustUpdate.Outcome, after what: String) throws {
+        private func expectAccepted(
+            _ outcome: TrustUpdate.Outcome, after what: String, configured: Bool = false
+        ) throws {
             switch outcome {
             case .accepted: return
             case .alreadyCurrent:
                 throw CommandFailure("it is the same version as \(what): nothing new to publish")
+            case .needsIntermediate(let version) where configured:
+                throw CommandFailure(
+                    "its roots are not the given roots: a node configured with them accepts it only after the "
+                        + "versions that rotate the roots to its own, from version \(version) down to one the given "
+                        + "roots govern")
             case .needsIntermediate(let version):
                 throw CommandFailure(
                     "its roots differ from \(what), and it is not the next version: publish version \(version) first "
