@@ -4,6 +4,7 @@ public import KindlingCrypto
 public enum TrustError: Error, Equatable, Sendable, CustomStringConvertible {
     case unknownKey(PublicKey)
     case badSignature(manifest: Digest)
+    case withdrawn(manifest: Digest)
     case revokedKey(name: String)
     case repositoryNotAllowed(key: String, repository: String, allowed: [String])
     case outsideValidity(key: String, createdAt: String, window: String)
@@ -23,6 +24,9 @@ public enum TrustError: Error, Equatable, Sendable, CustomStringConvertible {
             return
                 "manifest \(manifest.short) has an invalid signature: it was tampered with or corrupted; it was not "
                     + "used"
+        case .withdrawn(let manifest):
+            return "manifest \(manifest.short) is withdrawn by the trust document; it is not used (build or fetch "
+                + "another snapshot)"
         case .revokedKey(let name):
             return "manifest is signed by key '\(name)', which the trust file marks as revoked"
         case .repositoryNotAllowed(let key, let repository, let allowed):

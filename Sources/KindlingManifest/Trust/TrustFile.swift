@@ -53,9 +53,9 @@ public struct TrustFile: Hashable, Sendable {
     }
 
     public static func parse(_ data: Data, path: String) throws(TrustError) -> TrustFile {
-        let document: TrustDocument
+        let document: TrustFileJSON
         do {
-            document = try JSONDecoder().decode(TrustDocument.self, from: data)
+            document = try JSONDecoder().decode(TrustFileJSON.self, from: data)
         } catch {
             throw .malformed(path: path, reason: Self.describe(error))
         }
@@ -94,10 +94,10 @@ public struct TrustFile: Hashable, Sendable {
 
     /// The JSON text, keys in a stable order so the file diffs well.
     public func encoded() -> Data {
-        let document = TrustDocument(
+        let document = TrustFileJSON(
             version: Self.formatVersion,
             keys: keys.map { key in
-                TrustDocument.Key(
+                TrustFileJSON.Key(
                     name: key.name, publicKey: key.publicKey.text, repositories: key.repositories.map(\.pattern),
                     validFrom: key.validFrom.map(Self.formatDate), validUntil: key.validUntil.map(Self.formatDate),
                     revoked: key.revoked ? true : nil)
@@ -155,7 +155,7 @@ public struct TrustFile: Hashable, Sendable {
 }
 
 /// The JSON shape of the trust file.
-private struct TrustDocument: Codable {
+private struct TrustFileJSON: Codable {
     struct Key: Codable {
         var name: String
         var publicKey: String

@@ -6,10 +6,13 @@ public struct TrustPolicy: Sendable {
     public let trust: TrustFile
     /// How far in the future a creation time may be, for publishers with fast clocks.
     public let allowedClockSkew: TimeInterval
+    /// Manifest ids no one may use any more, whoever signed them (a trust document's `withdrawn`).
+    public let withdrawn: Set<Digest>
 
-    public init(trust: TrustFile, allowedClockSkew: TimeInterval = 600) {
+    public init(trust: TrustFile, allowedClockSkew: TimeInterval = 600, withdrawn: Set<Digest> = []) {
         self.trust = trust
         self.allowedClockSkew = allowedClockSkew
+        self.withdrawn = withdrawn
     }
 
     /// A policy that trusts exactly one key: what a publisher uses for its own manifests, so that even they
@@ -26,6 +29,8 @@ public struct TrustPolicy: Sendable {
             throw .unknownKey(header.publisher)
         }
         guard signed.hasValidSignature else { throw .badSignature(manifest: signed.id) }
+        // After the signature: a forged signature stays proof of lying even on a withdrawn header.
+        guard !withdrawn.contains(signed.id) else { throw .withdrawn(manifest: signed.id) }
         guard !key.revoked else { throw .revokedKey(name: key.name) }
         guard key.repositories.contains(where: { $0.matches(header.repositoryName) }) else {
             throw .repositoryNotAllowed(
