@@ -14,8 +14,8 @@ import NIOCore
 enum FuzzTargets {
     static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "frame": frame, "message": message, "handshake": handshake, "header": header, "body": body,
-        "manifestfile": manifestFile, "trust": trust, "lan": lan, "sealed": sealed, "control": control,
-        "nodejson": nodeJSON,
+        "manifestfile": manifestFile, "trust": trust, "trustdoc": trustDocument, "lan": lan, "sealed": sealed,
+        "control": control, "nodejson": nodeJSON,
     ]
 
     /// Keys and meshes shared with Specs/vectors/wire-v1.json (so the seed corpus reaches the success paths).
@@ -202,6 +202,29 @@ enum FuzzTargets {
             violated("trust file does not survive writing: \(String(decoding: written, as: UTF8.self))", input)
         }
         _ = TrustPolicy(trust: parsed)
+    }
+
+    /// A trust document, as a file (JSON, from any peer once nodes gossip them) and as canonical bytes. The file:
+    /// what decodes writes out to bytes that decode to the same and write out alike (a fixed point), and its
+    /// signatures and the update rules run without crashing. The canonical bytes: encode(decode(b)) == b.
+    static func trustDocument(_ input: [UInt8]) {
+        if let decoded = try? SignedTrustDocument.decode(input) {
+            let written = decoded.encoded()
+            guard let again = try? SignedTrustDocument.decode(written), again == decoded, again.encoded() == written
+            else {
+                violated("trust document does not survive writing: \(String(decoding: written, as: UTF8.self))", input)
+            }
+            guard (try? TrustDocument(canonical: decoded.signedBytes)) == decoded.document else {
+                violated("a decoded trust document's signed bytes do not decode to it", input)
+            }
+            _ = decoded.validSigners(among: decoded.document.roots)
+            _ = decoded.document.policy
+            _ = try? TrustUpdate.evaluate(
+                candidate: decoded, current: nil, configuredRoots: decoded.document.roots,
+                now: Date(timeIntervalSince1970: 1_780_000_000))
+        }
+        guard let document = try? TrustDocument(canonical: input) else { return }
+        guard document.encoded() == input else { violated("trust document accepted in a non-canonical form", input) }
     }
 
     // MARK: node

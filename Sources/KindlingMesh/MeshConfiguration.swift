@@ -72,7 +72,7 @@ public struct MeshConfiguration: Sendable {
     public var banDuration: Duration
     /// LAN discovery by multicast; nil turns it off.
     public var lan: LANConfiguration?
-    /// Protocol offences (an untrusted announcement, availability beyond a manifest's chunks) tolerated from one
+    /// Protocol offences (availability beyond a manifest's chunks; never disagreement about trust) tolerated from one
     /// node id before it is banned. Strikes are kept per node id, not per connection, for `banDuration`.
     public var maxStrikes: Int
     /// Ban and strike records kept at most (expired ones go first, then those that expire soonest).

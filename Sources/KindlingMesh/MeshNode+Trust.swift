@@ -86,6 +86,11 @@ extension MeshNode {
         downloadCancels[id] = cancel
     }
 
+    /// Says in `status` why the policy in force is not what is configured (nil: it is).
+    public func setTrustProblem(_ problem: String?) {
+        trustProblem = problem
+    }
+
     /// Every equivocation in the catalog (for status).
     public var equivocations: [Equivocation] { gossip.equivocations }
 }

@@ -43,6 +43,8 @@ public actor MeshNode {
     public internal(set) var trust: TrustPolicy
     /// Bumped by `applyTrust`: a verification that suspended meanwhile checks again under the new policy.
     var trustGeneration = 0
+    /// Why the trust policy in force is not the one configured now (a trust file that failed to reload), for status.
+    var trustProblem: String?
     /// Chunks of manifests the trust policy dropped that no kept manifest has: not served (until gc removes them).
     nonisolated let withheldChunks = WithheldChunks()
     /// Cancels each running download's task (a manifest dropped by a trust change, or found equivocal).
@@ -326,7 +328,7 @@ public actor MeshNode {
                 failDownloadWaiters(id, MeshError.cancelledByTrust(id))
             case .equivocation(let equivocation):
                 logger.critical(
-                    "equivocation: \(equivocation)",
+                    "equivocation: \(escapedPeerText(equivocation.description, limit: 4096))",
                     metadata: [
                         "key": "\(equivocation.build.publisher.text)",
                         "repository": "\(escapedPeerText(equivocation.build.repository))",

@@ -66,7 +66,8 @@ extension MeshNode {
                 ? "private mesh: peers authenticated with the mesh secret, every frame encrypted"
                 : "open mesh: peers authenticated but traffic NOT encrypted (anyone on the path can read it); "
                     + "use --mesh-secret for anything that crosses an untrusted network",
-            connections: connectionStatus(), trust: trustStatus())
+            connections: connectionStatus(), trustKeys: trust.trust.keys.count, trustProblem: trustProblem,
+            equivocations: gossip.equivocations.map(MeshStatus.EquivocationReport.init), trust: trustStatus())
     }
 
     private func connectionStatus() -> MeshStatus.Connections {
@@ -86,7 +87,7 @@ public struct GossipCounters: Sendable, Codable {
     public var duplicates = 0
     public var rejected = 0
     public var bans = 0
-    /// Protocol offences counted (untrusted announcements, availability beyond a manifest).
+    /// Protocol offences counted (availability beyond a manifest; never disagreement about trust).
     public var strikes = 0
     /// Peers disconnected because they did not read what was queued for them.
     public var slowConsumers = 0
@@ -126,6 +127,31 @@ public struct MeshStatus: Sendable, Codable {
     /// One line saying what the transport protects, for `kindling status`.
     public var transport: String
     public var connections: Connections
+    /// Publisher keys of the trust policy in force (revoked ones included).
+    public var trustKeys: Int
+    /// Set when the trust policy in force is not what is configured now: why (a trust file that failed to reload).
+    public var trustProblem: String?
+    /// Keys that signed two different manifests of one build (Specs/trust.md, "Equivocation").
+    public var equivocations: [EquivocationReport]
+
+    public struct EquivocationReport: Sendable, Codable {
+        public var key: String
+        public var repository: String
+        public var commit: String
+        public var cacheKey: [String: String]
+        public var manifests: [String]
+        public var message: String
+
+        public init(_ equivocation: Equivocation) {
+            key = equivocation.build.publisher.text
+            repository = equivocation.build.repository
+            commit = equivocation.build.commit
+            cacheKey = equivocation.build.cacheKey
+            manifests = equivocation.manifests.map(\.hex)
+            // The cache key is the publisher's text: escaped like every peer string shown.
+            message = escapedPeerText(equivocation.description, limit: 4096)
+        }
+    }
     /// The root-signed trust document, for a node with roots.
     public var trust: TrustDocumentStatus? = nil
 

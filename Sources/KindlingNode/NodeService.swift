@@ -14,12 +14,18 @@ public struct NodeService: Sendable {
     public let configuration: MeshConfiguration
     public let maxStoreBytes: Int?
     public let logger: Logger
+    /// The trust file `configuration.trust` came from: re-read when it changes and on SIGHUP (nil: never).
+    public let trustFile: String?
 
-    public init(store: ChunkStore, configuration: MeshConfiguration, maxStoreBytes: Int?, logger: Logger) {
+    public init(
+        store: ChunkStore, configuration: MeshConfiguration, maxStoreBytes: Int?, logger: Logger,
+        trustFile: String? = nil
+    ) {
         self.store = store
         self.configuration = configuration
         self.maxStoreBytes = maxStoreBytes
         self.logger = logger
+        self.trustFile = trustFile
     }
 
     /// Binds everything, calls `ready` with the listening port, and runs until a shutdown signal.
@@ -52,12 +58,16 @@ public struct NodeService: Sendable {
             await listener.close()
             throw NodeError.cannotListen("cannot open the control socket \(control.path): \(error)")
         }
+        // Trapped before the node says it is ready, so a reload right after start never kills it.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
+        let watcher = trustFile.map { TrustFileWatcher(path: $0, node: node, logger: logger) }
         ready(listener.port)
         var groupConfiguration = ServiceGroupConfiguration(
             services: [
                 .init(service: FunctionService { try await mesh.run(listener) }),
                 .init(service: FunctionService { await control.run(controlChannel) }),
                 .init(service: FunctionService { await storeUpkeep(node: node) }),
+                .init(service: FunctionService { await watchTrust(watcher, hangups: hangups) }),
             ],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger)
@@ -67,6 +77,22 @@ public struct NodeService: Sendable {
         groupConfiguration.maximumCancellationDuration = .seconds(5)
         let group = ServiceGroup(configuration: groupConfiguration)
         try await group.run()
+    }
+
+    /// Re-reads the trust file when it changes and on SIGHUP (Specs/trust.md, "Changes at run time").
+    private func watchTrust(_ watcher: TrustFileWatcher?, hangups: UnixSignalsSequence) async {
+        await withDiscardingTaskGroup { group in
+            if let watcher { group.addTask { await watcher.poll() } }
+            group.addTask {
+                for await _ in hangups {
+                    guard let watcher else {
+                        logger.notice("SIGHUP: no trust file to re-read")
+                        continue
+                    }
+                    await watcher.reload(because: "SIGHUP")
+                }
+            }
+        }
     }
 
     /// Keeps the store under its size cap: gc on the I/O pool, then the node re-advertises what it still holds.

@@ -138,20 +138,18 @@ struct BoundsTests {
     @Test("Three strikes ban a node id, and reconnecting does not reset the count")
     func threeStrikesAcrossReconnects() async throws {
         let target = try await TestNode(name: "target")
-        let stranger = Fixtures.key(99)
-        @Sendable func untrusted(_ commit: String) throws -> SignedHeader {
-            try Manifest.sign(
-                repository: "demo/ws", commit: commit, createdAt: Date().nanosecondsSinceEpoch, cacheKey: [:],
-                body: ManifestBody(entries: []), with: stranger
-            ).signed
-        }
+        let manifest = try await target.publish(
+            try makeTree(target.directory, files: 1, bytesPerFile: 1000), commit: "c")
+        // A protocol offence: availability beyond the manifest's chunks. (An untrusted announcement is not one: that
+        // is disagreement about trust, `TrustChangeTests.halfTrustNoBans`.)
+        let offence = WireMessage.haveChunks(manifest: manifest.id, indices: [1_000_000]).encoded()
         let key = SigningKey.generate()
         try await withRunningNodes([target]) {
             // Two strikes, then the peer leaves.
             let first = try await RogueClient.connect(to: target.port, key: key)
             let stillConnected = try await first.run { frames, outbound in
-                try await outbound.write(WireMessage.announce(try untrusted("a")).encoded())
-                try await outbound.write(WireMessage.announce(try untrusted("b")).encoded())
+                try await outbound.write(offence)
+                try await outbound.write(offence)
                 return try await first.roundTrip(&frames, outbound) != nil
             }
             #expect(stillConnected, "two strikes are not a ban")
@@ -160,7 +158,7 @@ struct BoundsTests {
             // Back with the same node id: the third strike bans.
             let second = try await RogueClient.connect(to: target.port, key: key)
             let (messages, closed) = try await second.run { frames, outbound in
-                try await outbound.write(WireMessage.announce(try untrusted("c")).encoded())
+                try await outbound.write(offence)
                 return await second.drain(&frames, timeout: .seconds(5))
             }
             #expect(closed)

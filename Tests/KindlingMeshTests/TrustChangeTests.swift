@@ -114,4 +114,55 @@ struct TrustChangeTests {
             #expect(await seed.node.status().bannedPeers == 0)
         }
     }
+
+    @Test(
+        "Half the mesh trusts a key, half no longer does: announcements flow, nobody bans anybody, refusers list none")
+    func halfTrustNoBans() async throws {
+        let seed = try await TestNode(name: "seed")
+        let hub = try await TestNode(name: "refuser-hub", peers: [seed.address], policy: Self.revoked)
+        var trustingNodes = [seed]
+        var refusingNodes = [hub]
+        for n in 0..<2 {
+            trustingNodes.append(
+                try await TestNode(name: "trusting-\(n)", peers: [seed.address, hub.address], follow: ["demo/*"]))
+            refusingNodes.append(
+                try await TestNode(name: "refuser-\(n)", peers: [seed.address, hub.address], policy: Self.revoked))
+        }
+        let (trusting, refusing) = (trustingNodes, refusingNodes)
+        // One more that trusts at first and has the revocation applied halfway: a revocation rolling through.
+        let late = try await TestNode(name: "late", peers: [seed.address, hub.address])
+        let all = trusting + refusing + [late]
+        try await withRunningNodes(all) {
+            try await eventually("everyone connects") {
+                for node in all where await node.node.connectedPeers.count < 2 { return false }
+                return true
+            }
+            var published: [Digest] = []
+            for n in 0..<6 {
+                if n == 3 { await late.node.applyTrust(Self.revoked) }
+                let tree = try makeTree(seed.directory, files: 1, bytesPerFile: 100_000, seed: UInt64(10 + n))
+                published.append(try await seed.publish(tree, commit: "c\(n)").id)
+                try await Task.sleep(for: .milliseconds(300))
+            }
+            let all6 = published
+            try await eventually("every trusting node lists every snapshot") {
+                for node in trusting {
+                    let listed = Set(await node.node.knownSnapshots().map(\.signed.id))
+                    if !listed.isSuperset(of: all6) { return false }
+                }
+                return true
+            }
+            // A few rounds of anti-entropy between nodes that disagree.
+            try await Task.sleep(for: .seconds(2))
+            for node in refusing + [late] {
+                #expect(await node.node.knownSnapshots().isEmpty, "a node that refuses the key lists its snapshots")
+            }
+            for node in all {
+                let status = await node.node.status()
+                #expect(status.bannedPeers == 0 && status.gossip.bans == 0, "\(node.directory.path) banned a peer")
+                #expect(status.gossip.strikes == 0, "\(node.directory.path) struck a peer")
+            }
+            #expect(await seed.node.connectedPeers.count == all.count - 1)
+        }
+    }
 }

@@ -33,8 +33,8 @@ def main():
     manifest = json.loads((ROOT / "Specs/vectors/manifest-v1.json").read_text())
     h = bytes.fromhex
     seeds = {name: [] for name in
-             ("frame", "message", "handshake", "header", "body", "manifestfile", "trust", "lan", "sealed",
-              "control", "nodejson")}
+             ("frame", "message", "handshake", "header", "body", "manifestfile", "trust", "trustdoc", "lan",
+              "sealed", "control", "nodejson")}
 
     framed = [h(f["hex"]) for key in ("frames", "malformedFrames", "errorTruncation") for f in wire[key]]
     for mode in ("open", "private"):
@@ -73,6 +73,12 @@ def main():
         {"kindling-trust": 1, "keys": []},
     ]
     seeds["trust"] = [json.dumps(t, indent=2).encode() for t in trust]
+
+    documents = json.loads((ROOT / "Specs/vectors/trust-document-v1.json").read_text())
+    seeds["trustdoc"] = [json.dumps(d["file"], indent=2).encode() for d in documents["documents"]]
+    seeds["trustdoc"] += [h(d["canonicalHex"]) for d in documents["documents"]]
+    seeds["trustdoc"] += [f["text"].encode() for f in documents["refusedFiles"]]
+    seeds["trustdoc"] += [h(c["hex"]) for c in documents["refusedCanonical"]]
 
     requests = [{"op": "status"}, {"op": "peers"}, {"op": "snapshots", "repository": "rust-lang/rust"},
                 {"op": "announce", "manifest": manifest["manifestId"]},

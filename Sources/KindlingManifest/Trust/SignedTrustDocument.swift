@@ -87,8 +87,7 @@ public struct SignedTrustDocument: Sendable, Hashable {
     }
 
     /// Throws `.belowThreshold` unless `roots.threshold` distinct keys of `roots` signed it.
-    public func requireThreshold(of roots: TrustRoots, as role: TrustDocumentError.Roots) throws(TrustDocumentError)
-    {
+    public func requireThreshold(of roots: TrustRoots, as role: TrustDocumentError.Roots) throws(TrustDocumentError) {
         let signers = validSigners(among: roots)
         guard signers.count < roots.threshold else { return }
         throw .belowThreshold(

@@ -218,7 +218,9 @@ public struct TrustDocument: Sendable, Hashable {
         }
     }
 
-    private static func readOptionalTime(_ reader: inout CanonicalReader, _ field: String) throws(FormatError)
+    private static func readOptionalTime(
+        _ reader: inout CanonicalReader, _ field: String
+    ) throws(FormatError)
         -> Date?
     {
         try readFlag(&reader, field + " present") ? try readTime(&reader, field) : nil
@@ -234,7 +236,7 @@ public struct TrustDocument: Sendable, Hashable {
         return UInt64(value)
     }
 
-    static func wholeSeconds(_ date: Date) -> Date {
+    public static func wholeSeconds(_ date: Date) -> Date {
         Date(timeIntervalSince1970: Double(seconds(date)))
     }
 

@@ -70,7 +70,13 @@ struct Status: AsyncParsableCommand {
                 if !node.downloads.isEmpty {
                     print("fetching   \(node.downloads.map { String($0.prefix(12)) }.joined(separator: ", "))")
                 }
+                print("trust      \(node.trustKeys) publisher keys in the policy in force")
                 if let trust = node.trust { printTrustStatus(trust) }
+                if let problem = node.trustProblem { print("WARNING    \(escapedPeerText(problem))") }
+                for equivocation in node.equivocations {
+                    // Already escaped by the node; escaped again in case another program answered on the socket.
+                    print("EQUIVOCATION \(escapedPeerText(equivocation.message, limit: 4096))")
+                }
             } else {
                 print("node       not running (start one with 'kindling node')")
             }
@@ -91,9 +97,10 @@ struct Status: AsyncParsableCommand {
 /// The root-signed trust document lines of `kindling status`.
 func printTrustStatus(_ trust: TrustDocumentStatus) {
     if let version = trust.version {
-        print("trust      document version \(version), expires \(trust.expires ?? "?")\(trust.expired ? " (EXPIRED)" : "")")
+        let expired = trust.expired ? " (EXPIRED)" : ""
+        print("document   trust document version \(version), expires \(trust.expires ?? "?")\(expired)")
     } else {
-        print("trust      no trust document yet")
+        print("document   no trust document yet")
     }
     print("roots      \(trust.roots)")
     if let warning = trust.warning { Terminal.printWarning(warning) }

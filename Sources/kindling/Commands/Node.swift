@@ -94,7 +94,8 @@ struct Node: AsyncParsableCommand {
                     "raised the open-files limit", metadata: ["from": "\(limits.before)", "to": "\(limits.after)"])
             }
             let service = NodeService(
-                store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger)
+                store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger,
+                trustFile: settings.trust)
             try await service.run { port in
                 print(
                     "kindling node \(nodeKey.publicKey.text) listening on \(configuration.listen.host):\(port)"

@@ -7,7 +7,12 @@ struct TrustCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "trust",
         abstract: "Manage the publisher keys a node accepts (Specs/trust.md).",
-        subcommands: [Add.self, List.self, Revoke.self, Retire.self, PublishDocument.self])
+        discussion: "add, list, revoke and retire edit a local trust file (version 1, unsigned); init, edit, sign "
+            + "and show work on a trust document signed by the project's root keys; publish hands one to the node.",
+        subcommands: [
+            Add.self, List.self, Revoke.self, Retire.self, Init.self, Edit.self, Sign.self, Show.self,
+            PublishDocument.self,
+        ])
 
     struct Add: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
