@@ -22,6 +22,13 @@ public struct GitCheckout: Sendable {
         try git(["rev-parse", "HEAD"]).trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The branch checked out (`git symbolic-ref --short HEAD`), nil on a detached HEAD.
+    public func currentBranch() -> String? {
+        guard let name = try? git(["symbolic-ref", "--quiet", "--short", "HEAD"]) else { return nil }
+        let trimmed = name.trimmingCharacters(in: .whitespacesAndNewlines)
+        return trimmed.isEmpty ? nil : trimmed
+    }
+
     /// Uncommitted changes to tracked files, and untracked files that are not ignored (empty when clean).
     public func uncommittedChanges() throws(CargoError) -> [String] {
         try git(["status", "--porcelain"]).split(separator: "\n").map(String.init)

@@ -243,7 +243,7 @@ struct ConnectionRunner {
         case .hello, .streamHeader, .auth:
             throw WireError.unexpectedMessage("handshake message after the handshake")
         case .announce, .have, .haveChunks, .holder, .catalogDigest, .catalogRequest, .catalog, .announceRequest,
-            .getPeers, .peers, .trustVersion, .getTrust, .trustDocument:
+            .getPeers, .peers, .trustVersion, .getTrust, .trustDocument, .headRecord:
             await node.handle(message, from: peer)
         }
     }

@@ -53,6 +53,8 @@ public struct MeshConfiguration: Sendable {
     public var trust: TrustPolicy
     /// Trust roots: the node's trust is then the newest root-signed trust document (`trust` is what it was at start).
     public var trustRoots: TrustRootsSetting?
+    /// Where head records are kept durably (`<store>/head-state`); nil keeps them in memory only.
+    public var headRecords: HeadRecordKeeper?
     /// Repositories whose new snapshots are fetched as soon as they are announced.
     public var follow: [RepositoryGlob]
     public var peerExchange: Bool

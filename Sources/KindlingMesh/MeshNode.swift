@@ -39,6 +39,8 @@ public actor MeshNode {
     var gossip: GossipState
     var book: PeerBook
     var trustDocuments: TrustDocumentState
+    /// Head records (Specs/freshness.md): the newest per (repository, key).
+    var headState: HeadRecordState
     /// The trust gate in force: `configuration.trust` at start, then whatever `applyTrust` was last given.
     public internal(set) var trust: TrustPolicy
     /// Bumped by `applyTrust`: a verification that suspended meanwhile checks again under the new policy.
@@ -81,6 +83,7 @@ public actor MeshNode {
                 descriptorReserve: configuration.descriptorReserve))
         gossip = GossipState(configuration: GossipState.Configuration(configuration))
         trustDocuments = TrustDocumentState(configuration.trustRoots)
+        headState = HeadRecordState(configuration.headRecords)
         trust = configuration.trust
         book = PeerBook(configuration: PeerBook.Configuration(configuration), seed: UInt64.random(in: 0...UInt64.max))
         (work, workQueue) = AsyncStream.makeStream(of: NodeWork.self)
@@ -141,6 +144,7 @@ public actor MeshNode {
             ])
         applyGossip(gossip.peerConnected(peer.nodeID, listenAddress: peer.listenAddress, now: now))
         trustPeerConnected(peer.nodeID)
+        headPeerConnected(peer.nodeID)
         perform(actions.filter { if case .disconnect = $0 { false } else { true } }, for: peer)
         return nil
     }
@@ -196,6 +200,7 @@ public actor MeshNode {
         case .getPeers: perform(book.peersRequested(by: peer.nodeID))
         case .peers(let addresses): book.peersReceived(addresses, from: peer.nodeID, now: .now)
         case .trustVersion, .getTrust, .trustDocument: await handleTrust(message, from: peer)
+        case .headRecord(let bytes): await handleHeadRecord(bytes, from: peer)
         default: await perform(gossip.messageReceived(message, from: peer.nodeID, now: .now), for: peer)
         }
     }
@@ -259,6 +264,7 @@ public actor MeshNode {
         closedDownloaded += stats.downloaded
         applyGossip(gossip.peerDisconnected(peer.nodeID))
         trustPeerDisconnected(peer.nodeID)
+        headPeerDisconnected(peer.nodeID)
         logger.info("peer disconnected", metadata: ["peer": "\(peer)"])
     }
 

@@ -67,7 +67,8 @@ extension MeshNode {
                 : "open mesh: peers authenticated but traffic NOT encrypted (anyone on the path can read it); "
                     + "use --mesh-secret for anything that crosses an untrusted network",
             connections: connectionStatus(), trustKeys: trust.trust.keys.count, trustProblem: trustProblem,
-            equivocations: gossip.equivocations.map(MeshStatus.EquivocationReport.init), trust: trustStatus())
+            equivocations: gossip.equivocations.map(MeshStatus.EquivocationReport.init), trust: trustStatus(),
+            heads: headStatus())
     }
 
     private func connectionStatus() -> MeshStatus.Connections {
@@ -154,6 +155,8 @@ public struct MeshStatus: Sendable, Codable {
     }
     /// The root-signed trust document, for a node with roots.
     public var trust: TrustDocumentStatus? = nil
+    /// Head records held (Specs/freshness.md), newest first; an expired newest one carries a warning.
+    public var heads: [HeadRecordStatus] = []
 
     /// Descriptors and connection slots: what a flood of connections could use up, and what the caps refused.
     public struct Connections: Sendable, Codable {

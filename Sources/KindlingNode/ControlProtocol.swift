@@ -6,6 +6,7 @@ public struct ControlRequest: Codable, Sendable {
     public enum Operation: String, Codable, Sendable {
         case status, peers, fetch, announce, snapshots
         case trustPublish = "trust-publish"
+        case headPublish = "head-publish"
     }
 
     public var op: Operation
@@ -15,7 +16,7 @@ public struct ControlRequest: Codable, Sendable {
     public var repository: RepositoryName?
     public var commit: String?
     public var cacheKey: [String: String]?
-    /// For trust-publish: the trust document file's bytes, in base64.
+    /// For trust-publish: the trust document file's bytes, in base64; for head-publish, the head record's.
     public var document: String?
 
     public init(

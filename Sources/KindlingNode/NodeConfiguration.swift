@@ -113,6 +113,9 @@ public struct NodeSettings: Codable, Sendable {
     /// The node's trust state folder in a store.
     public static func trustStateDirectory(storeRoot: String) -> String { storeRoot + "/trust-state" }
 
+    /// The head records a node (and `kindling publish`) keeps in a store (Specs/freshness.md).
+    public static func headStateDirectory(storeRoot: String) -> String { storeRoot + "/head-state" }
+
     /// Validates everything and builds the mesh configuration. With roots, the node's trust is its current trust
     /// document from `<storeRoot>/trust-state` (none yet: nothing is trusted), and the trust file is not used.
     public func meshConfiguration(
@@ -177,6 +180,9 @@ public struct NodeSettings: Codable, Sendable {
             maxPeers: maxPeers ?? 32, uploadLimit: upload, lan: lanConfiguration)
         configuration.isPublic = isPublic
         configuration.trustRoots = rootsSetting
+        if let storeRoot {
+            configuration.headRecords = try HeadRecordKeeper(directory: Self.headStateDirectory(storeRoot: storeRoot))
+        }
         return (configuration, maxStore)
     }
 }

@@ -19,4 +19,6 @@ public enum WireLimits {
     public static let maxErrorMessageBytes = 512
     /// The largest trust document a TrustDocument frame carries (`SignedTrustDocument.maximumEncodedSize`).
     public static let maxTrustDocumentBytes = SignedTrustDocument.maximumEncodedSize
+    /// The largest head record a HeadRecord frame carries (`SignedHeadRecord.maximumEncodedSize`).
+    public static let maxHeadRecordBytes = SignedHeadRecord.maximumEncodedSize
 }

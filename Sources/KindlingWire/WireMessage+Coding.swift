@@ -95,6 +95,8 @@ extension WireMessage {
         case .trustDocument(let version, let bytes):
             w.writeVarint(version)
             w.writeBytes(bytes)
+        case .headRecord(let bytes):
+            w.writeBytes(bytes)
         }
         return w.bytes
     }
@@ -254,6 +256,8 @@ extension WireMessage {
             return .trustDocument(
                 version: version,
                 bytes: try r.readBytes("trust document", maxCount: WireLimits.maxTrustDocumentBytes))
+        case .headRecord:
+            return .headRecord(try r.readBytes("head record", maxCount: WireLimits.maxHeadRecordBytes))
         }
     }
 

@@ -30,6 +30,7 @@ public enum MessageType: UInt8, Sendable {
     case trustVersion = 0x80
     case getTrust = 0x81
     case trustDocument = 0x82
+    case headRecord = 0x83
 
     public static let firstExtensionType: UInt8 = 0x80
 }
@@ -162,6 +163,8 @@ public enum WireMessage: Hashable, Sendable {
     /// One trust document's bytes (`SignedTrustDocument.encoded()`), or none (empty) when the sender does not hold
     /// the version asked for. `version` echoes the request; the bytes are checked by the receiver's trust update.
     case trustDocument(version: UInt64, bytes: [UInt8])
+    /// One signed head record's bytes (`SignedHeadRecord.encoded()`), checked by the receiver (Specs/freshness.md).
+    case headRecord([UInt8])
 
     public var type: MessageType {
         switch self {
@@ -190,6 +193,7 @@ public enum WireMessage: Hashable, Sendable {
         case .trustVersion: return .trustVersion
         case .getTrust: return .getTrust
         case .trustDocument: return .trustDocument
+        case .headRecord: return .headRecord
         }
     }
 }

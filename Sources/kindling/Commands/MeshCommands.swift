@@ -73,6 +73,7 @@ struct Status: AsyncParsableCommand {
                 print("trust      \(node.trustKeys) publisher keys in the policy in force")
                 if let trust = node.trust { printTrustStatus(trust) }
                 if let problem = node.trustProblem { print("WARNING    \(escapedPeerText(problem))") }
+                printHeadRecords(node.heads.filter { repo == nil || $0.repository == repo })
                 for equivocation in node.equivocations {
                     // Already escaped by the node; escaped again in case another program answered on the socket.
                     print("EQUIVOCATION \(escapedPeerText(equivocation.message, limit: 4096))")
@@ -105,6 +106,23 @@ func printTrustStatus(_ trust: TrustDocumentStatus) {
     print("roots      \(trust.roots)")
     if let warning = trust.warning { Terminal.printWarning(warning) }
     if let refusal = trust.lastRefusal { print("refused    \(escapedPeerText(refusal))") }
+}
+
+/// The head record lines of `kindling status` (Specs/freshness.md): the newest builds bors vouched for, and a
+/// warning when the newest record of a repository expired.
+func printHeadRecords(_ heads: [HeadRecordStatus]) {
+    for head in heads.prefix(20) {
+        let expired = head.expired ? " (EXPIRED)" : ""
+        print(
+            "head       \(escapedPeerText(head.repository)) record \(head.sequence), issued \(head.issued), expires "
+                + "\(head.expires)\(expired)")
+        for entry in head.entries.prefix(10) {
+            print(
+                "  \(escapedPeerText(entry.branch)) (\(escapedPeerText(entry.profile)))  "
+                    + "\(escapedPeerText(String(entry.commit.prefix(12))))  \(entry.manifest.prefix(12))")
+        }
+        if let warning = head.warning { Terminal.printWarning(escapedPeerText(warning, limit: 4096)) }
+    }
 }
 
 struct Peers: AsyncParsableCommand {

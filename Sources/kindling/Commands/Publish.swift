@@ -4,6 +4,7 @@ import KindlingCargo
 import KindlingChunking
 import KindlingCrypto
 import KindlingManifest
+import KindlingMesh
 import KindlingNode
 import KindlingSnapshot
 
@@ -37,6 +38,16 @@ struct Publish: AsyncParsableCommand {
     @Flag(name: .long, help: "Pin the snapshot so that gc never evicts it.") var pin = false
     @Option(
         name: .long,
+        help: """
+            The branch this commit is the newest build of, for the signed head record (with --cargo: the branch \
+            checked out). Without a branch no head record is signed.
+            """
+    )
+    var branch: String?
+    @Option(name: .long, help: "How long the head record holds: 7d (default), 12h, 30m or seconds.")
+    var headExpires = "7d"
+    @Option(
+        name: .long,
         help: ArgumentHelp(
             "Chunk sizes MIN/NORMAL/MAX in bytes, for measurements only (other sizes do not dedup with the standard).",
             visibility: .hidden))
@@ -61,6 +72,9 @@ struct Publish: AsyncParsableCommand {
             let (bar, progress) = ProgressBar.handler(label: "capturing")
             var publisher = Publisher(store: store, key: key)
             let request: PublishRequest
+            let lifetime = try parseDuration(headExpires, option: "--head-expires")
+            var headBranch = branch
+            let headProfile: String
             if cargo {
                 let named = try repositoryOption(repo)
                 let workspace = try CargoWorkspace.locate(
@@ -79,10 +93,13 @@ struct Publish: AsyncParsableCommand {
                 ).prepare(allowDirty: allowDirty, pin: pin)
                 request = prepared.request
                 publisher.capture = prepared.capture
+                headProfile = profile
+                if headBranch == nil { headBranch = workspace.checkout.currentBranch() }
             } else {
                 request = PublishRequest(
                     repository: repo ?? "", commit: commit ?? "", directory: dir ?? "",
                     cacheKey: try parseKeyValues(keyValue), pin: pin)
+                headProfile = request.cacheKey["profile"] ?? "default"
             }
             if let chunking { publisher.capture.chunker = Chunker(parameters: try parseChunking(chunking)) }
             let result = try publisher.publish(request, progress: progress)
@@ -99,6 +116,23 @@ struct Publish: AsyncParsableCommand {
                 Terminal.printWarning("skipped \(summary.skippedSpecialFiles) sockets, FIFOs or devices")
             }
             print("repository \(request.repository) commit \(request.commit)")
+            var head: SignedHeadRecord?
+            if let headBranch {
+                let keeper = try HeadRecordKeeper(
+                    directory: NodeSettings.headStateDirectory(storeRoot: storeOptions.path))
+                let entry = HeadEntry(
+                    branch: headBranch, profile: headProfile, commit: request.commit, manifest: result.manifest.id)
+                let signed = try keeper.signNext(
+                    repository: try RepositoryName(request.repository), entry: entry, key: key, lifetime: lifetime)
+                head = signed
+                print(
+                    "head record \(signed.record.sequence): newest of branch \(headBranch) (\(headProfile)), expires "
+                        + TrustFile.formatDate(signed.record.expires))
+            } else {
+                Terminal.printWarning(
+                    "no branch known (a detached HEAD, or --dir without --branch): no head record signed, so nodes "
+                        + "cannot tell that this is the newest build; give --branch NAME")
+            }
             let client = ControlClient(storeRoot: storeOptions.path)
             if client.isNodeRunning {
                 let reply = try client.send(ControlRequest(op: .announce, manifest: result.manifest.id.hex))
@@ -106,6 +140,13 @@ struct Publish: AsyncParsableCommand {
                     Terminal.printWarning("the local node did not announce it: \(reply.message ?? "unknown error")")
                 } else {
                     print("announced to the mesh through the local node")
+                }
+                if let head {
+                    let reply = try client.send(
+                        ControlRequest(op: .headPublish, document: Data(head.encoded()).base64EncodedString()))
+                    if reply.event == .error {
+                        Terminal.printWarning("the local node did not take the head record: \(reply.message ?? "?")")
+                    }
                 }
             }
             print(result.manifest.id.hex)
