@@ -15,7 +15,7 @@ enum FuzzTargets {
     static let all: [String: @Sendable ([UInt8]) -> Void] = [
         "frame": frame, "message": message, "handshake": handshake, "header": header, "body": body,
         "manifestfile": manifestFile, "trust": trust, "trustdoc": trustDocument, "lan": lan, "sealed": sealed,
-        "control": control, "nodejson": nodeJSON,
+        "control": control, "nodejson": nodeJSON, "headrecord": headRecord,
     ]
 
     /// Keys and meshes shared with Specs/vectors/wire-v1.json (so the seed corpus reaches the success paths).
@@ -225,6 +225,21 @@ enum FuzzTargets {
         }
         guard let document = try? TrustDocument(canonical: input) else { return }
         guard document.encoded() == input else { violated("trust document accepted in a non-canonical form", input) }
+    }
+
+    /// A signed head record (Specs/freshness.md), as any peer relays it: what decodes is canonical (its bytes come
+    /// back from encoding it), and the acceptance rule runs on it without crashing.
+    static func headRecord(_ input: [UInt8]) {
+        guard let decoded = try? SignedHeadRecord.decode(input) else { return }
+        guard decoded.encoded() == input, decoded.record.encoded() == decoded.signedBytes else {
+            violated("head record accepted in a non-canonical form", input)
+        }
+        guard (try? SignedHeadRecord.decode(decoded.encoded())) == decoded else {
+            violated("a decoded head record does not decode again to itself", input)
+        }
+        let policy = TrustPolicy(trust: TrustFile(keys: [TrustedKey(name: "k", publicKey: decoded.record.publisher)]))
+        _ = try? HeadRecordUpdate.evaluate(
+            decoded, held: nil, policy: policy, now: Date(timeIntervalSince1970: 1_780_000_000))
     }
 
     // MARK: node

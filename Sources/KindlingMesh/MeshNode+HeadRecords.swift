@@ -86,7 +86,9 @@ extension MeshNode {
             if let repository, record.repository != repository { return false }
             return (try? trust.headRecordKey(record.publisher, repository: record.repository, at: record.issued)) != nil
         }
-        .sorted { $0.record.issued != $1.record.issued ? $0.record.issued > $1.record.issued : $0.record.sequence > $1.record.sequence }
+        .sorted { a, b in
+            a.record.issued != b.record.issued ? a.record.issued > b.record.issued : a.record.sequence > b.record.sequence
+        }
     }
 
     /// Offers a head record (its bytes), as `kindling publish` does through the control socket or a peer does by

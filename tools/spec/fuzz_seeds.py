@@ -34,7 +34,7 @@ def main():
     h = bytes.fromhex
     seeds = {name: [] for name in
              ("frame", "message", "handshake", "header", "body", "manifestfile", "trust", "trustdoc", "lan",
-              "sealed", "control", "nodejson")}
+              "sealed", "control", "nodejson", "headrecord")}
 
     framed = [h(f["hex"]) for key in ("frames", "malformedFrames", "errorTruncation") for f in wire[key]]
     for mode in ("open", "private"):
@@ -79,6 +79,9 @@ def main():
     seeds["trustdoc"] += [h(d["canonicalHex"]) for d in documents["documents"]]
     seeds["trustdoc"] += [f["text"].encode() for f in documents["refusedFiles"]]
     seeds["trustdoc"] += [h(c["hex"]) for c in documents["refusedCanonical"]]
+
+    heads = json.loads((ROOT / "Specs/vectors/head-record-v1.json").read_text())
+    seeds["headrecord"] = [h(r["encodedHex"]) for r in heads["records"]] + [h(r["hex"]) for r in heads["refused"]]
 
     requests = [{"op": "status"}, {"op": "peers"}, {"op": "snapshots", "repository": "rust-lang/rust"},
                 {"op": "announce", "manifest": manifest["manifestId"]},

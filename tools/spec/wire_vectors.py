@@ -214,7 +214,7 @@ def main():
     # Extension types a node does not know (0x80 and above) are skipped, not refused.
     out["unknownExtensionFrames"] = [
         {"message": "type 0xfe with a payload", "hex": frame(bytes([0xFE]) + b"anything").hex()},
-        {"message": "type 0x83 empty", "hex": frame(bytes([0x83])).hex()},
+        {"message": "type 0x9f empty", "hex": frame(bytes([0x9F])).hex()},
     ]
     # Error messages longer than 512 UTF-8 bytes: the sender cuts on a scalar boundary at or below the limit.
     out["errorTruncation"] = []
