@@ -87,7 +87,8 @@ extension MeshNode {
             return (try? trust.headRecordKey(record.publisher, repository: record.repository, at: record.issued)) != nil
         }
         .sorted { a, b in
-            a.record.issued != b.record.issued ? a.record.issued > b.record.issued : a.record.sequence > b.record.sequence
+            if a.record.issued != b.record.issued { return a.record.issued > b.record.issued }
+            return a.record.sequence > b.record.sequence
         }
     }
 
@@ -139,6 +140,12 @@ extension MeshNode {
             ])
         let encoded = candidate.encoded()
         for (other, connection) in peers where other != peer { connection.send(.headRecord(encoded)) }
+        // The builds it names that we have not heard of: ask the sender for their announcements (they pass the
+        // trust gate like any other), so that a record never arrives without the way to its snapshots.
+        let unknown = record.entries.map(\.manifest).filter {
+            gossip.signedHeader($0) == nil && !gossip.recentlyRefused.contains($0)
+        }
+        if let peer, !unknown.isEmpty { peers[peer]?.send(.announceRequest(ids: Array(Set(unknown)).sorted())) }
         return .accepted(sequence: record.sequence)
     }
 

@@ -15,7 +15,8 @@ struct HeadRecordMeshTests {
     static func record(
         _ sequence: UInt64, commit: String, key: SigningKey = TestTrust.bors, lifetime: TimeInterval = 3600
     ) throws -> SignedHeadRecord {
-        let entry = HeadEntry(branch: "main", profile: "dev", commit: commit, manifest: Blake2b.hash(Array(commit.utf8)))
+        let entry = HeadEntry(
+            branch: "main", profile: "dev", commit: commit, manifest: Blake2b.hash(Array(commit.utf8)))
         let now = Date()
         return SignedHeadRecord.sign(
             HeadRecord(
@@ -60,7 +61,8 @@ struct HeadRecordMeshTests {
             #expect(elapsed < .seconds(3), "took \(elapsed)")
             print("head record 11 reached the third node (two hops) in \(elapsed)")
             // Durable: on disk before use.
-            #expect(keepers[2].record(repository: newer.record.repository, publisher: TestTrust.bors.publicKey) == newer)
+            let kept = keepers[2].record(repository: newer.record.repository, publisher: TestTrust.bors.publicKey)
+            #expect(kept == newer)
 
             // A peer replays the older record: refused, nobody struck.
             try await Self.sendAsPeer(third.port, [.headRecord(older.encoded())])
@@ -78,6 +80,15 @@ struct HeadRecordMeshTests {
             try await Self.sendAsPeer(third.port, [.headRecord(forged)])
             #expect(await third.node.headRecords().first == newer)
             #expect(await third.node.status().gossip.strikes == 1)
+            // A record that names a build the node has not heard of: it asks the sender for the announcement.
+            let ahead = try Self.record(20, commit: "c9")
+            let rogue = try await RogueClient.connect(to: third.port)
+            let answers = try await rogue.run { frames, outbound in
+                try await outbound.write(WireMessage.headRecord(ahead.encoded()).encoded())
+                return await rogue.drain(&frames, timeout: .seconds(2)).messages
+            }
+            #expect(answers.contains(.announceRequest(ids: [Blake2b.hash(Array("c9".utf8))])))
+            #expect(await third.node.headRecords().first == ahead)
             for node in [first, second] {
                 let status = await node.node.status()
                 #expect(status.gossip.strikes == 0 && status.bannedPeers == 0)
@@ -85,7 +96,7 @@ struct HeadRecordMeshTests {
         }
         // A node started again on the same folder holds the highest record and still refuses the older one.
         let restarted = try await TestNode(name: "restarted") { $0.headRecords = keepers[2] }
-        #expect(await restarted.node.headRecords().first == newer)
+        #expect(await restarted.node.headRecords().first?.record.sequence == 20)
         #expect(await restarted.node.offerHeadRecord(older.encoded()) != .accepted(sequence: 10))
     }
 

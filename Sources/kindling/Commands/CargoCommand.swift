@@ -160,7 +160,8 @@ func restoreCargoSnapshot(
     let session = CargoRestoreSession(
         workspace: workspace, root: root, key: key, store: store, policy: policy,
         remotes: [NodeSnapshotSource.running(storeRoot: storeRoot)].compactMap { $0 })
-    let choice = try session.choose(maxDistance: maxDistance)
+    let choice = try chooseConsultingHeads(
+        session, storeRoot: storeRoot, profile: profile, maxDistance: maxDistance, announce: announce)
     let candidate = choice.candidate
     announce("restoring \(workspace.repository)@\(candidate.commit.prefix(12)), \(choice.distance) commits behind HEAD")
 
@@ -200,4 +201,61 @@ func restoreCargoSnapshot(
         + "\(outcome.repair.added) new, \(outcome.repair.untrackedTouched) untracked"
         + (outcome.repair.unitsInvalidated > 0 ? ", \(outcome.repair.unitsInvalidated) units invalidated" : "")
         + (outcome.atBuildRoot ? "" : " (no namespaces: incremental state will not be reused)")
+}
+
+/// How long `kindling cargo` waits for the node to learn a newer build that a head record names.
+let headWaitSeconds = 10.0
+
+/// `session.choose`, after asking the node for bors's head records (Specs/freshness.md, "Uses"): when one names a
+/// build of this profile nearer to HEAD than the best snapshot known, the node was told to fetch its announcement
+/// when the record arrived; wait a little for it rather than silently restore an older one, and say so either way.
+func chooseConsultingHeads(
+    _ session: CargoRestoreSession, storeRoot: String, profile: String, maxDistance: Int,
+    announce: (String) -> Void
+) throws -> CargoRestoreSession.Choice {
+    let first = Result { try session.choose(maxDistance: maxDistance) }
+    let client = ControlClient(storeRoot: storeRoot)
+    guard client.isNodeRunning, let status = try? client.send(ControlRequest(op: .status)).status else {
+        return try first.get()
+    }
+    let repository = session.workspace.repository
+    let heads = status.heads.filter { $0.repository == repository.text && !$0.expired }.flatMap { record in
+        record.entries.map {
+            HeadPointer(
+                branch: $0.branch, profile: $0.profile, commit: $0.commit, manifest: $0.manifest,
+                issued: record.issued)
+        }
+    }
+    let history = try session.workspace.checkout.firstParentHistory(limit: maxDistance + 1)
+    guard
+        let newer = HeadAdvice.newer(
+            than: (try? first.get())?.distance, history: history, heads: heads, profile: profile,
+            branch: session.workspace.checkout.currentBranch())
+    else { return try first.get() }
+    let what =
+        "bors's head record (issued \(newer.head.issued)) names a newer build of "
+        + "\(escapedPeerText(newer.head.branch)): "
+        + "\(newer.head.commit.prefix(12)), \(newer.distance) commits behind HEAD"
+    // Listed already with another cache key (another toolchain or flags): waiting would not make it usable.
+    if let listed = try? session.remotes.first?.candidates(of: repository),
+        let other = listed.first(where: { $0.id.hex == newer.head.manifest }), other.cacheKey != session.key.entries
+    {
+        Terminal.printWarning(
+            "\(what), but built with another cache key ("
+                + session.key.differences(from: other.cacheKey).joined(separator: "; ") + "); "
+                + "restoring the nearest snapshot of this build's key")
+        return try first.get()
+    }
+    announce("\(what); waiting up to \(Int(headWaitSeconds)) s for this node to receive it")
+    let deadline = ContinuousClock.now + .seconds(headWaitSeconds)
+    while ContinuousClock.now < deadline {
+        Thread.sleep(forTimeInterval: 0.5)
+        if let again = try? session.choose(maxDistance: maxDistance), again.distance <= newer.distance { return again }
+    }
+    Terminal.printWarning(
+        "\(what), but its announcement has not reached this node: "
+            + ((try? first.get()).map { "restoring the older snapshot \($0.distance) commits behind HEAD. " } ?? "")
+            + "Check 'kindling peers' (is the node connected to the mesh?) and run 'kindling restore --cargo' again "
+            + "later")
+    return try first.get()
 }
