@@ -51,9 +51,15 @@ struct TrustDocumentNodeTests {
         try Fixtures.write(
             try Self.document(1, keys: [TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")])],
                 signers: [0, 1]), to: v1Path)
-        let line = ["--no-peer-exchange"] + Self.rootArguments
         let stores = [world.store, world.path("store2"), world.path("store3")]
-        let node1 = try NodeProcess(store: stores[0], arguments: line, log: world.path("node1.log"))
+        // Node 1 gets its roots as flags; nodes 2 and 3 in node.json, where restore finds them too.
+        let rootsJSON = Self.roots.map { "\"\($0.publicKey.text)\"" }.joined(separator: ", ")
+        for store in stores.dropFirst() {
+            try Fixtures.write(#"{"roots": [\#(rootsJSON)], "threshold": 2}"#, to: store + "/node.json")
+        }
+        let line = ["--no-peer-exchange"]
+        let node1 = try NodeProcess(
+            store: stores[0], arguments: line + Self.rootArguments, log: world.path("node1.log"))
         let node2 = try NodeProcess(
             store: stores[1], arguments: line + ["--peer", node1.address], log: world.path("node2.log"))
         let node3Arguments = line + ["--peer", node2.address]
@@ -97,7 +103,14 @@ struct TrustDocumentNodeTests {
                 world.path("restored"),
             ])
         #expect(restore.status != 0, "\(restore)")
-        #expect(restore.stderr.contains("revoked"), "\(restore)")
+        #expect(restore.stderr.contains("no trusted snapshot"), "\(restore)")
+        // Without the node's help, from the store alone: the node's document (read from its trust state) refuses it.
+        let local = try world.kindling(
+            [
+                "restore", "--store", stores[2], "--repo", "rust-lang/demo", "--commit", "c1", "--no-fetch", "--into",
+                world.path("restored"),
+            ])
+        expectCleanFailure(local, mentioning: "revoked")
         #expect(!FileManager.default.fileExists(atPath: world.path("restored/main.rs")))
         for node in [node1, node2, node3] { #expect(try Self.banned(node) == 0) }
 

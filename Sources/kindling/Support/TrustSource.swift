@@ -30,5 +30,12 @@ func resolveTrustPolicy(_ option: String?, storeRoot: String) throws -> TrustPol
         }
         return document.document.policy
     }
-    return try settings?.trust.map(loadTrustPolicy)
+    if let path = settings?.trust { return try loadTrustPolicy(path) }
+    if FileManager.default.fileExists(atPath: NodeSettings.trustStateDirectory(storeRoot: storeRoot)) {
+        throw CommandFailure(
+            "the node of \(storeRoot) keeps root-signed trust documents, but its node.json names no roots to check "
+                + "them against: put \"roots\" and \"threshold\" in \(storeRoot)/node.json (rather than --root "
+                + "flags), or give --trust FILE")
+    }
+    return nil
 }
