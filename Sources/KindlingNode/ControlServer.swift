@@ -148,6 +148,13 @@ struct ControlServer {
         case .fetch:
             guard let id = await resolve(request) else {
                 let what = request.manifest ?? "\(request.repository?.text ?? "?")@\(request.commit ?? "?")"
+                // Known, but equivocal: say why it is not used (Specs/trust.md, "Equivocation").
+                if let equivocation = await node.equivocations.first(where: {
+                    $0.build.repository == request.repository?.text && $0.build.commit == request.commit
+                }) {
+                    return await send(
+                        ControlEvent(event: .error, message: escapedPeerText("refused: \(equivocation)", limit: 4096)))
+                }
                 return await send(
                     ControlEvent(
                         event: .error,
