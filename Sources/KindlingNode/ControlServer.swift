@@ -141,7 +141,8 @@ struct ControlServer {
                         event: .result, message: "the node holds trust document version \(version) already",
                         trustVersion: version))
             case .needsIntermediate(let version):
-                await send(ControlEvent(event: .error, message: "the node needs trust document version \(version) first"))
+                await send(
+                    ControlEvent(event: .error, message: "the node needs trust document version \(version) first"))
             case .refused(let reason):
                 await send(ControlEvent(event: .error, message: "the node refused the trust document: \(reason)"))
             }

@@ -26,7 +26,8 @@ enum TrustBenchmark {
         print("nodes  degree  links  v1 applied by all  v2 applied by all")
         for size in sizes {
             let (links, first, second) = try await run(nodes: size, degree: degree)
-            print(String(format: "%5d  %6d  %5d  %14.0f ms  %14.0f ms", size, degree, links, first * 1000, second * 1000))
+            print(
+                String(format: "%5d  %6d  %5d  %14.0f ms  %14.0f ms", size, degree, links, first * 1000, second * 1000))
         }
     }
 

@@ -49,7 +49,8 @@ struct TrustDocumentNodeTests {
         let documents = world.path("docs")
         let v1Path = documents + "/v1.json"
         try Fixtures.write(
-            try Self.document(1, keys: [TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")])],
+            try Self.document(
+                1, keys: [TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")])],
                 signers: [0, 1]), to: v1Path)
         let stores = [world.store, world.path("store2"), world.path("store3")]
         // Node 1 gets its roots as flags; nodes 2 and 3 in node.json, where restore finds them too.
@@ -84,7 +85,8 @@ struct TrustDocumentNodeTests {
             try Self.document(
                 2,
                 keys: [
-                    TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")], revoked: true),
+                    TrustedKey(
+                        name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")], revoked: true),
                     TrustedKey(name: "bors-b", publicKey: keyB, repositories: [RepositoryGlob("rust-lang/*")]),
                 ], signers: [1, 2]), to: v2Path)
         let started = Date()
@@ -141,7 +143,8 @@ struct TrustDocumentNodeTests {
         #expect(try Self.trustVersion(node3) == 2)
         #expect(!(try Self.snapshotIDs(node3)).contains(manifest))
         expectCleanFailure(
-            try world.kindling(["trust", "publish", "--store", stores[2], v1Path]), mentioning: "older than the version 2")
+            try world.kindling(["trust", "publish", "--store", stores[2], v1Path]),
+            mentioning: "older than the version 2")
         for node in [node1, node2, node3] { #expect(try Self.banned(node) == 0) }
         _ = node2
     }
@@ -151,7 +154,8 @@ struct TrustDocumentNodeTests {
         let world = try CLIWorld()
         let path = world.path("v1.json")
         try Fixtures.write(
-            try Self.document(1, keys: [TrustedKey(name: "a", publicKey: try PublicKey(text: world.publicKey))],
+            try Self.document(
+                1, keys: [TrustedKey(name: "a", publicKey: try PublicKey(text: world.publicKey))],
                 signers: [0, 2]), to: path)
         let node = try NodeProcess(store: world.store, arguments: Self.rootArguments, log: world.path("node.log"))
         #expect(try world.kindling(["trust", "publish", "--store", world.store, path]).status == 0)
@@ -159,7 +163,8 @@ struct TrustDocumentNodeTests {
         let folderMode = (try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int) ?? -1
         #expect(folderMode == 0o700)
         for name in ["current", "v1"] {
-            let mode = (try FileManager.default.attributesOfItem(atPath: folder + "/" + name)[.posixPermissions] as? Int)
+            let mode =
+                (try FileManager.default.attributesOfItem(atPath: folder + "/" + name)[.posixPermissions] as? Int)
             #expect(mode == 0o600, "\(name)")
         }
         node.stop()
@@ -167,7 +172,8 @@ struct TrustDocumentNodeTests {
         #expect(throws: NodeProcessError.self) {
             _ = try NodeProcess(store: world.store, arguments: Self.rootArguments, log: world.path("again.log"))
         }
-        #expect(Fixtures.read(world.path("again.log")).map { String(decoding: $0, as: UTF8.self) }?.contains(
-            "refusing the trust state folder") == true)
+        #expect(
+            Fixtures.read(world.path("again.log")).map { String(decoding: $0, as: UTF8.self) }?.contains(
+                "refusing the trust state folder") == true)
     }
 }

@@ -113,8 +113,9 @@ struct TrustDocumentMeshTests {
             #expect(await plain.node.status().trust == nil)
             #expect(await plain.node.status().bannedPeers == 0)
             #expect(await holder.node.status().bannedPeers == 0)
-            guard case .refused(let reason) = await plain.node.publishTrustDocument(
-                Self.document(1, roots: old, signers: Self.oldRootKeys))
+            guard
+                case .refused(let reason) = await plain.node.publishTrustDocument(
+                    Self.document(1, roots: old, signers: Self.oldRootKeys))
             else {
                 Issue.record("a node without roots took a trust document")
                 return

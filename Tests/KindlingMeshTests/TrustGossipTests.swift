@@ -183,7 +183,8 @@ struct TrustGossipTests {
                     == [.serve(version: 0, to: Self.alice)])
         }
         #expect(
-            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start) == [.throttled(Self.alice)])
+            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start) == [.throttled(Self.alice)]
+        )
         #expect(
             gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start + .seconds(1))
                 == [.serve(version: 1, to: Self.alice)])

@@ -15,8 +15,9 @@ func resolveTrustPolicy(_ option: String?, storeRoot: String) throws -> TrustPol
     let settings = try? NodeSettings.load(storeRoot: storeRoot, strict: false)
     if let settings, let roots = try settings.trustRoots() {
         let directory = NodeSettings.trustStateDirectory(storeRoot: storeRoot)
-        guard let document = try TrustDocumentKeeper.existing(directory: directory)?.verifiedCurrent(
-            configuredRoots: roots)
+        guard
+            let document = try TrustDocumentKeeper.existing(directory: directory)?.verifiedCurrent(
+                configuredRoots: roots)
         else {
             throw CommandFailure(
                 "the node of \(storeRoot) is configured with trust roots but holds no trust document yet: start it "
