@@ -46,11 +46,16 @@ public struct CargoRestoreSession: Sendable {
         // checked when its manifest arrives (`restore`).
         var candidates = try StoreSnapshotSource(store: store).candidates(of: repository)
             .filter { $0.signed.map { policy.isTrusted($0) } ?? false }
+        // Equivocal ones are evidence, not snapshots (Specs/trust.md, "Equivocation").
+        let equivocal = StoreSnapshotSource.equivocal(candidates, policy: policy)
+        candidates.removeAll { equivocal.contains($0.id) }
         var listedBy: [Digest: Int] = [:]
         for (index, remote) in remotes.enumerated() {
             for candidate in (try? remote.candidates(of: repository)) ?? [] where listedBy[candidate.id] == nil {
                 listedBy[candidate.id] = index
-                if !candidates.contains(where: { $0.id == candidate.id }) { candidates.append(candidate) }
+                if !equivocal.contains(candidate.id), !candidates.contains(where: { $0.id == candidate.id }) {
+                    candidates.append(candidate)
+                }
             }
         }
         let history = try workspace.checkout.firstParentHistory(limit: maxDistance + 1)
@@ -84,6 +89,7 @@ public struct CargoRestoreSession: Sendable {
         let id = choice.candidate.id
         guard let manifest = try store.manifest(id) else { throw CargoError.manifestMissing(id: id.short) }
         _ = try policy.verify(manifest)
+        try StoreSnapshotSource.refuseEquivocation(manifest.signed, in: store, policy: policy)
         guard manifest.header.cacheKey == key.entries, manifest.header.commit == choice.candidate.commit,
             manifest.header.repositoryName == workspace.repository
         else {

@@ -133,8 +133,10 @@ extension MeshNode {
         // Disagreement about trust, not a lie: logged, never struck or banned.
         logger.notice(
             "trust document refused",
-            metadata: ["from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local publish")",
-                "reason": "\(escapedPeerText(reason))"])
+            metadata: [
+                "from": "\(peer.map { peers[$0]?.description ?? $0.text } ?? "local publish")",
+                "reason": "\(escapedPeerText(reason))",
+            ])
         return .refused(reason)
     }
 
@@ -198,7 +200,8 @@ extension MeshNode {
                     await performTrust(
                         trustDocuments.gossip.documentAccepted(version: trustDocuments.gossip.current, now: now))
                 case .needsIntermediate(let needed):
-                    await performTrust(trustDocuments.gossip.intermediateNeeded(needed, for: version, from: id, now: now))
+                    await performTrust(
+                        trustDocuments.gossip.intermediateNeeded(needed, for: version, from: id, now: now))
                 case .refused:
                     await performTrust(trustDocuments.gossip.documentRefused(version: version, from: id, now: now))
                 }

@@ -75,7 +75,8 @@ public final class TrustDocumentKeeper: Sendable {
     public func archived() -> [SignedTrustDocument] {
         let names = (try? FileSystem.contents(of: directory)) ?? []
         return names.compactMap { name -> SignedTrustDocument? in
-            guard name.hasPrefix("v"), UInt64(name.dropFirst()) != nil, let bytes = try? Self.read(directory + "/" + name)
+            guard name.hasPrefix("v"), UInt64(name.dropFirst()) != nil,
+                let bytes = try? Self.read(directory + "/" + name)
             else { return nil }
             return try? SignedTrustDocument.decode(bytes)
         }

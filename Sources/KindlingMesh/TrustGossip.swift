@@ -17,9 +17,13 @@ public struct TrustGossip: Sendable {
     public struct Configuration: Sendable, Hashable {
         /// How long a GetTrust may go unanswered before another holder is asked.
         public var requestTimeout: Duration = .seconds(5)
-        /// GetTrust requests answered per peer at once, then `servesPerSecond` (a document may be 1 MiB).
-        public var serveBurst = 4
-        public var servesPerSecond = 0.2
+        /// GetTrust requests answered per peer at once, then `servesPerSecond` (a document may be 1 MiB). A node
+        /// that walks a root chain asks for a few versions, some twice.
+        public var serveBurst = 16
+        public var servesPerSecond = 1.0
+        /// A peer that let a request time out (or a document whose intermediate version nobody gave us) is asked
+        /// again after this, or as soon as it advertises again.
+        public var retryAfter: Duration = .seconds(30)
         /// (version, peer) pairs remembered as not worth asking again; beyond it the oldest versions go first.
         public var maxRememberedFailures = 4096
 
@@ -66,8 +70,8 @@ public struct TrustGossip: Sendable {
     var intermediate: Intermediate?
     /// Not asked again: refused documents, or "not held" answers.
     var failed: Set<Ask> = []
-    /// Not asked again until the peer advertises again.
-    var timedOut: Set<Ask> = []
+    /// Not asked again until the peer advertises again or `retryAfter` passed (the instant it was set aside).
+    var timedOut: [Ask: Instant] = [:]
 
     public init(current: UInt64, configuration: Configuration = Configuration()) {
         self.current = current
@@ -93,7 +97,7 @@ public struct TrustGossip: Sendable {
     public mutating func peerDisconnected(_ peer: PublicKey, now: Instant) -> [Action] {
         advertised[peer] = nil
         serveBudgets[peer] = nil
-        timedOut = timedOut.filter { $0.peer != peer }
+        timedOut = timedOut.filter { $0.key.peer != peer }
         if inFlight?.ask.peer == peer { inFlight = nil }
         return nextRequest(now: now)
     }
@@ -107,7 +111,7 @@ public struct TrustGossip: Sendable {
         case .trustVersion(let version):
             advertised[peer] = version
             // A fresh advertisement is a fresh chance for what timed out (not for what we refused).
-            timedOut = timedOut.filter { $0.peer != peer }
+            timedOut = timedOut.filter { $0.key.peer != peer }
             return nextRequest(now: now)
         case .getTrust(let version):
             guard var budget = serveBudgets[peer] else { return [] }
@@ -139,7 +143,7 @@ public struct TrustGossip: Sendable {
         current = max(current, version)
         if let pending = intermediate, current >= pending.version { intermediate = nil }
         failed = failed.filter { $0.version > current }
-        timedOut = timedOut.filter { $0.version > current }
+        timedOut = timedOut.filter { $0.key.version > current }
         var actions: [Action] = []
         if changed {
             for peer in advertised.keys.sorted(by: { $0.bytes.lexicographicallyPrecedes($1.bytes) }) {
@@ -155,7 +159,7 @@ public struct TrustGossip: Sendable {
         evaluating = nil
         remember(Ask(version: version, peer: peer))
         if let pending = intermediate, pending.version == version, candidates(for: pending.version).isEmpty {
-            giveUpIntermediate()
+            giveUpIntermediate(now: now)
         }
         return nextRequest(now: now)
     }
@@ -169,12 +173,19 @@ public struct TrustGossip: Sendable {
         return nextRequest(now: now)
     }
 
-    /// Call about every 100 ms: a request out too long is given up and another holder asked.
+    /// Call about every 100 ms: a request out too long is given up and another holder asked; what was set aside
+    /// `retryAfter` ago is worth asking again.
     public mutating func timerFired(now: Instant) -> [Action] {
-        guard let request = inFlight, now >= request.deadline else { return [] }
-        inFlight = nil
-        timedOut.insert(request.ask)
-        return nextRequest(now: now)
+        var changed = false
+        if let request = inFlight, now >= request.deadline {
+            inFlight = nil
+            timedOut[request.ask] = now
+            changed = true
+        }
+        let before = timedOut.count
+        timedOut = timedOut.filter { now - $0.value < configuration.retryAfter }
+        changed = changed || timedOut.count != before
+        return changed ? nextRequest(now: now) : []
     }
 
     // MARK: Choosing whom to ask
@@ -183,7 +194,7 @@ public struct TrustGossip: Sendable {
     func candidates(for version: UInt64) -> [PublicKey] {
         advertised.filter { peer, advertised in
             let ask = Ask(version: version, peer: peer)
-            return advertised >= version && !failed.contains(ask) && !timedOut.contains(ask)
+            return advertised >= version && !failed.contains(ask) && timedOut[ask] == nil
         }
         .sorted { a, b in a.value != b.value ? a.value > b.value : a.key.bytes.lexicographicallyPrecedes(b.key.bytes) }
         .map(\.key)
@@ -193,12 +204,12 @@ public struct TrustGossip: Sendable {
         guard inFlight == nil, evaluating == nil else { return [] }
         if let pending = intermediate {
             if let peer = candidates(for: pending.version).first { return request(pending.version, from: peer, now) }
-            giveUpIntermediate()
+            giveUpIntermediate(now: now)
         }
         // The newest version a peer advertised that is still worth asking that peer for.
         let best = advertised.compactMap { peer, version -> Ask? in
             let ask = Ask(version: version, peer: peer)
-            return version > current && !failed.contains(ask) && !timedOut.contains(ask) ? ask : nil
+            return version > current && !failed.contains(ask) && timedOut[ask] == nil ? ask : nil
         }
         .max { a, b in
             a.version != b.version ? a.version < b.version : b.peer.bytes.lexicographicallyPrecedes(a.peer.bytes)
@@ -212,14 +223,16 @@ public struct TrustGossip: Sendable {
         return [.send(.getTrust(version: version), to: peer)]
     }
 
-    /// Nobody can give us the version in between: the document that needed it cannot be accepted from that peer.
-    private mutating func giveUpIntermediate() {
+    /// Nobody can give us the version in between now: the document that needed it is set aside like a timeout
+    /// (asked again later, not in a loop).
+    private mutating func giveUpIntermediate(now: Instant) {
         guard let pending = intermediate else { return }
         intermediate = nil
-        remember(pending.blocked)
+        timedOut[pending.blocked] = now
     }
 
     private mutating func remember(_ ask: Ask) {
+        if timedOut.count >= configuration.maxRememberedFailures { timedOut.removeAll() }
         if failed.count >= configuration.maxRememberedFailures {
             // Keep the newest versions: an old failure matters least (we will not go back to it).
             let keep = failed.sorted { $0.version > $1.version }.prefix(configuration.maxRememberedFailures / 2)

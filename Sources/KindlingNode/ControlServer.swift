@@ -141,7 +141,8 @@ struct ControlServer {
                         event: .result, message: "the node holds trust document version \(version) already",
                         trustVersion: version))
             case .needsIntermediate(let version):
-                await send(ControlEvent(event: .error, message: "the node needs trust document version \(version) first"))
+                await send(
+                    ControlEvent(event: .error, message: "the node needs trust document version \(version) first"))
             case .refused(let reason):
                 await send(ControlEvent(event: .error, message: "the node refused the trust document: \(reason)"))
             }
@@ -161,6 +162,13 @@ struct ControlServer {
         case .fetch:
             guard let id = await resolve(request) else {
                 let what = request.manifest ?? "\(request.repository?.text ?? "?")@\(request.commit ?? "?")"
+                // Known, but equivocal: say why it is not used (Specs/trust.md, "Equivocation").
+                if let equivocation = await node.equivocations.first(where: {
+                    $0.build.repository == request.repository?.text && $0.build.commit == request.commit
+                }) {
+                    return await send(
+                        ControlEvent(event: .error, message: escapedPeerText("refused: \(equivocation)", limit: 4096)))
+                }
                 return await send(
                     ControlEvent(
                         event: .error,

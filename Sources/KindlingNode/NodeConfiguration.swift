@@ -103,7 +103,8 @@ public struct NodeSettings: Codable, Sendable {
         }
         guard let threshold else {
             throw .badConfiguration(
-                "--root is given but not --threshold: say how many of the \(keys.count) roots must sign a trust document")
+                "--root is given but not --threshold: say how many of the \(keys.count) roots must sign a trust "
+                    + "document")
         }
         do throws(TrustDocumentError) { return try TrustRoots(keys: keys, threshold: threshold) } catch {
             throw .badConfiguration("the trust roots: \(error)")

@@ -74,8 +74,8 @@ actor TrustFileWatcher {
             file = try TrustFile.load(path: path)
         } catch {
             let problem =
-                "could not reload the trust file \(path) (\(reason)): \(error); the trust policy loaded before stays in "
-                + "force until the file loads"
+                "could not reload the trust file \(path) (\(reason)): \(error); the trust policy loaded before "
+                + "stays in force until the file loads"
             logger.error("\(problem)")
             await node.setTrustProblem(problem)
             return

@@ -14,8 +14,9 @@ import NIOPosix
 struct KindlingBench {
     static func main() async throws {
         let arguments = CommandLine.arguments.dropFirst()
+        if arguments.first == "trust" { return try await TrustBenchmark.main(arguments.dropFirst()) }
         guard arguments.first == "gossip" else {
-            print("usage: kindling-bench gossip [--nodes N ...] [--degree D]")
+            print("usage: kindling-bench gossip|trust [--nodes N ...] [--degree D]")
             return
         }
         var sizes: [Int] = []

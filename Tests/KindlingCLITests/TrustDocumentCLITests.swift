@@ -105,6 +105,10 @@ struct TrustDocumentCLITests {
 
         let notRoot = try roots.sign("bors")
         expectCleanFailure(notRoot, mentioning: "not a root")
+        // A root key file others can read is refused, as every secret key file is.
+        #expect(chmod(roots.key("b"), 0o644) == 0)
+        expectCleanFailure(try roots.sign("b"), mentioning: "readable by others")
+        #expect(Fixtures.read(roots.document) == before)
         let id = Blake2b.hash(Array("a manifest".utf8)).hex
         let edit = try roots.kindling(["trust", "edit", roots.document, "--withdraw", id, "--expires", "12h"])
         #expect(edit.status == 0, "\(edit)")

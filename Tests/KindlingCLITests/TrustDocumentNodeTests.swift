@@ -49,11 +49,18 @@ struct TrustDocumentNodeTests {
         let documents = world.path("docs")
         let v1Path = documents + "/v1.json"
         try Fixtures.write(
-            try Self.document(1, keys: [TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")])],
+            try Self.document(
+                1, keys: [TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")])],
                 signers: [0, 1]), to: v1Path)
-        let line = ["--no-peer-exchange"] + Self.rootArguments
         let stores = [world.store, world.path("store2"), world.path("store3")]
-        let node1 = try NodeProcess(store: stores[0], arguments: line, log: world.path("node1.log"))
+        // Node 1 gets its roots as flags; nodes 2 and 3 in node.json, where restore finds them too.
+        let rootsJSON = Self.roots.map { "\"\($0.publicKey.text)\"" }.joined(separator: ", ")
+        for store in stores.dropFirst() {
+            try Fixtures.write(#"{"roots": [\#(rootsJSON)], "threshold": 2}"#, to: store + "/node.json")
+        }
+        let line = ["--no-peer-exchange"]
+        let node1 = try NodeProcess(
+            store: stores[0], arguments: line + Self.rootArguments, log: world.path("node1.log"))
         let node2 = try NodeProcess(
             store: stores[1], arguments: line + ["--peer", node1.address], log: world.path("node2.log"))
         let node3Arguments = line + ["--peer", node2.address]
@@ -78,7 +85,8 @@ struct TrustDocumentNodeTests {
             try Self.document(
                 2,
                 keys: [
-                    TrustedKey(name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")], revoked: true),
+                    TrustedKey(
+                        name: "bors-a", publicKey: keyA, repositories: [RepositoryGlob("rust-lang/*")], revoked: true),
                     TrustedKey(name: "bors-b", publicKey: keyB, repositories: [RepositoryGlob("rust-lang/*")]),
                 ], signers: [1, 2]), to: v2Path)
         let started = Date()
@@ -97,7 +105,14 @@ struct TrustDocumentNodeTests {
                 world.path("restored"),
             ])
         #expect(restore.status != 0, "\(restore)")
-        #expect(restore.stderr.contains("revoked"), "\(restore)")
+        #expect(restore.stderr.contains("no trusted snapshot"), "\(restore)")
+        // Without the node's help, from the store alone: the node's document (read from its trust state) refuses it.
+        let local = try world.kindling(
+            [
+                "restore", "--store", stores[2], "--repo", "rust-lang/demo", "--commit", "c1", "--no-fetch", "--into",
+                world.path("restored"),
+            ])
+        expectCleanFailure(local, mentioning: "revoked")
         #expect(!FileManager.default.fileExists(atPath: world.path("restored/main.rs")))
         for node in [node1, node2, node3] { #expect(try Self.banned(node) == 0) }
 
@@ -128,7 +143,8 @@ struct TrustDocumentNodeTests {
         #expect(try Self.trustVersion(node3) == 2)
         #expect(!(try Self.snapshotIDs(node3)).contains(manifest))
         expectCleanFailure(
-            try world.kindling(["trust", "publish", "--store", stores[2], v1Path]), mentioning: "older than the version 2")
+            try world.kindling(["trust", "publish", "--store", stores[2], v1Path]),
+            mentioning: "older than the version 2")
         for node in [node1, node2, node3] { #expect(try Self.banned(node) == 0) }
         _ = node2
     }
@@ -138,7 +154,8 @@ struct TrustDocumentNodeTests {
         let world = try CLIWorld()
         let path = world.path("v1.json")
         try Fixtures.write(
-            try Self.document(1, keys: [TrustedKey(name: "a", publicKey: try PublicKey(text: world.publicKey))],
+            try Self.document(
+                1, keys: [TrustedKey(name: "a", publicKey: try PublicKey(text: world.publicKey))],
                 signers: [0, 2]), to: path)
         let node = try NodeProcess(store: world.store, arguments: Self.rootArguments, log: world.path("node.log"))
         #expect(try world.kindling(["trust", "publish", "--store", world.store, path]).status == 0)
@@ -146,7 +163,8 @@ struct TrustDocumentNodeTests {
         let folderMode = (try FileManager.default.attributesOfItem(atPath: folder)[.posixPermissions] as? Int) ?? -1
         #expect(folderMode == 0o700)
         for name in ["current", "v1"] {
-            let mode = (try FileManager.default.attributesOfItem(atPath: folder + "/" + name)[.posixPermissions] as? Int)
+            let mode =
+                (try FileManager.default.attributesOfItem(atPath: folder + "/" + name)[.posixPermissions] as? Int)
             #expect(mode == 0o600, "\(name)")
         }
         node.stop()
@@ -154,7 +172,8 @@ struct TrustDocumentNodeTests {
         #expect(throws: NodeProcessError.self) {
             _ = try NodeProcess(store: world.store, arguments: Self.rootArguments, log: world.path("again.log"))
         }
-        #expect(Fixtures.read(world.path("again.log")).map { String(decoding: $0, as: UTF8.self) }?.contains(
-            "refusing the trust state folder") == true)
+        #expect(
+            Fixtures.read(world.path("again.log")).map { String(decoding: $0, as: UTF8.self) }?.contains(
+                "refusing the trust state folder") == true)
     }
 }

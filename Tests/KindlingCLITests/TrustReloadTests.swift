@@ -99,4 +99,42 @@ struct TrustReloadTests {
         node.stop()
         #expect(node.process.terminationStatus == 0)
     }
+
+    @Test("Two manifests of one commit by one key: restore refuses both, status and the node's log name them")
+    func equivocationRefused() throws {
+        let world = try CLIWorld()
+        let node = try NodeProcess(
+            store: world.store, arguments: ["--trust", world.trust], log: world.path("node.log"))
+        let first = try world.publish(try world.makeSource("a"), commit: "c1")
+        let second = try world.publish(try world.makeSource("b", bytes: 200_000), commit: "c1")
+        #expect(first != second && first.count == 64 && second.count == 64)
+        try waitFor("the node reports the equivocation") {
+            let node = (try node.status()["node"] as? [String: Any]) ?? [:]
+            return ((node["equivocations"] as? [Any]) ?? []).count == 1
+        }
+        let status = try world.kindling(["status", "--store", world.store, "--all"])
+        #expect(status.status == 0, "\(status)")
+        let line = status.stdout.split(separator: "\n").first { $0.hasPrefix("EQUIVOCATION") } ?? ""
+        #expect(line.contains(first) && line.contains(second) && line.contains("rust-lang/demo@c1"), "\(status)")
+        #expect(line.contains(world.publicKey), "\(status)")
+        #expect(Self.log(node).contains("equivocation"))
+        #expect(Self.log(node).contains(first) && Self.log(node).contains(second))
+        let restore = try world.restore(into: world.path("out"))
+        expectCleanFailure(restore, mentioning: "broken or stolen")
+        #expect(!FileManager.default.fileExists(atPath: world.path("out")))
+        // Named by its manifest id, it is refused too.
+        let export = try world.kindling([
+            "manifest", "export", "--store", world.store, first, "--out", world.path("first.manifest"),
+        ])
+        #expect(export.status == 0, "\(export)")
+        let restoreFile = try world.kindling([
+            "restore", "--store", world.store, "--trust", world.trust, "--manifest", world.path("first.manifest"),
+            "--into", world.path("out2"),
+        ])
+        expectCleanFailure(restoreFile, mentioning: "broken or stolen")
+        // Without a node, the store's own headers show it.
+        node.stop()
+        let offline = try world.restore(into: world.path("out3"))
+        expectCleanFailure(offline, mentioning: "broken or stolen")
+    }
 }

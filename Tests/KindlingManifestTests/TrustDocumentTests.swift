@@ -270,6 +270,26 @@ struct TrustDocumentTests {
         }
     }
 
+    @Test("A field named twice in one object is refused (JSON readers disagree on which counts)")
+    func repeatedFields() throws {
+        let text = String(decoding: try document(version: 1).signed(with: rootA).encoded(), as: UTF8.self)
+        for (anchor, repeated) in [
+            ("\"version\" : 1", "\"version\" : 1, \"version\" : 9"),
+            ("\"threshold\" : 2", "\"threshold\" : 2, \"threshold\" : 1"),
+            ("\"name\" : \"bors\",", "\"name\" : \"bors\", \"name\" : \"evil\","),
+            ("\"kindling-trust-document\" : 1,", "\"kindling-trust-document\" : 1, \"kindling-trust-document\" : 1,"),
+            ("\"version\" : 1", "\"vers\\u0069on\" : 1"),
+        ] {
+            let changed = text.replacingOccurrences(of: anchor, with: repeated)
+            #expect(changed != text, "anchor \(anchor) not found")
+            #expect(throws: TrustDocumentError.self, "\(repeated)") {
+                try SignedTrustDocument.decode(Array(changed.utf8))
+            }
+        }
+        // The same names in different objects are fine: each key object has its own.
+        #expect(try SignedTrustDocument.decode(Array(text.utf8)).document.version == 1)
+    }
+
     @Test("Oversized files and counts beyond the limits are refused")
     func bounds() throws {
         let big = [UInt8](repeating: UInt8(ascii: " "), count: SignedTrustDocument.maximumEncodedSize + 1)

@@ -165,4 +165,40 @@ struct TrustChangeTests {
             #expect(await seed.node.connectedPeers.count == all.count - 1)
         }
     }
+
+    @Test("A key that signs two builds of one commit: both kept as evidence, neither listed or fetched, until one goes")
+    func equivocation() async throws {
+        let seed = try await TestNode(name: "seed")
+        let first = try await seed.publish(try makeTree(seed.directory, files: 1, seed: 1), commit: "c1")
+        let second = try await seed.publish(try makeTree(seed.directory, files: 1, seed: 2), commit: "c1")
+        let node = try await TestNode(name: "node", peers: [seed.address], follow: ["demo/*"])
+        let ids = [first.id, second.id].sorted()
+        try await withRunningNodes([seed, node]) {
+            try await eventually("the node sees the equivocation") {
+                await node.node.status().equivocations.first?.manifests == ids.map(\.hex)
+            }
+            let report = try #require(await node.node.status().equivocations.first)
+            #expect(report.key == TestTrust.bors.publicKey.text && report.commit == "c1")
+            #expect(report.repository == "demo/ws" && report.message.contains("broken or stolen"))
+            #expect(await seed.node.status().equivocations.count == 1, "the publisher's own node sees it too")
+            // Kept as evidence, never offered or fetched.
+            #expect(await node.catalogContains(first.id))
+            #expect(await node.catalogContains(second.id))
+            #expect(await node.node.knownSnapshots().isEmpty)
+            await #expect(throws: MeshError.self) { _ = try await node.node.fetch(first.id) }
+            try await eventually("no download runs") { await node.node.status().downloads.isEmpty }
+            #expect(await node.node.gossip.localHolding(first.id)?.isComplete != true)
+            #expect(await node.node.gossip.localHolding(second.id)?.isComplete != true)
+            let bans = await node.node.status().bannedPeers + seed.node.status().bannedPeers
+            #expect(bans == 0)
+
+            // The policy withdraws the second: the first is usable again, and fetched since the node follows it.
+            await node.node.applyTrust(TrustPolicy(trust: TestTrust.policy.trust, withdrawn: [second.id]))
+            #expect(await node.node.status().equivocations.isEmpty)
+            #expect(await node.node.knownSnapshots().map(\.signed.id) == [first.id])
+            try await eventually("the one left is fetched") {
+                await node.node.gossip.localHolding(first.id)?.isComplete == true
+            }
+        }
+    }
 }

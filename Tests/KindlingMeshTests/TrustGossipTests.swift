@@ -81,6 +81,16 @@ struct TrustGossipTests {
         #expect(Self.asks(again).map(\.1) == [Self.alice])
     }
 
+    @Test("A holder that timed out is asked again 30 s later, even if it does not advertise again")
+    func retryAfterTimeout() {
+        var gossip = Self.connected(current: 1, [Self.alice])
+        _ = gossip.messageReceived(.trustVersion(2), from: Self.alice, now: Self.start)
+        #expect(gossip.timerFired(now: Self.start + .seconds(5)).isEmpty)
+        #expect(gossip.timerFired(now: Self.start + .seconds(34)).isEmpty)
+        #expect(
+            gossip.timerFired(now: Self.start + .seconds(35)) == [.send(.getTrust(version: 2), to: Self.alice)])
+    }
+
     @Test("A refused document is not asked for again from that peer, and nothing strikes or bans")
     func refusedNotAskedAgain() {
         var gossip = Self.connected(current: 1, [Self.alice, Self.bob])
@@ -145,10 +155,13 @@ struct TrustGossipTests {
         _ = gossip.messageReceived(.trustVersion(5), from: Self.alice, now: Self.start)
         _ = gossip.messageReceived(.trustDocument(version: 5, bytes: [5]), from: Self.alice, now: Self.start)
         _ = gossip.intermediateNeeded(3, for: 5, from: Self.alice, now: Self.start)
-        // Alice does not hold 3 either: we stop, instead of asking for 5 and 3 in a loop.
+        // Alice does not hold 3 either: we stop, instead of asking for 5 and 3 in a loop...
         #expect(
             gossip.messageReceived(.trustDocument(version: 3, bytes: []), from: Self.alice, now: Self.start).isEmpty)
         #expect(gossip.pendingRequest == nil)
+        #expect(gossip.timerFired(now: Self.start + .seconds(29)).isEmpty)
+        // ...and try 5 again 30 s later (someone may hold 3 by then).
+        #expect(Self.asks(gossip.timerFired(now: Self.start + .seconds(30))).map(\.0) == [5])
     }
 
     @Test("A disconnected peer's request goes to another holder")
@@ -161,18 +174,19 @@ struct TrustGossipTests {
         #expect(gossip.peerDisconnected(asked, now: Self.start) == [.send(.getTrust(version: 2), to: other)])
     }
 
-    @Test("GetTrust is served up to the burst, then once per 5 s")
+    @Test("GetTrust is served up to the burst, then once per second")
     func serveBudget() {
         var gossip = Self.connected(current: 1, [Self.alice])
-        for _ in 0..<4 {
+        for _ in 0..<16 {
             #expect(
                 gossip.messageReceived(.getTrust(version: 0), from: Self.alice, now: Self.start)
                     == [.serve(version: 0, to: Self.alice)])
         }
         #expect(
-            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start) == [.throttled(Self.alice)])
+            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start) == [.throttled(Self.alice)]
+        )
         #expect(
-            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start + .seconds(5))
+            gossip.messageReceived(.getTrust(version: 1), from: Self.alice, now: Self.start + .seconds(1))
                 == [.serve(version: 1, to: Self.alice)])
     }
 

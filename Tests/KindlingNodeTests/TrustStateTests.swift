@@ -14,7 +14,9 @@ struct TrustStateTests {
     static let roots = [Fixtures.key(101), Fixtures.key(102), Fixtures.key(103)]
     static let rootSet = try? TrustRoots(keys: roots.map(\.publicKey), threshold: 2)
 
-    static func document(_ version: UInt64, roots: TrustRoots? = rootSet, signers: [Int] = [0, 1]) throws
+    static func document(
+        _ version: UInt64, roots: TrustRoots? = rootSet, signers: [Int] = [0, 1]
+    ) throws
         -> SignedTrustDocument
     {
         let expires = Date(timeIntervalSince1970: (Date().timeIntervalSince1970 + 86400).rounded(.down))

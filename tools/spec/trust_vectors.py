@@ -239,7 +239,10 @@ def main():
         ("format version 2", changed_file(lambda f: f.__setitem__("kindling-trust-document", 2))),
         ("version 0", changed_file(lambda f: f["signed"].__setitem__("version", 0))),
         ("no repositories", changed_file(lambda f: f["signed"]["keys"][0].__setitem__("repositories", []))),
+        # Readers disagree on which of two equal names counts (Python: the last), so both are refused.
+        ("a field twice", json.dumps(good_file).replace('"version": 2,', '"version": 2, "version": 3,', 1)),
     ]
+    assert '"version": 3' in bad_files[-1][1]
 
     vector = {
         "description": "Specs/trust.md test vectors: trust documents, their canonical bytes and signatures, the "

@@ -15,6 +15,7 @@ enum TrustDocumentJSON {
         } catch {
             throw .malformed(reason: TrustFile.describe(error))
         }
+        try refuseRepeatedFields(bytes)
         guard file.signatures.count <= SignedTrustDocument.maximumSignatureCount else {
             throw .malformed(
                 reason: "\(file.signatures.count) signatures, more than the limit of "
@@ -45,6 +46,52 @@ enum TrustDocumentJSON {
             signatures.append(TrustSignature(key: key, signature: raw))
         }
         return SignedTrustDocument(document: canonical, signedBytes: signedBytes, signatures: signatures)
+    }
+
+    /// Refuses an object that names a field twice. JSON parsers disagree on which of the two counts (Foundation
+    /// takes the first, Python the last), so a reviewer's tool could show one document and kindling use another.
+    /// Runs on text that already parsed as JSON, so strings and nesting are well formed.
+    static func refuseRepeatedFields(_ bytes: [UInt8]) throws(TrustDocumentError) {
+        // One entry per open object (its field names so far, and whether a name comes next); nil for an array.
+        var open: [(names: Set<ArraySlice<UInt8>>, expectingName: Bool)?] = []
+        var index = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "{"): open.append((names: [], expectingName: true))
+            case UInt8(ascii: "["): open.append(nil)
+            case UInt8(ascii: "}"), UInt8(ascii: "]"): _ = open.popLast()
+            case UInt8(ascii: ","):
+                if !open.isEmpty { open[open.count - 1]?.expectingName = true }
+            case UInt8(ascii: "\""):
+                let start = index + 1
+                var end = start
+                var escaped = false
+                while end < bytes.count && bytes[end] != UInt8(ascii: "\"") {
+                    if bytes[end] == UInt8(ascii: "\\") {
+                        escaped = true
+                        end += 1
+                    }
+                    end += 1
+                }
+                if let object = open.last ?? nil, object.expectingName {
+                    let name = bytes[start..<min(end, bytes.count)]
+                    // The format's names are plain ASCII: an escape in a name can only hide one.
+                    guard !escaped else {
+                        throw .malformed(reason: "a field name is written with escapes; write it plainly")
+                    }
+                    guard !object.names.contains(name) else {
+                        throw .malformed(
+                            reason: "field '\(String(decoding: name.prefix(100), as: UTF8.self))' appears twice in "
+                                + "one object; JSON readers disagree on which one counts, so the document is refused")
+                    }
+                    open[open.count - 1]?.names.insert(name)
+                    open[open.count - 1]?.expectingName = false
+                }
+                index = end
+            default: break
+            }
+            index += 1
+        }
     }
 
     private static func parse(_ signed: SignedJSON) throws(TrustDocumentError) -> TrustDocument {

@@ -149,7 +149,8 @@ struct CargoCommand: AsyncParsableCommand {
 /// Finds, fetches (through the node when needed), restores and repairs (`CargoRestoreSession`); returns a one-line
 /// summary.
 func restoreCargoSnapshot(
-    workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, policy: TrustPolicy, profile: String, target: String?,
+    workspace: CargoWorkspace, root: BuildRoot, storeRoot: String, policy: TrustPolicy, profile: String,
+    target: String?,
     maxDistance: Int, replace: Bool, fetch: Bool, announce: (String) -> Void = { print($0) }
 ) throws -> String {
     let started = ContinuousClock.now

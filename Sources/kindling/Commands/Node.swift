@@ -87,6 +87,14 @@ struct Node: AsyncParsableCommand {
             let nodeKey = try loadOrCreateNodeKey(storeRoot: root)
             let (configuration, maxStoreBytes) = try settings.meshConfiguration(nodeKey: nodeKey, storeRoot: root)
             for warning in exposureWarnings(configuration) { logger.warning("\(warning)") }
+            // With roots, the trust documents decide; a trust file beside them would be a second, unsigned source.
+            let trustFile = configuration.trustRoots == nil ? settings.trust : nil
+            if configuration.trustRoots != nil, let path = settings.trust {
+                let message =
+                    "trust roots are configured, so the trust file \(path) is not used: trust comes from the "
+                    + "root-signed trust documents"
+                logger.warning("\(message)")
+            }
             // Descriptors: the soft limit is often 1024; a node serving many peers needs more, and a reserve.
             let limits = DescriptorLimit.raiseSoftToHard()
             if limits.after != limits.before {
@@ -95,7 +103,7 @@ struct Node: AsyncParsableCommand {
             }
             let service = NodeService(
                 store: store, configuration: configuration, maxStoreBytes: maxStoreBytes, logger: logger,
-                trustFile: settings.trust)
+                trustFile: trustFile)
             try await service.run { port in
                 print(
                     "kindling node \(nodeKey.publicKey.text) listening on \(configuration.listen.host):\(port)"

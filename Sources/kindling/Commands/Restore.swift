@@ -124,14 +124,20 @@ struct Restore: AsyncParsableCommand {
         }
         let wanted = try parseKeyValues(keyValue)
         let stored = try StoreSnapshotSource(store: store).candidates(of: repo)
+        let equivocal = StoreSnapshotSource.equivocal(stored, policy: policy)
         let outcome = SnapshotSelection.select(stored, commits: [commit], cacheKey: .including(wanted)) { candidate in
             guard let signed = candidate.signed else { return "the store has no signed header" }
             do throws(TrustError) {
                 _ = try policy.verify(signed)
-                return nil
             } catch {
                 return error.description
             }
+            // Its key signed another manifest of the same build: neither is used (Specs/trust.md, "Equivocation").
+            if equivocal.contains(candidate.id) {
+                return (try? StoreSnapshotSource.equivocation(of: signed, in: store, policy: policy))
+                    .flatMap { $0.map { EquivocationError($0).description } } ?? "equivocation"
+            }
+            return nil
         }
         switch outcome {
         case .found(let candidate, _, _):
@@ -170,6 +176,9 @@ func loadManifestFile(_ path: String, policy: TrustPolicy?, store: ChunkStore? =
     } catch {
         throw CommandFailure("manifest file \(path) is unusable: \(error)")
     }
-    if let policy { _ = try policy.verify(manifest) }
+    if let policy {
+        _ = try policy.verify(manifest)
+        if let store { try StoreSnapshotSource.refuseEquivocation(manifest.signed, in: store, policy: policy) }
+    }
     return manifest
 }

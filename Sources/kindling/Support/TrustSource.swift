@@ -15,8 +15,9 @@ func resolveTrustPolicy(_ option: String?, storeRoot: String) throws -> TrustPol
     let settings = try? NodeSettings.load(storeRoot: storeRoot, strict: false)
     if let settings, let roots = try settings.trustRoots() {
         let directory = NodeSettings.trustStateDirectory(storeRoot: storeRoot)
-        guard let document = try TrustDocumentKeeper.existing(directory: directory)?.verifiedCurrent(
-            configuredRoots: roots)
+        guard
+            let document = try TrustDocumentKeeper.existing(directory: directory)?.verifiedCurrent(
+                configuredRoots: roots)
         else {
             throw CommandFailure(
                 "the node of \(storeRoot) is configured with trust roots but holds no trust document yet: start it "
@@ -30,5 +31,12 @@ func resolveTrustPolicy(_ option: String?, storeRoot: String) throws -> TrustPol
         }
         return document.document.policy
     }
-    return try settings?.trust.map(loadTrustPolicy)
+    if let path = settings?.trust { return try loadTrustPolicy(path) }
+    if FileManager.default.fileExists(atPath: NodeSettings.trustStateDirectory(storeRoot: storeRoot)) {
+        throw CommandFailure(
+            "the node of \(storeRoot) keeps root-signed trust documents, but its node.json names no roots to check "
+                + "them against: put \"roots\" and \"threshold\" in \(storeRoot)/node.json (rather than --root "
+                + "flags), or give --trust FILE")
+    }
+    return nil
 }
