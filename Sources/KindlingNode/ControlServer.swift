@@ -148,12 +148,14 @@ struct ControlServer {
             }
         case .headPublish:
             guard let text = request.document, let data = Data(base64Encoded: text) else {
-                return await send(ControlEvent(event: .error, message: "head-publish needs the record's bytes in base64"))
+                return await send(
+                    ControlEvent(event: .error, message: "head-publish needs the record's bytes in base64"))
             }
             switch await node.offerHeadRecord(Array(data)) {
             case .accepted(let sequence):
                 await send(
-                    ControlEvent(event: .result, message: "head record \(sequence) kept; announcing it to the node's peers"))
+                    ControlEvent(
+                        event: .result, message: "head record \(sequence) kept; announcing it to the node's peers"))
             case .alreadyHeld(let sequence):
                 await send(ControlEvent(event: .result, message: "the node holds head record \(sequence) already"))
             case .refused(let reason):

@@ -22,16 +22,21 @@ struct HeadRecordCLITests {
         try waitFor("developer connected") { try bors.peerCount() == 1 }
 
         let plain = try world.kindling(
-            ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
-             "c0", "--dir", source])
+            [
+                "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
+                "c0", "--dir", source,
+            ])
         #expect(plain.status == 0, "\(plain)")
         #expect(plain.stderr.contains("no head record signed"))
 
         var sequences: [UInt64] = []
         for commit in ["c1", "c2"] {
             let publish = try world.kindling(
-                ["publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo", "--commit",
-                 commit, "--dir", source, "--branch", "master", "--head-expires", "1h"])
+                [
+                    "publish", "--store", world.store, "--secret-key", world.key, "--repo", "rust-lang/demo",
+                    "--commit",
+                    commit, "--dir", source, "--branch", "master", "--head-expires", "1h",
+                ])
             #expect(publish.status == 0, "\(publish)")
             #expect(!publish.stderr.contains("did not take the head record"), "\(publish)")
             let line = try #require(publish.stdout.split(separator: "\n").first { $0.hasPrefix("head record ") })

@@ -40,7 +40,9 @@ struct HeadAdviceTests {
 
     @Test("The nearest head wins; at equal distance the branch checked out")
     func nearestFirst() {
-        let heads = [Self.head("h2", branch: "auto"), Self.head("h1", branch: "auto"), Self.head("h1", branch: "master")]
+        let heads = [
+            Self.head("h2", branch: "auto"), Self.head("h1", branch: "auto"), Self.head("h1", branch: "master"),
+        ]
         let newer = HeadAdvice.newer(than: 4, history: Self.history, heads: heads, profile: "dev", branch: "master")
         #expect(newer?.head.branch == "master" && newer?.distance == 1)
     }

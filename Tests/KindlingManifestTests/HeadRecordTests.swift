@@ -84,12 +84,15 @@ struct HeadRecordTests {
         for update in updates {
             let candidate = try need(records[try need(update["candidate"] as? String)])
             let held = try (update["held"] as? String).map { try need(records[$0]) }
-            #expect(Self.outcome(candidate, held: held, policy: policy, now: now) == update["outcome"] as? String,
+            #expect(
+                Self.outcome(candidate, held: held, policy: policy, now: now) == update["outcome"] as? String,
                 "\(update)")
         }
     }
 
-    static func outcome(_ candidate: SignedHeadRecord, held: SignedHeadRecord?, policy: TrustPolicy, now: Date)
+    static func outcome(
+        _ candidate: SignedHeadRecord, held: SignedHeadRecord?, policy: TrustPolicy, now: Date
+    )
         -> String
     {
         do {
@@ -183,7 +186,10 @@ struct HeadRecordTests {
                 Issue.record("accepted an untrusted record")
             } catch {
                 #expect(!error.isProofOfLying)
-                guard case .untrusted = error else { Issue.record("\(error)"); continue }
+                guard case .untrusted = error else {
+                    Issue.record("\(error)")
+                    continue
+                }
             }
         }
         // Bytes of a record naming bors, with one signature byte changed.

@@ -67,8 +67,10 @@ struct HeadRecordMeshTests {
             // A peer replays the older record: refused, nobody struck.
             try await Self.sendAsPeer(third.port, [.headRecord(older.encoded())])
             #expect(await third.node.headRecords().first == newer)
-            #expect(await third.node.offerHeadRecord(older.encoded()) == .refused(
-                HeadRecordError.rollback(candidate: 10, held: 11).description))
+            #expect(
+                await third.node.offerHeadRecord(older.encoded())
+                    == .refused(
+                        HeadRecordError.rollback(candidate: 10, held: 11).description))
             // An untrusted key's record: dropped quietly, not kept.
             let stranger = try Self.record(99, commit: "c3", key: Fixtures.key(7))
             try await Self.sendAsPeer(third.port, [.headRecord(stranger.encoded())])

@@ -45,6 +45,9 @@ builder=${BUILDER:-kindling-build}
 work=${KINDLING_CI_WORK:-/srv/kindling-ci}
 keep=${KEEP:-20}
 profile=${PROFILE:-dev}
+# The branch the merged commit is the newest build of, for the signed head record (Specs/freshness.md); the
+# checkout is detached, so publish cannot see it.
+branch=${BRANCH:-master}
 checkout="$work/$(basename "$repository_url" .git)"
 
 home_of() { getent passwd "$1" | cut -d: -f6; }
@@ -55,7 +58,7 @@ as_user() {
     local user=$1; shift
     runuser -u "$user" -- env -i HOME="$(home_of "$user")" PATH="$PATH" LANG=C.UTF-8 \
         KINDLING="$kindling" SIGNER="$signer" BUILDER="$builder" KINDLING_CI_WORK="$work" KEEP="$keep" \
-        PROFILE="$profile" ${KINDLING_BUILD_ROOT:+KINDLING_BUILD_ROOT="$KINDLING_BUILD_ROOT"} "$@"
+        PROFILE="$profile" BRANCH="$branch" ${KINDLING_BUILD_ROOT:+KINDLING_BUILD_ROOT="$KINDLING_BUILD_ROOT"} "$@"
 }
 
 do_checkout() {
@@ -92,7 +95,7 @@ do_sign() {
         exit 1
     fi
     cd "$checkout"
-    "$kindling" publish --cargo --secret-key "$KINDLING_SECRET_KEY" --profile "$profile" --pin
+    "$kindling" publish --cargo --secret-key "$KINDLING_SECRET_KEY" --profile "$profile" --branch "$branch" --pin
 
     # Keep the newest $keep snapshots of this repository pinned; gc (or a node's --max-size) may evict the rest.
     local repository
