@@ -44,7 +44,8 @@ public struct MeshConfiguration: Sendable {
     public var nodeKey: SigningKey
     public var mesh: MeshIdentity
     public var listen: HostPort
-    /// Peers to keep connected to. One that cannot be reached (or refuses us) is re-dialled after
+    /// Peers never forgotten: while short of its dial target (`reservedOutboundSlots`) the node dials them, as it
+    /// does learned addresses. One that cannot be reached (or refuses us) is re-dialled after
     /// `redialBaseDelay`, doubling with each failure up to `redialMaxDelay`; one that drops after a good
     /// connection is re-dialled after `redialBaseDelay`.
     public var bootstrapPeers: [HostPort]
@@ -108,7 +109,8 @@ public struct MeshConfiguration: Sendable {
     /// Descriptors never handed to sockets: accepts and dials stop while fewer would be left free.
     public var descriptorReserve = 128
     /// Peer slots kept for connections we open (and for our bootstrap peers when they dial us): inbound peers
-    /// take at most `maxPeers` less these (at most a quarter of `maxPeers`).
+    /// take at most `maxPeers` less these (at most a quarter of `maxPeers`). They are also the dial target: the node
+    /// dials until that many connections of its own are up, and leaves the rest to peers that dial it.
     public var reservedOutboundSlots = 8
     /// Peers found by LAN discovery connect on slots of their own, beyond `maxPeers`: a LAN connection costs no
     /// uplink, and colleagues that see each other whole split what they fetch over the site's uplink without

@@ -153,7 +153,7 @@ public actor MeshNode {
     func remove(_ peer: PeerConnection) {
         guard peers[peer.nodeID] === peer else { return }
         peers[peer.nodeID] = nil
-        book.peerDisconnected(peer.nodeID)
+        perform(book.peerDisconnected(peer.nodeID, now: .now))
         forget(peer)
     }
 
@@ -184,7 +184,7 @@ public actor MeshNode {
 
     /// A dial ended: the connection could not be made or was refused (`admitted` false), or it ran and closed.
     func dialFinished(_ address: HostPort, admitted: Bool) {
-        book.dialFinished(address, admitted: admitted, now: .now)
+        perform(book.dialFinished(address, admitted: admitted, now: .now))
     }
 
     public var connectedPeers: [PeerConnection] { Array(peers.values) }

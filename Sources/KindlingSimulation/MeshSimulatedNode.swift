@@ -131,8 +131,10 @@ struct MeshSimulatedNode: SimulatedNode {
                 addPeer(peer, outbound: true)
                 handle(actions, now: now, into: &out)
             case .refused:
-                book.dialFinished(world.addresses[peer], admitted: false, now: world.instant(now))
-                return [.disconnect(peer)]
+                handle(
+                    book.dialFinished(world.addresses[peer], admitted: false, now: world.instant(now)), now: now,
+                    into: &out)
+                return out + [.disconnect(peer)]
             }
         } else {
             addPeer(peer, outbound: false)
@@ -145,8 +147,9 @@ struct MeshSimulatedNode: SimulatedNode {
     }
 
     mutating func dialFailed(_ peer: Int, now: VirtualTime) -> [SimulatedAction] {
-        book.dialFinished(world.addresses[peer], admitted: false, now: world.instant(now))
-        return []
+        var out: [SimulatedAction] = []
+        handle(book.dialFinished(world.addresses[peer], admitted: false, now: world.instant(now)), now: now, into: &out)
+        return out
     }
 
     mutating func disconnected(_ peer: Int, now: VirtualTime) -> [SimulatedAction] {
@@ -259,8 +262,11 @@ struct MeshSimulatedNode: SimulatedNode {
         guard let wasOutbound = outbound.removeValue(forKey: peer) else { return }
         peerOrder.removeAll { $0 == peer }
         pendingAdmission[peer] = nil
-        book.peerDisconnected(world.keys[peer])
-        if wasOutbound { book.dialFinished(world.addresses[peer], admitted: true, now: world.instant(now)) }
+        handle(book.peerDisconnected(world.keys[peer], now: world.instant(now)), now: now, into: &out)
+        if wasOutbound {
+            handle(
+                book.dialFinished(world.addresses[peer], admitted: true, now: world.instant(now)), now: now, into: &out)
+        }
         handle(gossip.peerDisconnected(world.keys[peer]), now: now, into: &out)
         sourceClosed(peer, now: now, into: &out)
     }
@@ -332,7 +338,7 @@ struct MeshSimulatedNode: SimulatedNode {
                 out.append(.send(to: peer, SimulatedMessage(message)))
             case .dial(let address):
                 guard let peer = world.indexByAddress[address] else {
-                    book.dialFinished(address, admitted: false, now: world.instant(now))
+                    handle(book.dialFinished(address, admitted: false, now: world.instant(now)), now: now, into: &out)
                     continue
                 }
                 out.append(.dial(peer))

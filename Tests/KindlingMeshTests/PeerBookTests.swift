@@ -184,9 +184,13 @@ struct PeerBookTests {
         #expect(!book.knownAddresses.contains(learned))
     }
 
-    @Test("Dial candidates: not connected, not ourselves, at most the free slots")
+    @Test("Dial candidates: not connected, not ourselves, at most what the dial target lacks")
     func dialCandidates() {
-        var book = Self.book { $0.maxPeers = 3 }
+        var book = Self.book {
+            $0.maxPeers = 8
+            $0.reservedOutboundSlots = 2
+        }
+        #expect(book.configuration.dialTarget == 2)
         book.listening(port: 7000)
         for n in 1...5 { book.learn(HostPort(host: "10.0.0.\(n)", port: 7000)) }
         book.learn(HostPort(host: "127.0.0.1", port: 7000))
@@ -208,7 +212,7 @@ struct PeerBookTests {
         #expect(run() == run())
     }
 
-    @Test("The peer-exchange timer asks every peer for more peers while below maxPeers")
+    @Test("The peer-exchange timer asks every peer for more peers while short of the dial target")
     func exchangeTimer() {
         var book = Self.book { $0.peerExchangeInterval = .seconds(60) }
         _ = Self.admit(&book, Self.peer(1))
@@ -217,6 +221,72 @@ struct PeerBookTests {
         #expect(!early.contains(.send(.getPeers, to: Self.id(1))))
         let due = book.timerFired(now: Self.start + .seconds(60))
         #expect(due.contains(.send(.getPeers, to: Self.id(1))))
+    }
+
+    @Test("The sweep dials up to the dial target, then stops and needs no timer; a dial that ends resumes it")
+    func dialTarget() {
+        var book = Self.book()
+        #expect(book.configuration.dialTarget == 8)
+        for n in 1...20 { book.learn(HostPort(host: "10.0.0.\(n)", port: 7000)) }
+        let first = book.timerFired(now: Self.start)
+        let dialled = first.compactMap { if case .dial(let address) = $0 { address } else { nil } }
+        #expect(dialled.count == 8)
+        #expect(!first.contains { if case .scheduleTimer = $0 { true } else { false } }, "nothing to do later")
+        #expect(!book.wantsPeers)
+        // Dials in flight count: a second later nothing more is dialled, although 24 usual slots are free.
+        #expect(book.timerFired(now: Self.start + .seconds(1)).isEmpty)
+        // The connections come up; one closes later: the next sweep (a second after the last one) replaces it.
+        for address in dialled {
+            let n = Int(address.host.split(separator: ".").last ?? "") ?? 0
+            let peer = Self.peer(n, outbound: true, host: address.host, listenPort: 7000)
+            _ = book.peerAuthenticated(peer, now: Self.start, idle: { _ in true })
+        }
+        #expect(book.timerFired(now: Self.start + .seconds(5)).isEmpty)
+        // As a driver reports it: the peer leaves, then its dial ends; only the latter leaves the node short.
+        let closed = dialled[0]
+        let n = Int(closed.host.split(separator: ".").last ?? "") ?? 0
+        #expect(book.peerDisconnected(Self.id(n), now: Self.start + .seconds(10)).isEmpty)
+        #expect(
+            book.dialFinished(closed, admitted: true, now: Self.start + .seconds(10))
+                == [.scheduleTimer(at: Self.start + .seconds(10))])
+        let again = book.timerFired(now: Self.start + .seconds(10))
+        let redialled = again.compactMap { if case .dial(let address) = $0 { address } else { nil } }
+        #expect(redialled.count == 1 && !redialled.contains(closed), "\(again)")
+    }
+
+    @Test("A dial that fails while short of peers asks for the next sweep, at most one a second")
+    func failedDialWakesTheSweep() {
+        var book = Self.book()
+        let learned = HostPort(host: "10.0.0.5", port: 7005)
+        book.learn(learned)
+        #expect(book.timerFired(now: Self.start) == [.dial(learned), .scheduleTimer(at: Self.start + .seconds(1))])
+        #expect(
+            book.dialFinished(learned, admitted: false, now: Self.start + .milliseconds(300))
+                == [.scheduleTimer(at: Self.start + .seconds(1))])
+        // Far from the last sweep: now.
+        #expect(
+            book.dialFinished(learned, admitted: false, now: Self.start + .seconds(5))
+                == [.scheduleTimer(at: Self.start + .seconds(5))])
+    }
+
+    @Test("At its dial target a node neither dials nor asks for peers, whatever slots are free or inbound peers leave")
+    func noChurnAtTarget() {
+        var book = Self.book {
+            $0.maxPeers = 8
+            $0.reservedOutboundSlots = 2
+            $0.peerExchangeInterval = .seconds(60)
+        }
+        for n in 1...10 { book.learn(HostPort(host: "10.0.1.\(n)", port: 7000)) }
+        let dials = book.timerFired(now: Self.start).compactMap { if case .dial(let a) = $0 { a } else { nil } }
+        #expect(dials.count == 2)
+        for (n, address) in dials.enumerated() {
+            _ = book.peerAuthenticated(
+                Self.peer(n + 1, outbound: true, host: address.host), now: Self.start, idle: { _ in true })
+        }
+        _ = Self.admit(&book, Self.peer(20))
+        #expect(book.timerFired(now: Self.start + .seconds(60)).isEmpty, "no dial, no GetPeers, no timer")
+        #expect(book.peerDisconnected(Self.id(20), now: Self.start + .seconds(61)).isEmpty)
+        #expect(book.timerFired(now: Self.start + .seconds(120)).isEmpty)
     }
 
     @Test("Peers heard on the LAN take slots of their own, up to maxLANPeers; then the usual ones")
@@ -237,7 +307,7 @@ struct PeerBookTests {
         #expect(Self.admit(&book, Self.peer(5), idle: false) == full)
         #expect(book.connectedCount == 4)
         // One leaves: its LAN slot is free again, and the usual slots stayed as they were.
-        book.peerDisconnected(Self.id(3))
+        book.peerDisconnected(Self.id(3), now: Self.start)
         #expect(Self.admit(&book, Self.peer(5), idle: false) == .admitted([.send(.getPeers, to: Self.id(5))]))
         #expect(Self.admit(&book, Self.peer(2), idle: false) == full)
         #expect(book.dialCandidates(now: Self.start + .seconds(100)).isEmpty)
