@@ -129,7 +129,7 @@ public struct NodeSettings: Codable, Sendable {
         } else {
             guard let trustPath = trust else {
                 throw NodeError.badConfiguration(
-                    "no trust: pass --trust FILE (\"trust\" in node.json), or trust roots with --root PUB ... "
+                    "no trust file: pass --trust FILE (\"trust\" in node.json), or trust roots with --root PUB ... "
                         + "--threshold N (\"roots\" and \"threshold\")")
             }
             policy = TrustPolicy(trust: try TrustFile.load(path: trustPath))

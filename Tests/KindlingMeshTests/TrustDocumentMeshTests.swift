@@ -31,11 +31,13 @@ struct TrustDocumentMeshTests {
 
     /// A node configured with `roots`, keeping its documents in a folder of its own (kept while the test runs).
     static func node(
-        _ name: String, roots: TrustRoots, peers: [HostPort] = []
+        _ name: String, roots: TrustRoots, peers: [HostPort] = [], follow: [String] = []
     ) async throws -> (TestNode, TemporaryDirectory) {
         let folder = TemporaryDirectory("trust-\(name)")
         let keeper = try TrustDocumentKeeper(directory: folder.file("trust-state"))
-        let node = try await TestNode(name: name, peers: peers, policy: TrustPolicy(trust: TrustFile())) {
+        let node = try await TestNode(
+            name: name, peers: peers, follow: follow, policy: TrustPolicy(trust: TrustFile())
+        ) {
             $0.trustRoots = TrustRootsSetting(roots: roots, keeper: keeper)
         }
         return (node, folder)
@@ -70,6 +72,53 @@ struct TrustDocumentMeshTests {
             #expect(await late.node.trust.trust.keys.map(\.name) == ["bors-3"])
             #expect(await late.node.status().bannedPeers == 0)
             #expect(await holder.node.status().bannedPeers == 0)
+        }
+    }
+
+    @Test("A revocation rolls through a line of six nodes that all hold A's snapshot: no bans, all end on v2")
+    func revocationRollsThrough() async throws {
+        let roots = try Self.roots(Self.oldRootKeys, threshold: 2)
+        let signers = Array(Self.oldRootKeys.prefix(2))
+        var line: [(TestNode, TemporaryDirectory)] = []
+        for index in 0..<6 {
+            let peers = line.last.map { [$0.0.address] } ?? []
+            // Every node follows the repository, so each holds (and announces, serves) A's snapshot.
+            line.append(try await Self.node("n\(index)", roots: roots, peers: peers, follow: ["demo/*"]))
+        }
+        let nodes = line.map(\.0)
+        let source = TemporaryDirectory("rollout")
+        defer { withExtendedLifetime((line, source)) {} }
+        let tree = try makeTree(source, files: 2, bytesPerFile: 200_000)
+        try await withRunningNodes(nodes) {
+            #expect(
+                await nodes[0].node.publishTrustDocument(Self.document(1, roots: roots, signers: signers))
+                    == .accepted(version: 1))
+            try await eventually("v1 everywhere") {
+                for node in nodes where await node.node.currentTrustDocument?.document.version != 1 { return false }
+                return true
+            }
+            let manifest = try await nodes[0].publish(tree, commit: "a1")
+            try await eventually("A's snapshot held everywhere") {
+                for node in nodes where await node.node.knownSnapshots().first?.local != true { return false }
+                return true
+            }
+            // v2 trusts another key only: A's snapshot is no longer trusted. Published at the far end: while it
+            // spreads, nodes still on v1 keep announcing and serving A's snapshot to nodes already on v2.
+            let v2 = Self.document(2, roots: roots, signers: signers, publisher: Fixtures.key(77))
+            #expect(await nodes[5].node.publishTrustDocument(v2) == .accepted(version: 2))
+            try await eventually("v2 everywhere, A's snapshot nowhere", timeout: .seconds(10)) {
+                for node in nodes {
+                    if await node.node.currentTrustDocument?.document.version != 2 { return false }
+                    if await node.catalogContains(manifest.id) { return false }
+                }
+                return true
+            }
+            for node in nodes {
+                let status = await node.node.status()
+                #expect(status.bannedPeers == 0)
+                #expect(status.gossip.strikes == 0)
+                #expect(status.peers.count >= 1)
+            }
         }
     }
 

@@ -111,7 +111,7 @@ struct NodeConfigurationTests {
     @Test(
         "meshConfiguration refuses each bad setting with a message that says what to do",
         arguments: [
-            ("trust", "no trust: pass --trust FILE"),
+            ("trust", "no trust file: pass --trust FILE"),
             ("listen", "--listen 'nowhere' is not HOST:PORT"),
             ("peer", "--peer '127.0.0.1:0' is not HOST:PORT"),
             ("open", "refusing to listen on 0.0.0.0:7341 in an open mesh"),
