@@ -123,7 +123,15 @@ struct ReadmeTrustStepsTests {
         let published = try CommandRunner.kindling(["trust", "publish", "--store", stores[0], strong])
         #expect(published.status == 0, "\(published)")
         try Self.waitApplied(strong, by: nodes)
-        for node in nodes { #expect(try Self.banned(node) == 0) }
+        // A node started now with the new roots (as the README advises) gets the current document from its peer.
+        let newRoots = try ["R1", "R2", "R4"].map { try #require(steps.variables[$0]) }
+        let node3 = try NodeProcess(
+            store: world.file("node3"),
+            arguments: newRoots.flatMap { ["--root", $0] } + ["--threshold", "2", "--peer", node1.address],
+            log: world.file("3.log"))
+        try Self.waitApplied(strong, by: [node3])
+        #expect(try Self.snapshotIDs(node3).contains(again))
+        for node in nodes + [node3] { #expect(try Self.banned(node) == 0) }
     }
 
     /// The markers the test needs are there, each once, on a block, and nothing else in the README claims one.
