@@ -64,8 +64,20 @@ struct ReadmeTrustStepsTests {
         #expect(fetched.status == 0, "\(fetched)")
         try steps.run("retire-bors")
         try Self.waitApplied(document, by: nodes)
-        try waitFor("the retired key's snapshot gone from node 2") { try !Self.snapshotIDs(node2).contains(byBors) }
+        // What the retired key signed before stays usable; what it signs afterwards is refused (outside validity).
+        #expect(try Self.snapshotIDs(node2).contains(byBors))
         #expect(try Self.snapshotIDs(node2).contains(byBors2))
+        let restoredAfterRetire = try Self.restore(
+            store: stores[1], commit: "c1", into: world.file("restored-c1-retired"))
+        #expect(restoredAfterRetire.status == 0, "\(restoredAfterRetire)")
+        Thread.sleep(forTimeInterval: 1.1)  // the retirement instant is in whole seconds
+        let late = try CommandRunner.kindling(
+            ["publish", "--store", stores[0], "--secret-key", lead + "/bors.key", "--repo", "org/demo", "--commit",
+             "c1-late", "--dir", source])
+        // Signed into bors's own store, but node 1 refuses to announce it: it is outside the key's validity.
+        #expect(late.stdout.contains("did not announce") || late.stderr.contains("did not announce"), "\(late)")
+        #expect(late.description.contains("valid"), "\(late)")
+        #expect(try !Self.snapshotIDs(node2).contains(late.lastLine))
 
         // Emergency revocation of bors-2: node 2 drops its snapshot within 10 s and refuses to restore it, although
         // its store holds every chunk; nobody is banned.

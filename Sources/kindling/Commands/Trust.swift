@@ -127,7 +127,7 @@ private func update(file: String, name: String, _ change: (inout TrustedKey) -> 
     try trust.save(path: file)
 }
 
-private func parseTime(_ text: String, option: String) throws -> Date {
+func parseTime(_ text: String, option: String) throws -> Date {
     guard let date = TrustFile.parseDate(text) else {
         throw ValidationError("\(option) '\(text)' is not an ISO 8601 time like 2026-01-31T00:00:00Z")
     }

@@ -45,6 +45,12 @@ extension TrustCommand {
         var repos: [String] = []
         @Option(name: .long, help: "Revoke the key with this name: every manifest it signed is refused.")
         var revoke: [String] = []
+        @Option(
+            name: .long,
+            help: "Retire the key with this name: manifests it signed until --at (default now) stay usable, later ones are refused.")
+        var retire: [String] = []
+        @Option(name: .long, help: "When --retire takes effect: an ISO 8601 time like 2026-01-31T00:00:00Z.")
+        var at: String?
         @Option(name: .long, help: "Withdraw a manifest id (64 hex digits): no node may use it any more.")
         var withdraw: [String] = []
         @Option(name: .long, help: "Expire this long from now: 90d, 12h, 30m or seconds.") var expires: String?
@@ -55,12 +61,14 @@ extension TrustCommand {
 
         func validate() throws {
             guard
-                addKey != nil || !revoke.isEmpty || !withdraw.isEmpty || expires != nil || setRoots != nil
-                    || threshold != nil
+                addKey != nil || !revoke.isEmpty || !retire.isEmpty || !withdraw.isEmpty || expires != nil
+                    || setRoots != nil || threshold != nil
             else {
                 throw ValidationError(
-                    "nothing to change: give --add-key, --revoke, --withdraw, --expires, --set-roots or --threshold")
+                    "nothing to change: give --add-key, --revoke, --retire, --withdraw, --expires, --set-roots or "
+                        + "--threshold")
             }
+            if at != nil && retire.isEmpty { throw ValidationError("--at goes with --retire") }
             if addKey != nil && repos.isEmpty {
                 // A key trusted for every repository is a choice made on purpose, never a default.
                 throw ValidationError(
@@ -86,6 +94,18 @@ extension TrustCommand {
                     }
                     content.keys[index].revoked = true
                     changes.append("revoked '\(name)'")
+                }
+                if !retire.isEmpty {
+                    // Whole seconds: the document's encoding keeps no finer instants.
+                    let until = TrustDocument.wholeSeconds(try at.map { try parseTime($0, option: "--at") } ?? Date())
+                    for name in retire {
+                        guard let index = content.keys.firstIndex(where: { $0.name == name }) else {
+                            throw CommandFailure(
+                                "\(document) has no key named '\(name)' (see 'kindling trust show \(document)')")
+                        }
+                        content.keys[index].validUntil = until
+                        changes.append("retired '\(name)' from \(TrustFile.formatDate(until))")
+                    }
                 }
                 for text in withdraw {
                     guard let id = Digest(hex: text.trimmingCharacters(in: .whitespaces)) else {
