@@ -30,7 +30,9 @@ public struct MeshServer: Sendable {
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .bind(host: address.host, port: address.port) { channel in
                 let limit = FrameLimit(handshakeFrames: node.configuration.mesh.isPrivate ? 3 : 2)
-                return ConnectionRunner.configure(channel, limit: limit).map { (channel: $0, limit: limit) }
+                return ConnectionRunner.configure(channel, limit: limit).map {
+                    (connection: AcceptedConnection($0), limit: limit)
+                }
             }
         let port = server.channel.localAddress?.port ?? 0
         await node.setListenPort(UInt16(port))
@@ -38,7 +40,7 @@ public struct MeshServer: Sendable {
     }
 
     public struct Listener: Sendable {
-        let server: NIOAsyncChannel<(channel: NIOAsyncChannel<[UInt8], [UInt8]>, limit: FrameLimit), Never>
+        let server: NIOAsyncChannel<(connection: AcceptedConnection<[UInt8], [UInt8]>, limit: FrameLimit), Never>
         public let port: Int
 
         /// Closes a listener that will not be run (an async channel must always be closed through NIO).
@@ -49,7 +51,12 @@ public struct MeshServer: Sendable {
 
     /// Serves until cancelled, then closes every connection.
     public func run(_ listener: Listener) async throws {
-        try await node.loadFromStore()
+        do {
+            try await node.loadFromStore()
+        } catch {
+            await listener.close()
+            throw error
+        }
         await withTaskCancellationHandler {
             await withDiscardingTaskGroup { tasks in
                 tasks.addTask { await acceptLoop(listener) }
@@ -68,11 +75,12 @@ public struct MeshServer: Sendable {
         do {
             try await listener.server.executeThenClose { inbound in
                 try await withThrowingDiscardingTaskGroup { connections in
+                    // A connection left in `inbound` when this loop stops is closed by its AcceptedConnection box.
                     for try await accepted in inbound {
                         connections.addTask {
-                            await ConnectionRunner(
-                                node: node, channel: accepted.channel, limit: accepted.limit, role: .responder
-                            ).run()
+                            guard let channel = accepted.connection.take() else { return }
+                            let limit = accepted.limit
+                            await ConnectionRunner(node: node, channel: channel, limit: limit, role: .responder).run()
                         }
                     }
                 }

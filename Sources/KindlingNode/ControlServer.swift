@@ -20,9 +20,13 @@ struct ControlServer {
     /// A client has this long to send its request line (the CLI sends it at once).
     static let requestTimeout = TimeAmount.seconds(5)
 
+    /// The listening socket: each accepted connection boxed, so that one the serving loop never takes (it was
+    /// stopped first) is closed rather than crashing the node.
+    typealias Listener = NIOAsyncChannel<AcceptedConnection<ByteBuffer, ByteBuffer>, Never>
+
     /// Binds the socket so that no other user can ever connect: it is created inside a fresh 0700 directory,
     /// made 0600, and only then renamed into place.
-    func bind() async throws -> NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never> {
+    func bind() async throws -> Listener {
         let parent = (path as NSString).deletingLastPathComponent
         let directory: String
         do throws(FileError) {
@@ -37,7 +41,8 @@ struct ControlServer {
         let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .bind(unixDomainSocketPath: staging, cleanupExistingSocketFile: true) { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    let connection = try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    return AcceptedConnection(connection)
                 }
             }
         // Only the node's user may talk to it.
@@ -54,13 +59,16 @@ struct ControlServer {
         return server
     }
 
-    func run(_ server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>) async {
+    func run(_ server: Listener) async {
         do {
             try await withTaskCancellationHandler {
                 try await server.executeThenClose { inbound in
                     try await withThrowingDiscardingTaskGroup { group in
-                        for try await connection in inbound {
-                            group.addTask { await handle(connection) }
+                        for try await accepted in inbound {
+                            group.addTask {
+                                guard let connection = accepted.take() else { return }
+                                await handle(connection)
+                            }
                         }
                     }
                 }

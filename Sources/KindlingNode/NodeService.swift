@@ -51,7 +51,7 @@ public struct NodeService: Sendable {
             throw NodeError.cannotListen("cannot listen on \(configuration.listen): \(error)")
         }
         let control = ControlServer(node: node, path: store.root + "/node.sock", logger: logger)
-        let controlChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let controlChannel: ControlServer.Listener
         do {
             controlChannel = try await control.bind()
         } catch {

@@ -27,7 +27,7 @@ final class NodeUnderTest: Sendable {
     let mesh: MeshServer
     let listener: MeshServer.Listener
     let control: ControlServer
-    let controlChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    let controlChannel: ControlServer.Listener
 
     var client: ControlClient { ControlClient(storeRoot: store.root) }
     var address: HostPort { HostPort(host: "127.0.0.1", port: listener.port) }
@@ -44,9 +44,15 @@ final class NodeUnderTest: Sendable {
             bootstrapPeers: peers, trust: Self.policy, follow: [], peerExchange: false)
         node = MeshNode(configuration: configuration, store: store, pool: pool, logger: logger)
         mesh = MeshServer(node: node)
-        listener = try await mesh.bind()
+        let listener = try await mesh.bind()
+        self.listener = listener
         control = ControlServer(node: node, path: store.root + "/node.sock", logger: logger)
-        controlChannel = try await control.bind()
+        do {
+            controlChannel = try await control.bind()
+        } catch {
+            await listener.close()
+            throw error
+        }
     }
 
     deinit {
