@@ -55,6 +55,15 @@ struct Publish: AsyncParsableCommand {
 
     func validate() throws {
         try validateRepositoryOption(repo)
+        if let branch {
+            // The head record's rule (Specs/freshness.md), checked before minutes go into a capture.
+            guard !branch.isEmpty, branch.utf8.count <= HeadRecord.maximumBranchBytes,
+                branch.unicodeScalars.allSatisfy({ $0.value >= 0x20 && $0.value != 0x7f })
+            else {
+                throw ValidationError(
+                    "--branch must be 1 to \(HeadRecord.maximumBranchBytes) bytes without control characters")
+            }
+        }
         if cargo {
             guard dir == nil, commit == nil, keyValue.isEmpty else {
                 throw ValidationError(
@@ -117,17 +126,23 @@ struct Publish: AsyncParsableCommand {
             }
             print("repository \(request.repository) commit \(request.commit)")
             var head: SignedHeadRecord?
+            // The snapshot is published either way: a head record that cannot be signed fails the command at the end.
+            var headFailure: String?
             if let headBranch {
-                let keeper = try HeadRecordKeeper(
-                    directory: NodeSettings.headStateDirectory(storeRoot: storeOptions.path))
-                let entry = HeadEntry(
-                    branch: headBranch, profile: headProfile, commit: request.commit, manifest: result.manifest.id)
-                let signed = try keeper.signNext(
-                    repository: try RepositoryName(request.repository), entry: entry, key: key, lifetime: lifetime)
-                head = signed
-                print(
-                    "head record \(signed.record.sequence): newest of branch \(headBranch) (\(headProfile)), expires "
-                        + TrustFile.formatDate(signed.record.expires))
+                do {
+                    let keeper = try HeadRecordKeeper(
+                        directory: NodeSettings.headStateDirectory(storeRoot: storeOptions.path))
+                    let entry = HeadEntry(
+                        branch: headBranch, profile: headProfile, commit: request.commit, manifest: result.manifest.id)
+                    let signed = try keeper.signNext(
+                        repository: try RepositoryName(request.repository), entry: entry, key: key, lifetime: lifetime)
+                    head = signed
+                    print(
+                        "head record \(signed.record.sequence): newest of branch \(headBranch) (\(headProfile)), "
+                            + "expires \(TrustFile.formatDate(signed.record.expires))")
+                } catch {
+                    headFailure = "\(error)"
+                }
             } else {
                 Terminal.printWarning(
                     "no branch known (a detached HEAD, or --dir without --branch): no head record signed, so nodes "
@@ -150,6 +165,11 @@ struct Publish: AsyncParsableCommand {
                 }
             }
             print(result.manifest.id.hex)
+            if let headFailure {
+                throw CommandFailure(
+                    "the snapshot was published, but no head record was signed: \(headFailure); nodes cannot tell "
+                        + "that it is the newest build until a publish signs one")
+            }
         }
     }
 }
