@@ -119,5 +119,9 @@ struct HeadRecordMeshTests {
         let warning = try #require(later.heads.first?.warning)
         #expect(warning.contains("no head record for demo/ws newer than"))
         #expect(warning.contains("cut off from bors, or a peer is hiding newer builds"))
+        // Revoking the key hides its records at once.
+        await node.node.applyTrust(TrustChangeTests.revoked)
+        #expect(await node.node.headRecords().isEmpty)
+        #expect(await node.node.status().heads.isEmpty)
     }
 }
