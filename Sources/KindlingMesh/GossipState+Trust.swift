@@ -96,7 +96,8 @@ extension GossipState {
 
     /// Manifests that are part of an equivocation: in the catalog as evidence, never listed, offered or fetched.
     public func isEquivocal(_ id: Digest) -> Bool {
-        guard let signed = catalog[id] else { return false }
+        // The common case, no equivocation at all, costs no hashing of a build identity.
+        guard !equivocalBuilds.isEmpty, let signed = catalog[id] else { return false }
         return (builds[BuildIdentity(signed.header)]?.count ?? 0) > 1
     }
 

@@ -209,7 +209,7 @@ public struct GossipState: Sendable {
     public func knownSnapshots(repository: String?) -> [(signed: SignedHeader, local: Bool, holders: Int)] {
         catalog.values
             .filter { repository == nil || $0.header.repository == repository }
-            .filter { equivocalBuilds.isEmpty || !isEquivocal($0.id) }
+            .filter { !isEquivocal($0.id) }
             .sorted { ($0.header.createdAt, $0.id) > ($1.header.createdAt, $1.id) }
             .map { ($0, local[$0.id]?.isComplete ?? false, holdings[$0.id]?.count ?? 0) }
     }

@@ -54,6 +54,10 @@ struct TrustReloadTests {
         #expect(seconds < 5)
         #expect(try Self.view(node).commits.contains("by-other-key"))
         #expect(node.process.isRunning)
+        // A restore judges the stored manifest under the trust file as it is now.
+        let restore = try world.restore(into: world.path("out"), commit: "by-bors")
+        #expect(restore.status != 0, "\(restore)")
+        #expect(!FileManager.default.fileExists(atPath: world.path("out")))
 
         // 2. A file that does not parse: the policy in force stays, and status and the log say why.
         let good = Fixtures.read(world.trust) ?? []
