@@ -3,6 +3,7 @@ import Glibc
 public import KindlingCrypto
 public import KindlingManifest
 import KindlingSystem
+import Synchronization
 
 /// The head records a node (or a publisher) holds, on disk (Specs/freshness.md, "The node's head records"):
 /// `<store>/head-state/`, a private folder (0700) like `trust-state`, with one file per (repository, key) named
@@ -13,6 +14,8 @@ public final class HeadRecordKeeper: Sendable {
     public let directory: String
     /// (repository, key) pairs kept; beyond it new pairs are refused (only trusted keys get this far).
     public static let maxRecords = 4096
+    /// Check and write as one step, so that two writers of one pair never put the lower sequence last.
+    private let writing = Mutex(())
 
     public init(directory: String) throws(TrustStateError) {
         self.directory = directory
@@ -56,14 +59,16 @@ public final class HeadRecordKeeper: Sendable {
     /// Writes `signed` durably unless the file already holds a sequence at least as high. Returns once it is on disk.
     public func persist(_ signed: SignedHeadRecord) throws(TrustStateError) {
         let record = signed.record
-        if let held = self.record(repository: record.repository, publisher: record.publisher),
-            held.record.sequence >= record.sequence
-        {
-            return
+        try writing.withLock { (_: inout ()) throws(TrustStateError) in
+            if let held = self.record(repository: record.repository, publisher: record.publisher),
+                held.record.sequence >= record.sequence
+            {
+                return
+            }
+            try TrustDocumentKeeper.checkPrivate(directory)
+            let name = Self.fileName(repository: record.repository, publisher: record.publisher)
+            try writeDurably(signed.encoded(), name: name)
         }
-        try TrustDocumentKeeper.checkPrivate(directory)
-        let name = Self.fileName(repository: record.repository, publisher: record.publisher)
-        try writeDurably(signed.encoded(), name: name)
     }
 
     // The same steps as TrustDocumentKeeper's (kept apart so each keeper owns its folder's rules).

@@ -155,8 +155,9 @@ public struct MeshStatus: Sendable, Codable {
     }
     /// The root-signed trust document, for a node with roots.
     public var trust: TrustDocumentStatus? = nil
-    /// Head records held (Specs/freshness.md), newest first; an expired newest one carries a warning.
-    public var heads: [HeadRecordStatus] = []
+    /// Head records held (Specs/freshness.md), newest first; an expired newest one carries a warning. Optional so
+    /// that a CLI still reads the status of a node that predates head records.
+    public var heads: [HeadRecordStatus]? = nil
 
     /// Descriptors and connection slots: what a flood of connections could use up, and what the caps refused.
     public struct Connections: Sendable, Codable {

@@ -111,13 +111,17 @@ struct HeadRecordMeshTests {
         try keeper.persist(shortLived)
         let node = try await TestNode(name: "stale") { $0.headRecords = keeper }
         let status = await node.node.status()
-        let head = try #require(status.heads.first)
+        let head = try #require(status.heads?.first)
         try await Task.sleep(for: .seconds(1.1))
         let later = await node.node.status()
         #expect(head.sequence == 3)
-        #expect(later.heads.first?.expired == true)
-        let warning = try #require(later.heads.first?.warning)
+        #expect(later.heads?.first?.expired == true)
+        let warning = try #require(later.heads?.first?.warning)
         #expect(warning.contains("no head record for demo/ws newer than"))
         #expect(warning.contains("cut off from bors, or a peer is hiding newer builds"))
+        // Revoking the key hides its records at once.
+        await node.node.applyTrust(TrustChangeTests.revoked)
+        #expect(await node.node.headRecords().isEmpty)
+        #expect(await node.node.status().heads?.isEmpty == true)
     }
 }

@@ -220,7 +220,7 @@ func chooseConsultingHeads(
         return try first.get()
     }
     let repository = session.workspace.repository
-    let heads = status.heads.filter { $0.repository == repository.text && !$0.expired }.flatMap { record in
+    let heads = (status.heads ?? []).filter { $0.repository == repository.text && !$0.expired }.flatMap { record in
         record.entries.map {
             HeadPointer(
                 branch: $0.branch, profile: $0.profile, commit: $0.commit, manifest: $0.manifest,

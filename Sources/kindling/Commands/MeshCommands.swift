@@ -73,7 +73,7 @@ struct Status: AsyncParsableCommand {
                 print("trust      \(node.trustKeys) publisher keys in the policy in force")
                 if let trust = node.trust { printTrustStatus(trust) }
                 if let problem = node.trustProblem { print("WARNING    \(escapedPeerText(problem))") }
-                printHeadRecords(node.heads.filter { repo == nil || $0.repository == repo })
+                printHeadRecords((node.heads ?? []).filter { repo == nil || $0.repository == repo })
                 for equivocation in node.equivocations {
                     // Already escaped by the node; escaped again in case another program answered on the socket.
                     print("EQUIVOCATION \(escapedPeerText(equivocation.message, limit: 4096))")
