@@ -57,7 +57,9 @@ extension GossipState {
         // An equivocation that the new policy settles (it withdrew all manifests of the build but one): the one left
         // is usable again, and fetched if followed.
         for build in resolved {
-            guard let id = builds[build]?.first, builds[build]?.count == 1, let signed = catalog[id] else { continue }
+            guard let ids = builds[build], distinctBodies(ids) == 1, let id = ids.min(), let signed = catalog[id] else {
+                continue
+            }
             actions.append(.equivocationSettled(build, kept: id))
             if configuration.follow.contains(where: { $0.matches(signed.header.repository) }) {
                 actions += downloadRequested(id, now: now)
@@ -98,7 +100,14 @@ extension GossipState {
     public func isEquivocal(_ id: Digest) -> Bool {
         // The common case, no equivocation at all, costs no hashing of a build identity.
         guard !equivocalBuilds.isEmpty, let signed = catalog[id] else { return false }
-        return (builds[BuildIdentity(signed.header)]?.count ?? 0) > 1
+        return distinctBodies(builds[BuildIdentity(signed.header)] ?? []) > 1
+    }
+
+    /// How many different builds the manifests `ids` hold: a publish run again over the same tree signs a new
+    /// manifest (another creation time) with the same body, which is the same build, not an equivocation.
+    func distinctBodies(_ ids: Set<Digest>) -> Int {
+        guard ids.count > 1 else { return ids.count }
+        return Set(ids.compactMap { catalog[$0]?.header.bodyDigest }).count
     }
 
     /// Every equivocation in the catalog, sorted by repository, commit, then key.
@@ -116,7 +125,7 @@ extension GossipState {
         var ids = builds[build] ?? []
         ids.insert(signed.id)
         builds[build] = ids
-        guard ids.count > 1 else { return nil }
+        guard distinctBodies(ids) > 1 else { return nil }
         equivocalBuilds.insert(build)
         return Equivocation(build: build, manifests: ids.sorted())
     }
@@ -127,8 +136,8 @@ extension GossipState {
         guard var ids = builds[build] else { return false }
         ids.remove(signed.id)
         builds[build] = ids.isEmpty ? nil : ids
-        guard ids.count <= 1 else { return false }
-        return equivocalBuilds.remove(build) != nil && ids.count == 1
+        guard distinctBodies(ids) <= 1 else { return false }
+        return equivocalBuilds.remove(build) != nil && !ids.isEmpty
     }
 
     /// An equivocation was found: its manifests' downloads stop and none of them is fetched from now on.

@@ -71,36 +71,8 @@ public final class HeadRecordKeeper: Sendable {
         }
     }
 
-    // The same steps as TrustDocumentKeeper's (kept apart so each keeper owns its folder's rules).
     private func writeDurably(_ bytes: [UInt8], name: String) throws(TrustStateError) {
-        let target = directory + "/" + name
-        let temporary = directory + "/." + name + ".\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0o600)
-        guard fd >= 0 else { throw .cannotWrite(path: temporary, errno: errno) }
-        var failure: Int32 = 0
-        bytes.withUnsafeBytes { raw in
-            var offset = 0
-            while offset < raw.count, let base = raw.baseAddress {
-                let written = write(fd, base + offset, raw.count - offset)
-                if written < 0 {
-                    if errno == EINTR { continue }
-                    failure = errno
-                    return
-                }
-                offset += written
-            }
-        }
-        if failure == 0 && fsync(fd) != 0 { failure = errno }
-        close(fd)
-        guard failure == 0, rename(temporary, target) == 0 else {
-            let code = failure != 0 ? failure : errno
-            unlink(temporary)
-            throw .cannotWrite(path: target, errno: code)
-        }
-        let folder = open(directory, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard folder >= 0 else { throw .cannotWrite(path: directory, errno: errno) }
-        defer { close(folder) }
-        guard fsync(folder) == 0 else { throw .cannotWrite(path: directory, errno: errno) }
+        try TrustDocumentKeeper.writeDurably(bytes, name: name, in: directory)
     }
 }
 

@@ -43,6 +43,25 @@ extension DirectoryDescriptor {
         return PosixFile(descriptor: file, path: shown)
     }
 
+    /// Replaces the file `name` with `bytes` durably: a new file beside it (O_EXCL, never through a link) written and
+    /// fsynced, renamed over `name`, then this directory fsynced. A crash leaves the old content or the new, never
+    /// a mix; a failure removes the new file and leaves the old one.
+    public func replaceDurably(named name: String, with bytes: [UInt8], mode: mode_t = 0o600) throws(FileError) {
+        let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
+        do {
+            let file = try createFile(named: Array(temporary.utf8), mode: mode)
+            try file.write(bytes)
+            try file.sync()
+            guard renameat(descriptor, temporary, descriptor, name) == 0 else {
+                throw FileError(call: "renameat", "replacing", shown(name.utf8))
+            }
+        } catch {
+            unlinkat(descriptor, temporary, 0)
+            throw error
+        }
+        try sync()
+    }
+
     /// Creates the symlink `name` pointing at `target` (never read or followed here).
     public func makeSymlink(named name: some Collection<UInt8>, pointingTo target: String) throws(FileError) {
         guard symlinkat(target, descriptor, cPath(name)) == 0 else {

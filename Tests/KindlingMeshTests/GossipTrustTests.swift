@@ -22,10 +22,11 @@ struct GossipTrustTests {
 
     /// A header of `commit`; `build` varies the body (so the manifest) without changing the build's identity.
     static func header(
-        _ commit: String, build: String = "", key: SigningKey = TestTrust.bors, cacheKey: [String: String] = [:]
+        _ commit: String, build: String = "", key: SigningKey = TestTrust.bors, cacheKey: [String: String] = [:],
+        createdAt: UInt64 = 1
     ) throws -> SignedHeader {
         let header = ManifestHeader(
-            repository: try RepositoryName("demo/ws"), commit: commit, createdAt: 1, publisher: key.publicKey,
+            repository: try RepositoryName("demo/ws"), commit: commit, createdAt: createdAt, publisher: key.publicKey,
             cacheKey: cacheKey, bodyDigest: Blake2b.hash(Array((commit + build).utf8)), bodyByteCount: 1,
             entryCount: 1, fileByteCount: 1, chunkReferenceCount: 8)
         return SignedHeader(signing: header, with: key)
@@ -153,6 +154,27 @@ struct GossipTrustTests {
         #expect(loaded.equivocations.map(\.manifests) == [[base.id, twin.id].sorted()])
         #expect(loaded.resumeDownloads([twin.id], now: Self.start).isEmpty)
         #expect(Equivocation.find(in: [base, twin] + others) == loaded.equivocations)
+    }
+
+    @Test("One build signed twice (a publish run again: same body, other creation time) is not an equivocation")
+    func republishIsNoEquivocation() throws {
+        var gossip = Self.machine()
+        let first = try Self.header("c1")
+        let again = try Self.header("c1", createdAt: 2)
+        #expect(first.id != again.id)
+        for signed in [first, again] {
+            #expect(
+                !gossip.announcementVerified(signed, from: nil, now: Self.start).contains { action in
+                    if case .equivocation = action { true } else { false }
+                })
+        }
+        #expect(gossip.equivocations.isEmpty && !gossip.isEquivocal(first.id) && !gossip.isEquivocal(again.id))
+        #expect(Equivocation.find(in: [first, again]).isEmpty)
+        // A different body beside the two is one: all three manifests are named.
+        let other = try Self.header("c1", build: "x")
+        let actions = gossip.announcementVerified(other, from: nil, now: Self.start)
+        #expect(actions.contains { if case .equivocation = $0 { true } else { false } })
+        #expect(gossip.equivocations.map(\.manifests) == [[first.id, again.id, other.id].sorted()])
     }
 
     @Test("A trust change that withdraws one of the two settles the equivocation; the other is fetched if followed")

@@ -1,7 +1,7 @@
 public import KindlingCrypto
 
 /// What one publisher signs once: a build of one commit of one repository with one cache key (toolchain, target,
-/// profile, flags). Two different manifests with the same identity are an equivocation.
+/// profile, flags). Two manifests with the same identity and different bodies are an equivocation.
 public struct BuildIdentity: Sendable, Hashable {
     public var publisher: PublicKey
     public var repository: String
@@ -42,10 +42,11 @@ extension Equivocation {
     /// The equivocations among `headers` (trusted ones: an untrusted key's manifests prove nothing), sorted by
     /// repository, commit and key.
     public static func find(in headers: [SignedHeader]) -> [Equivocation] {
-        var builds: [BuildIdentity: Set<Digest>] = [:]
-        for signed in headers { builds[BuildIdentity(signed.header), default: []].insert(signed.id) }
-        return builds.filter { $0.value.count > 1 }
-            .map { Equivocation(build: $0.key, manifests: $0.value.sorted()) }
+        // Manifests with one body are one build signed more than once (a publish run again): not an equivocation.
+        var builds: [BuildIdentity: [Digest: Digest]] = [:]
+        for signed in headers { builds[BuildIdentity(signed.header), default: [:]][signed.id] = signed.header.bodyDigest }
+        return builds.filter { Set($0.value.values).count > 1 }
+            .map { Equivocation(build: $0.key, manifests: $0.value.keys.sorted()) }
             .sorted(by: Self.order)
     }
 
