@@ -126,7 +126,7 @@ public final class TrustDocumentKeeper: Sendable {
 
     /// Replaces `name` in the (already checked) state folder: written beside it, fsynced, renamed, folder fsynced.
     static func writeDurably(_ bytes: [UInt8], name: String, in directory: String) throws(TrustStateError) {
-        do {
+        do throws(FileError) {
             try DirectoryDescriptor(opening: directory).replaceDurably(named: name, with: bytes)
         } catch {
             throw .cannotWrite(path: directory + "/" + name, errno: error.code)

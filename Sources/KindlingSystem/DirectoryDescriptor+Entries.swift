@@ -48,7 +48,7 @@ extension DirectoryDescriptor {
     /// a mix; a failure removes the new file and leaves the old one.
     public func replaceDurably(named name: String, with bytes: [UInt8], mode: mode_t = 0o600) throws(FileError) {
         let temporary = ".\(name).\(getpid()).\(UInt32.random(in: 0...UInt32.max)).tmp"
-        do {
+        do throws(FileError) {
             let file = try createFile(named: Array(temporary.utf8), mode: mode)
             try file.write(bytes)
             try file.sync()
