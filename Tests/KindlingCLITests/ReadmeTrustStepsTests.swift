@@ -72,8 +72,10 @@ struct ReadmeTrustStepsTests {
         #expect(restoredAfterRetire.status == 0, "\(restoredAfterRetire)")
         Thread.sleep(forTimeInterval: 1.1)  // the retirement instant is in whole seconds
         let late = try CommandRunner.kindling(
-            ["publish", "--store", stores[0], "--secret-key", lead + "/bors.key", "--repo", "org/demo", "--commit",
-             "c1-late", "--dir", source])
+            [
+                "publish", "--store", stores[0], "--secret-key", lead + "/bors.key", "--repo", "org/demo", "--commit",
+                "c1-late", "--dir", source,
+            ])
         // Signed into bors's own store, but node 1 refuses to announce it: it is outside the key's validity.
         #expect(late.stdout.contains("did not announce") || late.stderr.contains("did not announce"), "\(late)")
         #expect(late.description.contains("valid"), "\(late)")

@@ -378,6 +378,8 @@ struct CargoHostileSnapshotTests {
             createdAt: manifest.header.createdAt + 1, cacheKey: manifest.header.cacheKey,
             body: ManifestBody(entries: entries, extra: manifest.body.extra), with: key)
         try store.saveManifest(TrustPolicy.trustingOwnKey(key).verify(edge))
+        // Only the edge manifest stays: two bodies of one build by one key would be an equivocation, refused as such.
+        try store.removeManifest(manifest.id)
 
         let restore = try world.kindling(["restore", "--cargo"], in: world.dev, store: storePath)
         #expect(restore.status == 1, "refused with an error, not a crash: \(restore)")

@@ -44,7 +44,9 @@ extension Equivocation {
     public static func find(in headers: [SignedHeader]) -> [Equivocation] {
         // Manifests with one body are one build signed more than once (a publish run again): not an equivocation.
         var builds: [BuildIdentity: [Digest: Digest]] = [:]
-        for signed in headers { builds[BuildIdentity(signed.header), default: [:]][signed.id] = signed.header.bodyDigest }
+        for signed in headers {
+            builds[BuildIdentity(signed.header), default: [:]][signed.id] = signed.header.bodyDigest
+        }
         return builds.filter { Set($0.value.values).count > 1 }
             .map { Equivocation(build: $0.key, manifests: $0.value.keys.sorted()) }
             .sorted(by: Self.order)

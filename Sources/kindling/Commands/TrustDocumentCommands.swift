@@ -47,7 +47,9 @@ extension TrustCommand {
         var revoke: [String] = []
         @Option(
             name: .long,
-            help: "Retire the key with this name: manifests it signed until --at (default now) stay usable, later ones are refused.")
+            help: ArgumentHelp(
+                "Retire the key with this name: manifests it signed until --at (default now) stay usable, later "
+                    + "ones are refused."))
         var retire: [String] = []
         @Option(name: .long, help: "When --retire takes effect: an ISO 8601 time like 2026-01-31T00:00:00Z.")
         var at: String?
