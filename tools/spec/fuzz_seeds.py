@@ -7,16 +7,9 @@ import pathlib
 import shutil
 import sys
 
+from speclib import uvarint
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
-
-
-def uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
 
 
 def pieces(parts, wide=False):

@@ -6,32 +6,18 @@ agreeing on the bytes is the evidence that the spec alone is enough to implement
 Usage: python3 tools/spec/manifest_vectors.py [--check]
 """
 import hashlib
-import json
-import pathlib
-import sys
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives import serialization
+
+from speclib import uvarint, text, write_vectors
 
 DOMAIN = b"kindling-manifest-v1\x00"
 KINDS = {"file": 0, "directory": 1, "symlink": 2}
 
 
-def uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def blob(b):
     return uvarint(len(b)) + b
-
-
-def text(s):
-    return blob(s.encode("utf-8"))
 
 
 def blake2b256(b):
@@ -109,15 +95,7 @@ def main():
         "signature": signature.hex(),
         "manifestFileHex": manifest_file.hex(),
     }
-    path = pathlib.Path(__file__).resolve().parents[2] / "Specs/vectors/manifest-v1.json"
-    rendered = json.dumps(vector, indent=2) + "\n"
-    if "--check" in sys.argv:
-        if path.read_text() != rendered:
-            sys.exit(f"{path} differs from what this implementation produces")
-        print(f"{path}: matches")
-        return
-    path.write_text(rendered)
-    print(f"wrote {path}")
+    write_vectors("manifest-v1.json", vector)
 
 
 if __name__ == "__main__":

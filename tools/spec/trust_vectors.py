@@ -6,53 +6,15 @@ and file, the outcome of the update rules for pairs of them, and inputs a reader
 it byte for byte (Tests/KindlingManifestTests/TrustVectorTests.swift).
 Usage: python3 tools/spec/trust_vectors.py [--check]
 """
-import calendar
 import json
-import pathlib
-import re
-import sys
-import time
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from speclib import iso, key_bytes, public_text, seconds, text, uvarint, write_vectors
 
 DOMAIN = b"kindling-trust-document-v1\x00"
 MAGIC = b"KNDT"
-TIME = re.compile(r"^(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})Z$")
-
-
-def uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def text(s):
-    b = s.encode("utf-8")
-    return uvarint(len(b)) + b
-
-
-def seconds(iso):
-    """ISO 8601 in whole seconds, UTC (`2026-01-31T00:00:00Z`) to seconds since the epoch."""
-    match = TIME.match(iso)
-    if not match:
-        raise ValueError(f"not a whole-second UTC time: {iso}")
-    return calendar.timegm(tuple(int(g) for g in match.groups()) + (0, 0, 0))
-
-
-def iso(secs):
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(secs))
-
-
-def key_bytes(key_text):
-    assert key_text.startswith("ed25519:") and len(key_text) == 8 + 64
-    return bytes.fromhex(key_text[8:])
-
-
 def by_utf8(strings):
     return sorted(strings, key=lambda s: s.encode("utf-8"))
 
@@ -74,11 +36,6 @@ def canonical(signed):
     withdrawn = sorted(bytes.fromhex(w) for w in signed["withdrawn"])
     out += uvarint(len(withdrawn)) + b"".join(withdrawn)
     return bytes(out)
-
-
-def public_text(private):
-    raw = private.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return "ed25519:" + raw.hex()
 
 
 def valid_signers(signed, signatures, roots):
@@ -256,15 +213,7 @@ def main():
         "refusedCanonical": [{"what": what, "hex": data.hex()} for what, data in bad_canonical],
         "refusedFiles": [{"what": what, "text": data} for what, data in bad_files],
     }
-    path = pathlib.Path(__file__).resolve().parents[2] / "Specs/vectors/trust-document-v1.json"
-    rendered = json.dumps(vector, indent=2) + "\n"
-    if "--check" in sys.argv:
-        if path.read_text() != rendered:
-            sys.exit(f"{path} differs from what this implementation produces")
-        print(f"{path}: matches")
-        return
-    path.write_text(rendered)
-    print(f"wrote {path}")
+    write_vectors("trust-document-v1.json", vector)
 
 
 if __name__ == "__main__":

@@ -8,9 +8,6 @@ own XChaCha20-Poly1305 secretstream, not libsodium's). KindlingWireTests and Kin
 Usage: python3 tools/spec/wire_vectors.py [--check]
 """
 import hashlib
-import json
-import pathlib
-import sys
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
@@ -18,21 +15,9 @@ from cryptography.hazmat.primitives.poly1305 import Poly1305
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
+from speclib import uvarint, text, write_vectors
+
 RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
-
-def uvarint(n):
-    out = bytearray()
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-def text(s):
-    b = s.encode()
-    return uvarint(len(b)) + b
 
 
 def b2b(data, key=b"", size=32):
@@ -242,15 +227,7 @@ def main():
     for plain in plain_frames:
         sealed = pusher.push(plain)
         out["sealed"]["frames"].append({"plain": plain.hex(), "sealed": sealed.hex(), "frame": frame(sealed).hex()})
-    path = pathlib.Path(__file__).resolve().parents[2] / "Specs/vectors/wire-v1.json"
-    rendered = json.dumps(out, indent=2) + "\n"
-    if "--check" in sys.argv:
-        if path.read_text() != rendered:
-            sys.exit(f"{path} differs from what this implementation produces")
-        print(f"{path}: matches")
-        return
-    path.write_text(rendered)
-    print(f"wrote {path}")
+    write_vectors("wire-v1.json", out)
 
 
 if __name__ == "__main__":
