@@ -19,12 +19,7 @@ public final class HeadRecordKeeper: Sendable {
 
     public init(directory: String) throws(TrustStateError) {
         self.directory = directory
-        if !FileSystem.exists(directory) {
-            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
-                throw .cannotCreate(path: directory, errno: errno)
-            }
-        }
-        try TrustDocumentKeeper.checkPrivate(directory)
+        try TrustDocumentKeeper.preparePrivate(directory)
     }
 
     static func fileName(repository: RepositoryName, publisher: PublicKey) -> String {

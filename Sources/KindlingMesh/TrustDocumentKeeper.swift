@@ -21,12 +21,7 @@ public final class TrustDocumentKeeper: Sendable {
     /// Opens (creating it if missing) the folder, refusing one that another user could write.
     public init(directory: String) throws(TrustStateError) {
         self.directory = directory
-        if !FileSystem.exists(directory) {
-            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
-                throw .cannotCreate(path: directory, errno: errno)
-            }
-        }
-        try Self.checkPrivate(directory)
+        try Self.preparePrivate(directory)
         persistedVersion = Mutex(0)
         let current = try Self.readCurrent(directory)
         persistedVersion.withLock { $0 = current?.document.version ?? 0 }
@@ -36,6 +31,16 @@ public final class TrustDocumentKeeper: Sendable {
     public static func existing(directory: String) throws(TrustStateError) -> TrustDocumentKeeper? {
         guard FileSystem.exists(directory) else { return nil }
         return try TrustDocumentKeeper(directory: directory)
+    }
+
+    /// Makes the state folder (0700) when it is missing, then checks it as `checkPrivate` does.
+    static func preparePrivate(_ directory: String) throws(TrustStateError) {
+        if !FileSystem.exists(directory) {
+            guard mkdir(directory, 0o700) == 0 || errno == EEXIST else {
+                throw .cannotCreate(path: directory, errno: errno)
+            }
+        }
+        try checkPrivate(directory)
     }
 
     /// The folder must be ours, a real folder (not a link), and writable by no one else; so must the folders above
